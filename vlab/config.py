@@ -1,0 +1,231 @@
+"""Typed experiment configurations: dataclass schemas with defaults, YAML and ``key=value`` overrides.
+
+Loading, merging and parsing overrides is OmegaConf's job; this module adds the schema pieces every experiment
+shares (:class:`BaseConfig`, :class:`TrainConfig`, :class:`OptimizerConfig`), value constraints declared on the
+fields (``spec(0.1, gt=0)``) and error messages that name the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import errors as oc_errors
+
+from vlab.errors import ConfigError
+
+QUICK_KEY = "quick"
+
+
+def spec(
+    default: Any = MISSING,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    help: str = "",
+) -> Any:
+    """A dataclass field with a default and numeric bounds checked by :func:`validate`."""
+    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "help": help}
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: typing.cast(Any, type(value))(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def nested(cls: type, **kwargs: Any) -> Any:
+    """A dataclass field holding a sub-configuration ``cls(**kwargs)``."""
+    return field(default_factory=lambda: cls(**kwargs))
+
+
+@dataclass
+class OptimizerConfig:
+    """An optax optimiser: name, learning rate, schedule and gradient clipping."""
+
+    name: Literal["adam", "adamw", "sgd", "rmsprop", "adabelief", "lamb"] = "adam"
+    lr: float = spec(1e-3, gt=0, help="peak learning rate")
+    schedule: Literal["constant", "cosine", "exponential", "warmup_cosine"] = "constant"
+    warmup_steps: int = spec(0, ge=0, help="linear warm-up steps (warmup_cosine)")
+    final_lr_fraction: float = spec(0.0, ge=0, le=1, help="cosine schedules end at lr * final_lr_fraction")
+    decay_rate: float = spec(0.1, gt=0, le=1, help="exponential schedule: lr multiplier over the whole run")
+    momentum: float = spec(0.0, ge=0, lt=1, help="sgd momentum")
+    weight_decay: float = spec(1e-4, ge=0, help="adamw weight decay")
+    b1: float = spec(0.9, ge=0, lt=1)
+    b2: float = spec(0.999, ge=0, lt=1)
+    clip_norm: float | None = spec(None, gt=0, help="clip gradients to this global norm")
+
+
+@dataclass
+class TrainConfig:
+    """How long to train, in what chunks, and how often to log and checkpoint."""
+
+    steps: int = spec(1000, gt=0, help="optimisation steps")
+    chunk_size: int = spec(500, gt=0, help="steps per compiled lax.scan call")
+    log_every: int = spec(10, gt=0, help="steps between rows of the metrics history")
+    checkpoint_every: int = spec(0, ge=0, help="steps between checkpoints (0: only at the end)")
+    optimizer: OptimizerConfig = nested(OptimizerConfig)
+
+
+@dataclass
+class BaseConfig:
+    """Keys every experiment understands."""
+
+    experiment: str = MISSING
+    seed: int = spec(0, ge=0, help="root PRNG seed")
+    device: Literal["auto", "cpu", "gpu", "tpu"] = "auto"
+    precision: Literal["float32", "float64"] = "float32"
+
+
+def build_optimizer(cfg: OptimizerConfig, steps: int):
+    """The optax transformation named by ``cfg`` with its learning-rate schedule and optional clipping."""
+    import optax
+
+    final = cfg.lr * cfg.final_lr_fraction
+    if cfg.schedule == "constant":
+        lr = cfg.lr
+    elif cfg.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.lr, decay_steps=steps, alpha=cfg.final_lr_fraction)
+    elif cfg.schedule == "exponential":
+        lr = optax.exponential_decay(cfg.lr, transition_steps=steps, decay_rate=cfg.decay_rate)
+    else:  # warmup_cosine
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, warmup_steps=min(cfg.warmup_steps, steps - 1), decay_steps=steps, end_value=final
+        )
+    if cfg.name == "adam":
+        opt = optax.adam(lr, b1=cfg.b1, b2=cfg.b2)
+    elif cfg.name == "adamw":
+        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    elif cfg.name == "sgd":
+        opt = optax.sgd(lr, momentum=cfg.momentum or None)
+    elif cfg.name == "rmsprop":
+        opt = optax.rmsprop(lr, momentum=cfg.momentum)
+    elif cfg.name == "adabelief":
+        opt = optax.adabelief(lr, b1=cfg.b1, b2=cfg.b2)
+    else:
+        opt = optax.lamb(lr, b1=cfg.b1, b2=cfg.b2)
+    if cfg.clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+    return opt
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> DictConfig:
+    """Read a YAML config file, turning a missing file or bad YAML into a :class:`ConfigError`."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file '{path}' does not exist")
+    if not p.is_file():
+        raise ConfigError(f"config path '{path}' is not a file (expected a .yaml file)")
+    try:
+        raw = OmegaConf.load(p)
+    except (yaml.YAMLError, oc_errors.OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"config file '{path}' is not valid YAML: {first}") from None
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys (got a list or a scalar)")
+    return raw
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """``["a.b=1", "c=[1,2]"]`` as a DictConfig; a malformed item is a :class:`ConfigError`."""
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if "=" not in item or not key or any(c.isspace() for c in key):
+            raise ConfigError(f"override '{item}' is malformed: expected key=value, e.g. train.steps=500")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (yaml.YAMLError, oc_errors.OmegaConfBaseException) as e:
+        msg = str(e).strip().splitlines()[0]
+        raise ConfigError(f"override list {overrides} is malformed: {msg}") from None
+
+
+def _valid_keys(schema: DictConfig, full_key: str) -> list[str]:
+    node: Any = schema
+    parts = [p for p in full_key.split(".")[:-1] if p]
+    for p in parts:
+        if isinstance(node, DictConfig) and p in node:
+            node = node[p]
+        else:
+            break
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def merge(schema_cls: type, *layers: DictConfig) -> Any:
+    """Merge config layers onto the dataclass schema and return a validated dataclass instance."""
+    schema = OmegaConf.structured(schema_cls)
+    try:
+        merged = OmegaConf.merge(schema, *layers)
+    except oc_errors.ConfigKeyError as e:
+        full = str(getattr(e, "full_key", "") or getattr(e, "key", ""))
+        valid = _valid_keys(schema, full)
+        where = full.rsplit(".", 1)[0] if "." in full else ""
+        scope = f" under '{where}'" if where else ""
+        raise ConfigError(f"unknown key '{full}'{scope}: valid keys are {', '.join(valid)}") from None
+    except oc_errors.ValidationError as e:
+        full = str(getattr(e, "full_key", "") or getattr(e, "key", ""))
+        msg = str(e).strip().splitlines()[0]
+        raise ConfigError(f"key '{full}': {msg}") from None
+    except oc_errors.OmegaConfBaseException as e:
+        full = str(getattr(e, "full_key", "") or "")
+        msg = str(e).strip().splitlines()[0]
+        raise ConfigError(f"key '{full}': {msg}" if full else msg) from None
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise ConfigError(f"key '{missing[0]}' is required but has no value")
+    try:
+        cfg = OmegaConf.to_object(merged)
+    except oc_errors.OmegaConfBaseException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    validate(cfg)
+    return cfg
+
+
+def _bound_error(path: str, value: Any, meta: dict) -> str | None:
+    ops = {"gt": ("> ", lambda v, b: v > b), "ge": (">= ", lambda v, b: v >= b),
+           "lt": ("< ", lambda v, b: v < b), "le": ("<= ", lambda v, b: v <= b)}
+    for name, (sym, ok) in ops.items():
+        bound = meta.get(name)
+        if bound is None or value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"key '{path}': value {value} is not valid: expected a finite number"
+            if not ok(v, bound):
+                return f"key '{path}': value {value} is not valid: expected a number {sym}{bound}"
+    return None
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check the ``spec`` bounds of every field, recursively, then each dataclass's own ``check()``."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, prefix=f"{path}.")
+            continue
+        err = _bound_error(path, value, dict(f.metadata))
+        if err:
+            raise ConfigError(err)
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        check(prefix)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved configuration as YAML text."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Any) -> dict:
+    """The resolved configuration as plain Python containers."""
+    return typing.cast(dict, OmegaConf.to_container(OmegaConf.structured(cfg)))

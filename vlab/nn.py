@@ -1,0 +1,59 @@
+"""Networks as ``(init, apply)`` pairs of pure functions over plain pytrees.
+
+An MLP's parameters are a list of ``{"w": (d_in, d_out), "b": (d_out,)}`` dicts; nothing is hidden in a module
+object, so parameters vmap, checkpoint and sweep like any other pytree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "softplus": jax.nn.softplus,
+    "leaky_relu": jax.nn.leaky_relu,
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def dense_init(key: jax.Array, d_in: int, d_out: int, *, scale: float = 1.0, zero: bool = False) -> dict:
+    """A dense layer ``x @ w + b`` with LeCun-normal weights (``w ~ N(0, scale / d_in)``) and zero bias."""
+    if zero:
+        w = jnp.zeros((d_in, d_out))
+    else:
+        w = jax.random.normal(key, (d_in, d_out)) * jnp.sqrt(scale / d_in)
+    return {"w": w, "b": jnp.zeros((d_out,))}
+
+
+def dense_apply(params: dict, x: jax.Array) -> jax.Array:
+    """``x @ w + b``."""
+    return x @ params["w"] + params["b"]
+
+
+def mlp_init(key: jax.Array, sizes: Sequence[int], *, zero_last: bool = False) -> list[dict]:
+    """Parameters of an MLP with layer widths ``sizes = [d_in, h_1, ..., d_out]``.
+
+    ``zero_last`` starts the output layer at zero (a coupling layer that begins as the identity).
+    """
+    keys = jax.random.split(key, len(sizes) - 1)
+    n = len(sizes) - 1
+    return [
+        dense_init(k, a, b, zero=zero_last and i == n - 1)
+        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True))
+    ]
+
+
+def mlp_apply(params: list[dict], x: jax.Array, activation: str = "relu", final_activation: str = "identity"):
+    """``f(x) = W_L a(... a(W_1 x + b_1) ...) + b_L`` with hidden activation ``a`` and an optional final one."""
+    act = ACTIVATIONS[activation]
+    for layer in params[:-1]:
+        x = act(dense_apply(layer, x))
+    return ACTIVATIONS[final_activation](dense_apply(params[-1], x))

@@ -1,0 +1,43 @@
+"""Progress on long work: a tqdm bar on a terminal, plain periodic lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Report ``done`` out of ``total`` steps with the latest metrics.
+
+    On a terminal this is a tqdm bar on stderr; when stderr is not a terminal (a log file, CI) it prints one plain
+    line at most every ``every_s`` seconds, and at the end.
+    """
+
+    def __init__(self, total: int, desc: str, *, enabled: bool = True, every_s: float = 5.0, start: int = 0):
+        self.total, self.desc, self.enabled, self.every_s = total, desc, enabled, every_s
+        self.done = start
+        self.t0 = self.last = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+
+    def update(self, done: int, metrics: dict[str, float]) -> None:
+        shown = {k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}
+        shown = dict(list(shown.items())[:4])
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+            self.bar.set_postfix(shown, refresh=False)
+        elif self.enabled:
+            now = time.perf_counter()
+            if now - self.last >= self.every_s or done >= self.total:
+                text = " ".join(f"{k}={v}" for k, v in shown.items())
+                print(f"[{self.desc}] step {done}/{self.total} {text} ({now - self.t0:.1f}s)",
+                      file=sys.stderr, flush=True)
+                self.last = now
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

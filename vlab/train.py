@@ -1,0 +1,208 @@
+"""One training engine for every experiment: optax updates inside ``jit(lax.scan)`` over chunks of steps.
+
+An objective is a pure function ``loss_fn(params, batch, key) -> (loss, aux)`` where ``aux`` is a dict of metrics.
+:func:`fit` minimises it with an optax transformation. Steps run in chunks of ``chunk_size`` inside one compiled
+``lax.scan``; between chunks the host updates progress, appends the metrics history, checks for NaN/inf and writes
+checkpoints. ``n_members`` vmaps the whole step over a leading axis of the parameters (random initialisations,
+seeds): many fits are one compiled program. The step's key is ``fold_in(member_key, step)``, so a resumed run
+draws exactly the random numbers an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vlab.errors import TrainingDiverged
+from vlab.progress import Progress
+
+LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training (``keys`` stays fixed: one base key per member)."""
+
+    params: Any
+    opt_state: Any
+    keys: jax.Array
+
+
+class FitResult(NamedTuple):
+    """Final parameters and optimiser state, the recorded history and the time spent compiling and training.
+
+    ``history`` maps ``"step"``, ``"loss"`` and every aux name to an array whose first axis runs over logged
+    steps (every ``log_every``-th and the last) and, with ``n_members``, whose second axis runs over members.
+    """
+
+    params: Any
+    opt_state: Any
+    history: dict[str, np.ndarray]
+    compile_s: float
+    train_s: float
+    compiles: int
+
+
+def _where(pred, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: Callable | None):
+    """One optimisation step of one member: ``(params, opt_state, key, step, data) -> (params, opt_state, loss, aux)``."""
+
+    def step_fn(params, opt_state, key, step, data):
+        k_batch, k_loss = jax.random.split(jax.random.fold_in(key, step))
+        batch = batch_fn(data, k_batch) if batch_fn is not None else data
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, k_loss)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_opt_state, loss, aux
+
+    return step_fn
+
+
+def _scalar_means(loss: np.ndarray, aux: dict[str, np.ndarray], n_lead: int) -> dict[str, float]:
+    axes = tuple(range(n_lead))
+    out = {"loss": float(np.mean(loss, axis=axes)) if loss.ndim else float(loss)}
+    for k, v in aux.items():
+        if v.ndim == n_lead:
+            out[k] = float(np.mean(v)) if n_lead else float(v)
+    return out
+
+
+def fit(
+    loss_fn: LossFn,
+    params: Any,
+    optimizer: optax.GradientTransformation,
+    key: jax.Array,
+    *,
+    steps: int,
+    chunk_size: int = 500,
+    log_every: int = 10,
+    data: Any = None,
+    batch_fn: Callable[[Any, jax.Array], Any] | None = None,
+    n_members: int | None = None,
+    run: Any = None,
+    name: str = "fit",
+    checkpoint_every: int = 0,
+    progress: bool = True,
+) -> FitResult:
+    """Minimise ``loss_fn`` for ``steps`` optax steps, compiled once, in chunks of ``chunk_size``.
+
+    ``data`` is a pytree of device arrays passed to every chunk (never baked into the program as constants);
+    ``batch_fn(data, key)`` draws a batch inside the compiled loop (without it the batch is ``data``).
+    With ``n_members = n`` every leaf of ``params`` has a leading axis of length ``n`` and each member gets its own
+    key from ``key``; the step is vmapped over members with ``data`` shared.
+
+    With a :class:`vlab.runs.Run`, metrics rows go to its history, checkpoints named ``name`` are written every
+    ``checkpoint_every`` steps and at the end, and a run opened with ``resume=True`` continues from its
+    checkpoint. A non-finite loss or metric raises :class:`TrainingDiverged` naming the step, member and metric;
+    the parameters of the last finite chunk are checkpointed first.
+    """
+    chunk = int(min(chunk_size, steps))
+    step_fn = make_step(loss_fn, optimizer, batch_fn)
+    vmapped = n_members is not None
+    if vmapped:
+        keys = jax.random.split(key, n_members)
+        opt_state = jax.vmap(optimizer.init)(params)
+        member_step = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))
+    else:
+        keys = key
+        opt_state = optimizer.init(params)
+        member_step = step_fn
+    state = TrainState(params, opt_state, keys)
+    traces = [0]
+
+    def run_chunk(state: TrainState, start: jax.Array, data: Any):
+        traces[0] += 1
+
+        def body(st: TrainState, step):
+            p, o, loss, aux = member_step(st.params, st.opt_state, st.keys, step, data)
+            active = step < steps
+            return TrainState(_where(active, p, st.params), _where(active, o, st.opt_state), st.keys), (loss, aux)
+
+        return jax.lax.scan(body, state, start + jnp.arange(chunk))
+
+    start = 0
+    history: dict[str, list] = {}
+    ckpt = run.load_checkpoint(name) if (run is not None and run.resume) else None
+    if ckpt is not None:
+        leaves, treedef = jax.tree.flatten(state)
+        state = jax.tree.unflatten(treedef, [jnp.asarray(ckpt[f"state_{i}"]) for i in range(len(leaves))])
+        start = int(ckpt["step"])
+        history = {k[5:]: list(ckpt[k]) for k in ckpt if k.startswith("hist/")}
+        run.truncate_history(name, start - 1)
+        run.log(f"[{name}] resumed at step {start}/{steps}")
+
+    def save(st: TrainState, done: int) -> None:
+        if run is None:
+            return
+        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(st))}
+        arrays["step"] = np.asarray(done)
+        arrays.update({f"hist/{k}": np.asarray(v) for k, v in history.items()})
+        run.save_checkpoint(name, arrays)
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(run_chunk).lower(state, jnp.asarray(start, jnp.int32), data).compile()
+    compile_s = time.perf_counter() - t0
+
+    bar = Progress(steps, name, enabled=progress and not (run is not None and run.quiet), start=start)
+    n_lead = 1 if vmapped else 0
+    t1 = time.perf_counter()
+    last_ckpt = start
+    try:
+        while start < steps:
+            new_state, (loss, aux) = compiled(state, jnp.asarray(start, jnp.int32), data)
+            loss = np.asarray(loss)
+            aux = {k: np.asarray(v) for k, v in aux.items()}
+            n_valid = min(chunk, steps - start)
+            _check_finite(loss[:n_valid], {k: v[:n_valid] for k, v in aux.items()}, start, name, vmapped,
+                          on_fail=lambda: save(state, start))
+            rows = []
+            for i in range(n_valid):
+                s = start + i
+                if s % log_every == 0 or s == steps - 1:
+                    history.setdefault("step", []).append(s)
+                    history.setdefault("loss", []).append(loss[i])
+                    for k, v in aux.items():
+                        history.setdefault(k, []).append(v[i])
+                    rows.append({"fit": name, "step": s, **_scalar_means(loss[i], {k: v[i] for k, v in aux.items()},
+                                                                          n_lead)})
+            state, start = new_state, start + n_valid
+            if run is not None and rows:
+                run.append_history(rows)
+            bar.update(start, rows[-1] if rows else {})
+            if run is not None and checkpoint_every and start // checkpoint_every > last_ckpt // checkpoint_every:
+                save(state, start)
+                last_ckpt = start
+        save(state, start)
+    except KeyboardInterrupt:
+        save(state, start)
+        raise
+    finally:
+        bar.close()
+    train_s = time.perf_counter() - t1
+    if run is not None:
+        run.timings["compile"] = run.timings.get("compile", 0.0) + compile_s
+        run.timings["train"] = run.timings.get("train", 0.0) + train_s
+    hist = {k: np.stack([np.asarray(x) for x in v]) for k, v in history.items()}
+    return FitResult(state.params, state.opt_state, hist, compile_s, train_s, traces[0])
+
+
+def _check_finite(loss, aux, start, name, vmapped, on_fail) -> None:
+    items = {"loss": loss, **aux}
+    bad = {k: ~np.isfinite(v) for k, v in items.items() if np.issubdtype(v.dtype, np.floating)}
+    if not any(b.any() for b in bad.values()):
+        return
+    first = min((np.argwhere(b)[0].tolist(), k) for k, b in bad.items() if b.any())
+    idx, metric = first
+    where = f" (member {idx[1]})" if vmapped and len(idx) > 1 else ""
+    on_fail()
+    raise TrainingDiverged(
+        f"[{name}] {metric} became non-finite at step {start + idx[0]}{where}; training stopped, the parameters "
+        f"of step {start} (the last finite ones) are kept in the checkpoint"
+    )
