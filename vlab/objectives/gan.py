@@ -1,0 +1,229 @@
+"""GAN objectives as two-player games: losses, regularisers, the Dirac-GAN and the seed's 1-D Gaussian GAN.
+
+A discriminator is a logit ``s(d, x)`` (``D = sigmoid(s)`` for the logistic losses, a critic for WGAN), a
+generator maps latents to samples. :func:`gan_game` turns them into a :class:`vlab.games.Game` with
+
+* ``saturating``      ``min_G max_D  E_real log D(x) + E_z log(1 - D(G(z)))``   (seed 000 question 2, eq. 7)
+* ``non_saturating``  the discriminator as above; the generator minimises ``-E_z log D(G(z))``
+* ``wgan``            ``min_G max_D  E_real s(x) - E_z s(G(z))`` (no clipping)
+
+and the regularisers of Mescheder, Geiger & Nowozin (2018), "Which training methods for GANs actually
+converge?": ``R1 = r1/2 E_real ||grad_x s(x)||^2``, ``R2 = r2/2 E_fake ||grad_x s(x)||^2`` (added to the
+discriminator's loss) and instance noise ``N(0, noise_std^2)`` added to real and generated samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtr, ndtri
+
+from vlab.games import Game
+
+LOSSES = ("saturating", "non_saturating", "wgan")
+
+
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown GAN loss '{loss}': expected one of {', '.join(LOSSES)}")
+
+
+def discriminator_value(loss: str, s_real: jax.Array, s_fake: jax.Array) -> jax.Array:
+    """The value the discriminator maximises, from logits on real and generated samples.
+
+    Logistic losses: ``mean log sigmoid(s_real) + mean log sigmoid(-s_fake)`` (``log D(x) + log(1 -
+    D(G(z)))``); WGAN: ``mean s_real - mean s_fake``.
+    """
+    _check_loss(loss)
+    if loss == "wgan":
+        return jnp.mean(s_real) - jnp.mean(s_fake)
+    return jnp.mean(jax.nn.log_sigmoid(s_real)) + jnp.mean(jax.nn.log_sigmoid(-s_fake))
+
+
+def generator_loss(loss: str, s_fake: jax.Array) -> jax.Array:
+    """What the generator minimises: ``mean log(1 - D(G(z)))`` (saturating), ``-mean log D(G(z))``
+    (non-saturating, Goodfellow et al. 2014) or ``-mean s(G(z))`` (WGAN)."""
+    _check_loss(loss)
+    if loss == "saturating":
+        return jnp.mean(jax.nn.log_sigmoid(-s_fake))
+    if loss == "non_saturating":
+        return -jnp.mean(jax.nn.log_sigmoid(s_fake))
+    return -jnp.mean(s_fake)
+
+
+def gradient_penalty(logit: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """``1/2 mean_i ||grad_x s(x_i)||^2`` over a batch ``x`` of shape ``(n, ...)`` (R1 on real, R2 on
+    generated samples). ``logit`` maps the batch to ``(n,)`` logits, each depending on its own sample only."""
+    g = jax.grad(lambda x: jnp.sum(logit(x)))(x)
+    return 0.5 * jnp.mean(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1))
+
+
+def gan_game(logit: Callable[[Any, jax.Array], jax.Array], generate: Callable[[Any, jax.Array], jax.Array],
+             sample_real: Callable[[jax.Array], jax.Array],
+             sample_latent: Callable[[jax.Array], jax.Array], *,
+             loss: str = "saturating", r1: float = 0.0, r2: float = 0.0, noise_std: float = 0.0) -> Game:
+    """The GAN between discriminator logit ``logit(d, x)`` and generator ``generate(g, z)``.
+
+    ``sample_real(key)`` and ``sample_latent(key)`` draw batches. The discriminator minimises
+    ``-discriminator_value + R1 + R2``; the generator minimises :func:`generator_loss`. Both players see
+    the same samples for a given key. ``noise_std > 0`` adds instance noise to real and generated samples.
+    """
+    _check_loss(loss)
+    for name, v in (("r1", r1), ("r2", r2), ("noise_std", noise_std)):
+        if isinstance(v, int | float) and v < 0:
+            raise ValueError(f"{name} = {v} is not valid: expected a number >= 0")
+
+    def samples(g: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        k_real, k_latent, k_n1, k_n2 = jax.random.split(key, 4)
+        x_real = sample_real(k_real)
+        x_fake = generate(g, sample_latent(k_latent))
+        if noise_std:
+            x_real = x_real + noise_std * jax.random.normal(k_n1, x_real.shape, x_real.dtype)
+            x_fake = x_fake + noise_std * jax.random.normal(k_n2, x_fake.shape, x_fake.dtype)
+        return x_real, x_fake
+
+    def loss_d(d: Any, g: Any, key: jax.Array) -> jax.Array:
+        x_real, x_fake = samples(g, key)
+        out = -discriminator_value(loss, logit(d, x_real), logit(d, x_fake))
+        if r1:
+            out = out + r1 * gradient_penalty(lambda x: logit(d, x), x_real)
+        if r2:
+            out = out + r2 * gradient_penalty(lambda x: logit(d, x), jax.lax.stop_gradient(x_fake))
+        return out
+
+    def loss_g(d: Any, g: Any, key: jax.Array) -> jax.Array:
+        _, x_fake = samples(g, key)
+        return generator_loss(loss, logit(d, x_fake))
+
+    return Game(loss_d, loss_g)
+
+
+# ------------------------------------------------------------------------------------------- Dirac-GAN
+
+
+def standard_nodes(n: int) -> jax.Array:
+    """``n`` deterministic points with mean exactly 0 and variance exactly 1: the normal quantiles at
+    ``(i + 1/2) / n``, standardised. An expectation over instance noise becomes a fixed average, so the noisy
+    Dirac-GAN stays a deterministic game whose Jacobian at the equilibrium is exact (it needs only
+    the noise's first two moments)."""
+    q = ndtri((jnp.arange(n) + 0.5) / n)
+    return (q - q.mean()) / q.std()
+
+
+def dirac_gan(loss: str = "saturating", *, r1: float = 0.0, r2: float = 0.0, noise_std: float = 0.0,
+              x_real: float = 0.0, n_noise: int = 64) -> Game:
+    """The Dirac-GAN of Mescheder et al. (2018): data a point mass at ``x_real``, generator a point mass at
+    ``theta`` (parameter ``g``), linear discriminator ``s(x) = psi x`` (parameter ``d``);
+    equilibrium ``(psi, theta) = (0, x_real)``.
+
+    With ``x_real = 0`` the field's Jacobian there is ``[[c, b], [-b, 0]]`` with ``b = f'(0)`` (1/2 for the
+    logistic losses, 1 for WGAN) and ``c = r1 + r2 + noise_std^2 / 2`` (logistic) or ``r1 + r2`` (WGAN):
+    purely imaginary eigenvalues ``+- i b`` without a regulariser, so simultaneous GDA spirals out, and
+    eigenvalues with positive real part ``(c +- sqrt(c^2 - 4 b^2)) / 2`` with one.
+    """
+    eps = noise_std * standard_nodes(n_noise) if noise_std > 0 else jnp.zeros((1,))
+    return gan_game(
+        logit=lambda psi, x: psi * x,
+        generate=lambda theta, e: theta + e,
+        sample_real=lambda key: x_real + eps,
+        sample_latent=lambda key: eps,
+        loss=loss, r1=r1, r2=r2,
+    )
+
+
+def dirac_jacobian(loss: str, *, r1: float = 0.0, r2: float = 0.0, noise_std: float = 0.0) -> jax.Array:
+    """Closed-form Jacobian of the Dirac-GAN's field at its equilibrium (``x_real = 0``); see
+    :func:`dirac_gan`."""
+    _check_loss(loss)
+    b = 1.0 if loss == "wgan" else 0.5
+    c = r1 + r2 + (0.0 if loss == "wgan" else noise_std**2 / 2)
+    return jnp.array([[c, b], [-b, 0.0]])
+
+
+# ------------------------------------------------------------------------------------------- 1-D Gaussian GAN
+
+
+def uniform_to_gaussian(mu: jax.Array, z: jax.Array) -> jax.Array:
+    """The seed's generator ``g(z) = mu_g + Phi^{-1}(z)``: ``z ~ Uniform(0, 1)`` gives ``N(mu_g,
+    1)`` (seed 000 question 2)."""
+    return mu + ndtri(z)
+
+
+def logistic_logit(d: dict, x: jax.Array) -> jax.Array:
+    """A logistic discriminator ``D(x) = sigmoid(w x + b)``; its logit ``w x + b``."""
+    return d["w"] * x + d["b"]
+
+
+def gaussian_gan(batch: int, *, mu_real: float = 1.0, loss: str = "saturating", r1: float = 0.0,
+                 r2: float = 0.0, noise_std: float = 0.0) -> Game:
+    """Seed 000 question 2: real data ``N(mu_real, 1)``, generator ``{"mu": mu_g}`` mapping ``z ~ U(0, 1)``
+    through :func:`uniform_to_gaussian`, discriminator ``{"w", "b"}`` logistic in ``x``. Both player's
+    distributions have unit variance, so the optimal discriminator's logit is linear and representable."""
+    u_min = jnp.finfo(jnp.float32).eps
+    return gan_game(
+        logit=logistic_logit,
+        generate=lambda g, z: uniform_to_gaussian(g["mu"], z),
+        sample_real=lambda key: mu_real + jax.random.normal(key, (batch,)),
+        sample_latent=lambda key: jax.random.uniform(key, (batch,), minval=u_min, maxval=1.0),
+        loss=loss, r1=r1, r2=r2, noise_std=noise_std,
+    )
+
+
+def optimal_discriminator(x: jax.Array, mu_real: float, mu_g: float) -> jax.Array:
+    """``D*(x) = p(x) / (p(x) + p_g(x))`` for ``p = N(mu_real, 1)`` and ``p_g = N(mu_g, 1)`` (seed 000 q. 2a):
+    ``sigmoid((mu_real - mu_g) x - (mu_real^2 - mu_g^2) / 2)``."""
+    return jax.nn.sigmoid((mu_real - mu_g) * x - (mu_real**2 - mu_g**2) / 2)
+
+
+def prob_real_declared_fake(gamma: jax.Array, mu_real: float = 1.0) -> jax.Array:
+    """Seed 000 question 2b: the rule "real iff ``x >= mu_real - gamma``" calls a real point
+    ``x ~ N(mu_real, 1)`` fake with probability ``P(x < mu_real - gamma) = Phi(-gamma)``."""
+    del mu_real
+    return ndtr(-gamma)
+
+
+def threshold_accuracy(gamma: jax.Array, mu_g: jax.Array, mu_real: float = 1.0) -> jax.Array:
+    """Probability that the threshold rule decides correctly, real and generated points equally likely:
+    ``(Phi(gamma) + Phi(mu_real - gamma - mu_g)) / 2``.
+
+    A hard rule has ``log D = -inf`` on every misclassified point, so seed 000 question 2c's "maximise L"
+    is read as maximising this; its stationary point ``phi(gamma) = phi(mu_real - gamma - mu_g)`` is the
+    seed's ``gamma* = (mu_real - mu_g) / 2``: the threshold halfway between the two means.
+    """
+    return 0.5 * (ndtr(gamma) + ndtr(mu_real - gamma - mu_g))
+
+
+def best_threshold(mu_g: jax.Array, mu_real: float = 1.0, *, grid: int = 2001, newton: int = 8) -> jax.Array:
+    """``argmax_gamma`` of :func:`threshold_accuracy`, found numerically: the best point of a grid on
+    ``[-|mu_real - mu_g| - 3, |mu_real - mu_g| + 3]`` polished by Newton steps on ``jax.grad``."""
+    f = lambda t: threshold_accuracy(t, mu_g, mu_real)
+    span = jnp.abs(mu_real - mu_g) + 3.0
+    ts = jnp.linspace(-span, span, grid)
+    t = ts[jnp.argmax(jax.vmap(f)(ts))]
+    df, d2f = jax.grad(f), jax.grad(jax.grad(f))
+
+    def newton_step(t, _):
+        h = d2f(t)
+        return jnp.where(h < 0, t - df(t) / h, t), None
+
+    return jax.lax.scan(newton_step, t, None, length=newton)[0]
+
+
+# ------------------------------------------------------------------------------------------- mode coverage
+
+
+def mode_coverage(x: jax.Array, centres: jax.Array, std: float, *, k_sigma: float = 3.0,
+                  min_fraction: float = 0.01) -> tuple[jax.Array, jax.Array]:
+    """``(modes covered, fraction of high-quality samples)`` for samples ``x`` of a mixture with ``centres``.
+
+    A sample is high quality when it lies within ``k_sigma * std`` of its nearest centre; a mode is covered
+    when at least ``min_fraction`` of the samples are high-quality samples assigned to it (the usual
+    8-Gaussians protocol of Metz et al. 2017, "Unrolled GANs")."""
+    d2 = jnp.sum((x[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
+    nearest = jnp.argmin(d2, axis=1)
+    good = jnp.min(d2, axis=1) <= (k_sigma * std) ** 2
+    counts = jnp.sum(jax.nn.one_hot(nearest, centres.shape[0]) * good[:, None], axis=0)
+    return jnp.sum(counts >= min_fraction * x.shape[0]), jnp.mean(good)
