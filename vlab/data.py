@@ -1,0 +1,248 @@
+"""Data for the latent-variable experiments: MNIST-format IDX files and embedded synthetic sets.
+
+Two sources share one schema, :class:`DataConfig`:
+
+- ``source: idx`` reads MNIST-format IDX files (gzip or raw) from ``root``: ``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``. Fashion-MNIST ships as
+  Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); a user's own MNIST files work the same
+  way through ``data.root``.
+- ``source: embedded`` needs no file: a 2-D set of :mod:`vlab.toy_data` (pinwheel, Gaussian mixture, ...) lifted
+  into higher dimension, either as small grey-level images of a blob whose position is the 2-D point
+  (``embedding: images``) or through a fixed random network (``embedding: mlp``) or matrix (``linear``). The true
+  latent is then 2-D and the labels are the toy set's components.
+
+:func:`load` returns a :class:`Dataset` of device arrays; :func:`sample_batch` draws a batch inside compiled code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vlab import toy_data
+from vlab.config import spec
+from vlab.errors import ConfigError
+
+DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+TOY_SETS = ("pinwheel", "gaussians", "two_moons", "rings", "checkerboard")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from, and how it is prepared."""
+
+    source: Literal["embedded", "idx"] = "embedded"
+    name: Literal["pinwheel", "gaussians", "two_moons", "rings", "checkerboard"] = "pinwheel"
+    embedding: Literal["images", "mlp", "linear"] = "images"
+    dim: int = spec(64, gt=0, help="embedded: data dimension (mlp, linear) or image side (images: dim = side^2)")
+    noise: float = spec(0.02, ge=0, help="embedded: std of Gaussian noise added after the embedding")
+    n_train: int = spec(4000, gt=0, help="embedded: training points (idx: at most this many, 0 = all)")
+    n_test: int = spec(1000, gt=0, help="embedded: test points (idx: at most this many)")
+    root: str = spec(DEFAULT_ROOT, help="idx: folder holding the four MNIST-format files (.gz or raw)")
+    image_shape: list[int] = spec([28, 28], gt=0, help="idx: expected image shape (height, width)")
+    binarize: Literal["none", "dynamic", "static"] = "none"
+    embedding_seed: int = spec(1234, ge=0, help="embedded: seed of the fixed embedding map")
+
+    def check(self, prefix: str) -> None:
+        if len(self.image_shape) != 2:
+            raise ConfigError(
+                f"key '{prefix}image_shape': value {self.image_shape} is not valid: expected [height, width]"
+            )
+        if self.source == "embedded" and self.embedding == "images" and math.isqrt(self.dim) ** 2 != self.dim:
+            raise ConfigError(
+                f"key '{prefix}dim': value {self.dim} is not valid: expected a square number of pixels "
+                "(e.g. 64 for 8x8 images) with embedding: images"
+            )
+
+
+class Dataset(NamedTuple):
+    """Training and test arrays (``x`` flattened to ``(n, d)``, float in the default dtype) and integer labels."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+    image_shape: tuple[int, int] | None
+    description: str
+
+
+# --------------------------------------------------------------------------------------------- IDX files
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (MNIST format, gzip or raw) as a numpy array.
+
+    Layout: two zero bytes, a type byte (0x08 uint8 ... 0x0E float64), the number of dimensions ``n``, ``n``
+    big-endian uint32 sizes, then the data in C order.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ConfigError(f"file '{path}' is not an IDX file (bad magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    count = int(np.prod(shape)) if shape else 1
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=4 + 4 * ndim)
+    return data.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzip when ``path`` ends in .gz); the inverse of :func:`read_idx`."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def _find(root: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}.gz"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, h, w)`` uint8 and labels ``(n,)`` of the ``train`` or ``test`` split under ``root``.
+
+    A missing file is a :class:`ConfigError` naming every file looked for and how to get them.
+    """
+    root = Path(root)
+    stems = IDX_FILES[split]
+    found = [_find(root, s) for s in stems]
+    if any(f is None for f in found):
+        looked = ", ".join(f"{s}[.gz]" for s, f in zip(stems, found, strict=True) if f is None)
+        raise ConfigError(
+            f"key 'data.root': no MNIST-format files in '{root}': looked for {looked}; install Fashion-MNIST with "
+            f"'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}) or set data.root=DIR to a folder "
+            "holding your own MNIST-format files"
+        )
+    images, labels = (read_idx(f) for f in found)
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ConfigError(
+            f"key 'data.root': files in '{root}' do not hold images (n, h, w) and labels (n,): got "
+            f"{images.shape} and {labels.shape}"
+        )
+    return images, labels
+
+
+def _load_idx(cfg: DataConfig, key: jax.Array) -> Dataset:
+    parts = {}
+    for split, limit in (("train", cfg.n_train), ("test", cfg.n_test)):
+        images, labels = load_idx_split(cfg.root, split)
+        if list(images.shape[1:]) != list(cfg.image_shape):
+            raise ConfigError(
+                f"key 'data.image_shape': value {list(cfg.image_shape)} does not match the files in '{cfg.root}' "
+                f"(images of shape {list(images.shape[1:])}): expected data.image_shape={list(images.shape[1:])}"
+            )
+        n = min(limit, images.shape[0]) if limit else images.shape[0]
+        x = images[:n].reshape(n, -1).astype(np.float32) / 255.0
+        parts[split] = (x, labels[:n].astype(np.int32))
+    (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
+    if cfg.binarize == "static":
+        k1, k2 = jax.random.split(key)
+        x_tr = np.asarray(jax.random.bernoulli(k1, x_tr)).astype(np.float32)
+        x_te = np.asarray(jax.random.bernoulli(k2, x_te)).astype(np.float32)
+    h, w = cfg.image_shape
+    return Dataset(jnp.asarray(x_tr), jnp.asarray(y_tr), jnp.asarray(x_te), jnp.asarray(y_te), (h, w),
+                   f"IDX files in {cfg.root} ({x_tr.shape[0]} train, {x_te.shape[0]} test, {h}x{w})")
+
+
+# --------------------------------------------------------------------------------------------- embedded sets
+
+
+def toy_points(key: jax.Array, name: str, n: int) -> tuple[jax.Array, jax.Array]:
+    """``n`` points of the named 2-D set of :mod:`vlab.toy_data`, scaled to roughly [-1, 1]^2, and labels."""
+    if name == "pinwheel":
+        x, y = toy_data.pinwheel(key, n)
+        return x / 3.0, y
+    if name == "gaussians":
+        x, y = toy_data.eight_gaussians(key, n)
+        return x / 2.5, y
+    if name == "two_moons":
+        x, y = toy_data.two_moons(key, n)
+        return (x - jnp.array([0.5, 0.25])) / 1.5, y
+    if name == "rings":
+        x, y = toy_data.concentric_rings(key, n)
+        return x / 3.3, y
+    if name == "checkerboard":
+        x, y = toy_data.checkerboard(key, n)
+        return x / 2.0, y
+    raise ConfigError(f"key 'data.name': value '{name}' is not valid: expected one of {', '.join(TOY_SETS)}")
+
+
+def blob_images(points: jax.Array, side: int, width: float = 0.18) -> jax.Array:
+    """Grey-level ``side x side`` images in [0, 1] of a Gaussian blob centred at each 2-D point of [-1, 1]^2.
+
+    Pixel (i, j) at position (u_j, v_i) on a regular grid of [-1.2, 1.2]^2 has intensity
+    exp(-|p - (u_j, v_i)|^2 / (2 width^2)); rows run downwards, so the picture shows the point where a plot would.
+    """
+    grid = jnp.linspace(-1.2, 1.2, side)
+    u, v = jnp.meshgrid(grid, grid[::-1])
+    d2 = (points[:, 0, None, None] - u) ** 2 + (points[:, 1, None, None] - v) ** 2
+    return jnp.exp(-0.5 * d2 / width**2).reshape(points.shape[0], side * side)
+
+
+def embed(points: jax.Array, embedding: str, dim: int, key: jax.Array) -> jax.Array:
+    """The fixed map from 2-D points to ``dim`` dimensions: blob images, a random tanh network, or a matrix.
+
+    ``mlp``: x = W2 tanh(W1 p + b1) with W1 (2 x 32), W2 (32 x dim) Gaussian and fixed by ``key``; ``linear``:
+    x = W p with orthonormal rows, so distances are kept.
+    """
+    if embedding == "images":
+        return blob_images(points, math.isqrt(dim))
+    k1, k2, k3 = jax.random.split(key, 3)
+    if embedding == "linear":
+        q, _ = jnp.linalg.qr(jax.random.normal(k1, (dim, 2)))
+        return points @ q[:, :2].T if dim >= 2 else points[:, :dim]
+    w1 = 2.0 * jax.random.normal(k1, (2, 32))
+    b1 = jax.random.normal(k2, (32,))
+    w2 = jax.random.normal(k3, (32, dim)) / math.sqrt(32)
+    return jnp.tanh(points @ w1 + b1) @ w2
+
+
+def _load_embedded(cfg: DataConfig, key: jax.Array) -> Dataset:
+    k_tr, k_te, k_n1, k_n2 = jax.random.split(key, 4)
+    k_embed = jax.random.PRNGKey(cfg.embedding_seed)
+    out = []
+    for k_pts, k_noise, n in ((k_tr, k_n1, cfg.n_train), (k_te, k_n2, cfg.n_test)):
+        p, y = toy_points(k_pts, cfg.name, n)
+        x = embed(p, cfg.embedding, cfg.dim, k_embed)
+        x = x + cfg.noise * jax.random.normal(k_noise, x.shape)
+        if cfg.embedding == "images":
+            x = jnp.clip(x, 0.0, 1.0)
+        out += [x, y.astype(jnp.int32)]
+    side = math.isqrt(cfg.dim)
+    shape = (side, side) if cfg.embedding == "images" else None
+    return Dataset(*out, shape, f"{cfg.name} embedded as {cfg.embedding} in {cfg.dim} dimensions")
+
+
+def load(cfg: DataConfig, key: jax.Array) -> Dataset:
+    """The data set a :class:`DataConfig` names (``key`` draws the embedded points and any static binarisation)."""
+    return _load_idx(cfg, key) if cfg.source == "idx" else _load_embedded(cfg, key)
+
+
+def sample_batch(x: jax.Array, key: jax.Array, batch_size: int, binarize: str = "none") -> jax.Array:
+    """A batch drawn uniformly with replacement, inside compiled code; ``dynamic`` binarisation redraws
+    x_b ~ Bernoulli(x) for every batch (the IWAE paper's dynamically binarised MNIST)."""
+    k_idx, k_bin = jax.random.split(key)
+    batch = x[jax.random.randint(k_idx, (batch_size,), 0, x.shape[0])]
+    if binarize == "dynamic":
+        batch = jax.random.bernoulli(k_bin, batch).astype(batch.dtype)
+    return batch
