@@ -90,7 +90,7 @@ def test_embedded_sets(name, embedding, dim):
     assert ds.x_train.shape == (50, dim) and ds.x_test.shape == (20, dim)
     assert ds.y_train.shape == (50,) and np.all(np.isfinite(np.asarray(ds.x_train)))
     if embedding == "images":
-        assert ds.image_shape == (8, 8) and 0.0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1.0
+        assert ds.image_shape == (8, 8) and float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) <= 1.0
 
 
 def test_linear_embedding_keeps_distances():

@@ -16,6 +16,7 @@ Two sources share one schema, :class:`DataConfig`:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import struct
@@ -217,17 +218,27 @@ def embed(points: jax.Array, embedding: str, dim: int, key: jax.Array) -> jax.Ar
     return jnp.tanh(points @ w1 + b1) @ w2
 
 
+@functools.partial(jax.jit, static_argnames=("name", "embedding", "dim", "n"))
+def embedded_points(key: jax.Array, embed_key: jax.Array, noise: jax.Array, *, name: str, embedding: str, dim: int,
+                    n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``n`` embedded points: the 2-D points p, their embedding x = embed(p) + noise * N(0, I), and labels."""
+    k_pts, k_noise = jax.random.split(key)
+    p, y = toy_points(k_pts, name, n)
+    x = embed(p, embedding, dim, embed_key)
+    x = x + noise * jax.random.normal(k_noise, x.shape)
+    if embedding == "images":
+        x = jnp.clip(x, 0.0, 1.0)
+    return x, y.astype(jnp.int32), p
+
+
 def _load_embedded(cfg: DataConfig, key: jax.Array) -> Dataset:
-    k_tr, k_te, k_n1, k_n2 = jax.random.split(key, 4)
+    k_tr, k_te = jax.random.split(key)
     k_embed = jax.random.PRNGKey(cfg.embedding_seed)
     out = []
-    for k_pts, k_noise, n in ((k_tr, k_n1, cfg.n_train), (k_te, k_n2, cfg.n_test)):
-        p, y = toy_points(k_pts, cfg.name, n)
-        x = embed(p, cfg.embedding, cfg.dim, k_embed)
-        x = x + cfg.noise * jax.random.normal(k_noise, x.shape)
-        if cfg.embedding == "images":
-            x = jnp.clip(x, 0.0, 1.0)
-        out += [x, y.astype(jnp.int32)]
+    for k, n in ((k_tr, cfg.n_train), (k_te, cfg.n_test)):
+        x, y, _ = embedded_points(k, k_embed, jnp.asarray(cfg.noise), name=cfg.name, embedding=cfg.embedding,
+                                  dim=cfg.dim, n=n)
+        out += [x, y]
     side = math.isqrt(cfg.dim)
     shape = (side, side) if cfg.embedding == "images" else None
     return Dataset(*out, shape, f"{cfg.name} embedded as {cfg.embedding} in {cfg.dim} dimensions")

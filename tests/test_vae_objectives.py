@@ -1,0 +1,146 @@
+"""The VAE objectives held to a linear-Gaussian model whose evidence and posterior are known in closed form.
+
+p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I) with orthogonal columns in W: log p(x) = log N(x; b, WW^T + s^2 I) and
+p(z|x) = N(Sigma W^T (x - b) / s^2, Sigma), Sigma = (I + W^T W / s^2)^-1 diagonal, so a one-layer encoder can
+represent the exact posterior.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+from vlab import train
+from vlab.distributions import kl_mvn
+from vlab.encoders import VAESpec, encode, init_vae
+from vlab.objectives import vae
+
+S = 0.7
+
+
+def _linear_model(perturb: float = 0.0):
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 2)))
+    w = q * np.array([1.5, 0.8])
+    b = np.array([0.3, -0.2, 0.5])
+    sigma_post = 1.0 / (1.0 + np.sum(w * w, 0) / S**2)  # diagonal of Sigma
+    a = w * sigma_post / S**2  # mu = (x - b) @ a
+    enc_w = np.concatenate([a, np.zeros((3, 2))], 1)
+    enc_b = np.concatenate([-b @ a, np.log(sigma_post)])
+    enc_w = enc_w + perturb * np.random.default_rng(1).normal(size=enc_w.shape)
+    enc_b = enc_b + perturb * np.random.default_rng(2).normal(size=enc_b.shape)
+    spec = VAESpec(x_dim=3, z_dim=2, hidden=(), likelihood="gaussian_fixed", sigma_x=S)
+    model = {"enc": [{"w": jnp.asarray(enc_w), "b": jnp.asarray(enc_b)}],
+             "dec": [{"w": jnp.asarray(w.T), "b": jnp.asarray(b)}]}
+    x = jnp.array([[0.9, -1.1, 0.4], [-0.5, 0.2, 1.3]])
+    log_px = stats.multivariate_normal(b, w @ w.T + S**2 * np.eye(3)).logpdf(np.asarray(x))
+    post_cov = np.diag(sigma_post)
+    post_mu = (np.asarray(x) - b) @ a
+    return spec, model, x, log_px, post_mu, post_cov
+
+
+def test_exact_posterior_makes_every_bound_tight(x64):
+    spec, model, x, log_px, _, _ = _linear_model()
+    key = jax.random.PRNGKey(0)
+    terms = vae.elbo_terms(model, spec, x, key, kl_estimator="mc")  # rec + log p(z) - log q(z) is constant
+    np.testing.assert_allclose(terms.elbo, log_px, atol=1e-10)
+    for k, chunk in [(1, 100), (10, 3), (64, 64)]:
+        np.testing.assert_allclose(vae.iwae_bound(model, spec, x, key, k, chunk), log_px, atol=1e-10)
+
+
+def test_elbo_gap_is_kl_to_true_posterior(x64):
+    spec, model, x, log_px, post_mu, post_cov = _linear_model(perturb=0.3)
+    mu, sigma = encode(model, spec, x)
+    gap = np.array([float(kl_mvn(mu[i], jnp.diag(sigma[i] ** 2), jnp.asarray(post_mu[i]), jnp.asarray(post_cov)))
+                    for i in range(2)])
+    terms = vae.elbo_terms(model, spec, x, jax.random.PRNGKey(0), n_samples=200_000)
+    assert np.all(gap > 0.05)
+    np.testing.assert_allclose(terms.elbo, log_px - gap, atol=0.01)
+    terms_mc = vae.elbo_terms(model, spec, x, jax.random.PRNGKey(1), kl_estimator="mc", n_samples=200_000)
+    np.testing.assert_allclose(terms_mc.elbo, log_px - gap, atol=0.01)
+
+
+def test_iwae_increases_with_k_towards_log_px(x64):
+    spec, model, x, log_px, _, _ = _linear_model(perturb=0.3)
+    keys = jax.random.split(jax.random.PRNGKey(0), 400)
+    means = []
+    for k in (1, 5, 50):
+        vals = jax.vmap(lambda kk, k=k: vae.iwae_bound(model, spec, x, kk, k, 50))(keys)
+        means.append(np.asarray(vals.mean(0)))
+    assert np.all(means[0] < means[1]) and np.all(means[1] < means[2]) and np.all(means[2] <= log_px + 1e-3)
+    big = vae.iwae_bound(model, spec, x, jax.random.PRNGKey(3), 5000, 500)
+    np.testing.assert_allclose(big, log_px, atol=0.05)
+
+
+def test_analytic_kl_matches_seed_004_and_its_gradients(x64):
+    mu, sigma = 0.7, 1.6
+    kl = lambda m, s: 0.5 * (s**2 + m**2 - jnp.log(s**2) - 1.0)
+    eps = jax.random.normal(jax.random.PRNGKey(0), (400_000,))
+
+    def kl_mc(m, s):  # reparameterised single-sample estimate, averaged: E[log q(z) - log p(z)], z = m + s eps
+        z = m + s * eps
+        return jnp.mean(-0.5 * ((z - m) / s) ** 2 - jnp.log(s) + 0.5 * z**2)
+
+    g_mu, g_sigma = jax.grad(kl_mc, argnums=(0, 1))(mu, sigma)
+    assert float(g_mu) == pytest.approx(mu, abs=0.01)
+    assert float(g_sigma) == pytest.approx(sigma - 1 / sigma, abs=0.01)
+    assert float(kl_mc(mu, sigma)) == pytest.approx(float(kl(mu, sigma)), abs=0.01)
+
+
+def test_kl_penalty_free_bits_and_warmup():
+    kl_dims = jnp.array([[0.1, 2.0, 0.0], [0.3, 4.0, 0.0]])  # batch means 0.2, 3.0, 0.0
+    assert float(vae.kl_penalty(kl_dims, 0.0)) == pytest.approx(3.2)
+    assert float(vae.kl_penalty(kl_dims, 0.5)) == pytest.approx(0.5 + 3.0 + 0.5)
+    assert float(vae.kl_weight(jnp.asarray(2.0), jnp.asarray(0.0), 4)) == pytest.approx(0.5)
+    assert float(vae.kl_weight(jnp.asarray(2.0), jnp.asarray(9.0), 4)) == pytest.approx(2.0)
+    assert float(vae.kl_weight(jnp.asarray(2.0), jnp.asarray(0.0), 0)) == pytest.approx(2.0)
+
+
+def test_loss_gradient_matches_finite_differences(x64):
+    spec, model, x, _, _, _ = _linear_model(perturb=0.3)
+    params = vae.init_params(model, 0.5)
+    loss_fn = vae.make_loss(spec, free_bits=0.0)
+    key = jax.random.PRNGKey(4)
+    f = lambda p: loss_fn(p, x, key)[0]
+    g = jax.grad(f)(params)
+    direction = jax.tree.map(lambda a: jax.random.normal(jax.random.PRNGKey(5), a.shape), params["model"])
+    h = 1e-6
+    shift = lambda t: {**params, "model": jax.tree.map(lambda a, d: a + t * d, params["model"], direction)}
+    fd = (f(shift(h)) - f(shift(-h))) / (2 * h)
+    analytic = sum(jnp.vdot(a, d) for a, d in zip(jax.tree.leaves(g["model"]), jax.tree.leaves(direction),
+                                                    strict=True))
+    assert float(fd) == pytest.approx(float(analytic), rel=1e-6)
+
+
+def test_optimizer_keeps_beta_and_counts_steps():
+    spec = VAESpec(x_dim=6, z_dim=2, hidden=(8,), likelihood="bernoulli")
+    params = vae.init_params(init_vae(jax.random.PRNGKey(0), spec), 0.25)
+    params = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+    params["beta"] = jnp.array([0.25, 4.0])
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (32, 6)) > 0.5).astype(jnp.float32)
+    res = train.fit(vae.make_loss(spec, warmup_steps=10), params, vae.vae_optimizer(optax.adam(1e-2)),
+                    jax.random.PRNGKey(2), steps=15, chunk_size=5, log_every=1, data=x,
+                    batch_fn=lambda d, k: d[jax.random.randint(k, (8,), 0, 32)], n_members=2, progress=False)
+    np.testing.assert_allclose(res.params["beta"], [0.25, 4.0])
+    np.testing.assert_allclose(res.params["step"], [15.0, 15.0])
+    np.testing.assert_allclose(res.history["beta"][:, 1], 4.0 * np.minimum(1.0, (np.arange(15) + 1) / 10),
+                               rtol=1e-6)
+    assert res.compiles == 1
+
+
+def test_evaluate_matches_direct_computation(x64):
+    spec, model, x, log_px, _, _ = _linear_model()
+    xs = jnp.concatenate([x] * 4)[:7]
+    out = vae.evaluate(model, spec, xs, jax.random.PRNGKey(0), batch_size=3, iwae_k=8)
+    assert out["mu"].shape == (7, 2) and out["kl_dims"].shape == (7, 2)
+    np.testing.assert_allclose(out["iwae"], np.tile(log_px, 4)[:7], atol=1e-10)
+    np.testing.assert_allclose(out["kl"], out["kl_dims"].sum(1), atol=1e-12)
+
+
+def test_iwae_rejects_k_below_one():
+    spec, model, x, _, _, _ = _linear_model()
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        vae.iwae_bound(model, spec, x, jax.random.PRNGKey(0), 0)
