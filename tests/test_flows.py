@@ -1,0 +1,125 @@
+"""Every bijection: inverse(forward(u)) = u, and log|det J| equals slogdet of jax.jacfwd, on random inputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vlab import flows
+
+DIM = 3
+
+
+def _perturbed(b: flows.Bijection, key: jax.Array, scale: float = 0.3):
+    """Parameters moved away from the identity start, so the checks are not trivial."""
+    k1, k2 = jax.random.split(key)
+    p = b.init(k1)
+    leaves, tree = jax.tree.flatten(p)
+    keys = list(jax.random.split(k2, max(len(leaves), 1)))[:len(leaves)]
+    moved = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return jax.tree.unflatten(tree, moved)
+
+
+UNITS = {
+    "elementwise_affine": lambda: flows.elementwise_affine(DIM, loc=jnp.array([1.0, -2.0, 0.5]),
+                                                           scale=jnp.array([0.5, 2.0, 1.5])),
+    "permutation": lambda: flows.permutation([2, 0, 1]),
+    "affine_coupling": lambda: flows.affine_coupling(DIM, [True, False, True], hidden=16),
+    "spline_coupling": lambda: flows.spline_coupling(DIM, [True, False, False], bins=5, bound=2.0, hidden=16),
+    "planar": lambda: flows.planar(DIM, init_scale=1.0),
+    "chain": lambda: flows.chain([flows.affine_coupling(DIM, [True, False, True], hidden=8),
+                                  flows.permutation([1, 2, 0]),
+                                  flows.spline_coupling(DIM, [False, True, True], bins=4, bound=2.0,
+                                                        hidden=8),
+                                  flows.planar(DIM, init_scale=1.0),
+                                  flows.elementwise_affine(DIM)]),
+    "build_spline": lambda: flows.build("spline", DIM, 2, hidden=8, bins=6, bound=3.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_inverse_and_log_det(name, x64):
+    b = UNITS[name]()
+    params = _perturbed(b, jax.random.key(1))
+    u = 1.5 * jax.random.normal(jax.random.key(2), (16, DIM))  # some points land in the spline tails
+
+    @jax.jit
+    def check(params, u):
+        x, ld = jax.vmap(b.forward, in_axes=(None, 0))(params, u)
+        u_back, ld_inv = jax.vmap(b.inverse, in_axes=(None, 0))(params, x)
+        jac = jax.vmap(jax.jacfwd(lambda v: b.forward(params, v)[0]))(u)
+        jac_inv = jax.vmap(jax.jacfwd(lambda v: b.inverse(params, v)[0]))(x)
+        return u_back, ld, ld_inv, jnp.linalg.slogdet(jac)[1], jnp.linalg.slogdet(jac_inv)[1]
+
+    u_back, ld, ld_inv, ld_jac, ld_inv_jac = check(params, u)
+    np.testing.assert_allclose(u_back, u, atol=1e-9)
+    np.testing.assert_allclose(ld + ld_inv, 0.0, atol=1e-7)
+    np.testing.assert_allclose(ld, ld_jac, atol=1e-8)
+    np.testing.assert_allclose(ld_inv, ld_inv_jac, atol=1e-7)
+
+
+def test_couplings_start_as_identity(x64):
+    for kind in ("affine", "spline"):
+        b = flows.build(kind, 2, 4, hidden=8)
+        p = b.init(jax.random.key(0))
+        u = jax.random.normal(jax.random.key(3), (10, 2)) * 3
+        x, ld = jax.vmap(b.forward, in_axes=(None, 0))(p, u)
+        np.testing.assert_allclose(x, u, atol=1e-12)
+        np.testing.assert_allclose(ld, 0.0, atol=1e-12)
+
+
+def test_one_dimensional_flows(x64):
+    for kind in ("affine", "spline", "planar"):
+        b = flows.build(kind, 1, 2, hidden=8)
+        p = _perturbed(b, jax.random.key(4))
+        u = jax.random.normal(jax.random.key(5), (20, 1))
+
+        @jax.jit
+        def check(p, u, b=b):
+            x, ld = jax.vmap(b.forward, in_axes=(None, 0))(p, u)
+            back, _ = jax.vmap(b.inverse, in_axes=(None, 0))(p, x)
+            d = jax.vmap(jax.grad(lambda v: b.forward(p, v[None])[0][0]))(u[:, 0])
+            return back, ld, jnp.log(jnp.abs(d))
+
+        back, ld, ld_grad = check(p, u)
+        np.testing.assert_allclose(back, u, atol=1e-9)
+        np.testing.assert_allclose(ld, ld_grad, atol=1e-8)
+
+
+def test_planar_constraint_keeps_it_invertible(x64):
+    w = jnp.array([1.0, 0.5])
+    for u in (jnp.array([-5.0, -3.0]), jnp.array([2.0, 0.0]), jnp.array([-0.1, 0.1])):
+        assert float(jnp.dot(w, flows.planar_u_hat(w, u))) > -1.0
+    # the Newton step gives the inverse's parameter gradient its implicit-function value
+    b = flows.planar(2, init_scale=1.0)
+    p = _perturbed(b, jax.random.key(6))
+    x = jnp.array([0.3, -0.7])
+    g = jax.grad(lambda q: b.inverse(q, x)[0].sum())(p)
+    eps = 1e-6
+    bp = dict(p, b=p["b"] + eps)
+    bm = dict(p, b=p["b"] - eps)
+    fd = (b.inverse(bp, x)[0].sum() - b.inverse(bm, x)[0].sum()) / (2 * eps)
+    np.testing.assert_allclose(g["b"], fd, rtol=1e-6)
+
+
+def test_spline_with_identity_parameters_is_identity(x64):
+    xk, yk, dk = flows.rq_spline_params(jnp.zeros(3 * 5 - 1), 2.0)
+    x = jnp.linspace(-3, 3, 41)
+    y, ld = jax.vmap(flows.rq_spline_forward, in_axes=(0, None, None, None))(x, xk, yk, dk)
+    np.testing.assert_allclose(y, x, atol=1e-12)
+    np.testing.assert_allclose(ld, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: flows.build("affine", 2, 0),
+    lambda: flows.build("spline", 2, 2, bins=1),
+    lambda: flows.build("glow", 2, 2),
+    lambda: flows.chain([]),
+    lambda: flows.permutation([0, 0, 1]),
+    lambda: flows.affine_coupling(2, [True, True]),
+])
+def test_bad_construction_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        bad()
