@@ -188,7 +188,7 @@ def toy_points(key: jax.Array, name: str, n: int) -> tuple[jax.Array, jax.Array]
     raise ConfigError(f"key 'data.name': value '{name}' is not valid: expected one of {', '.join(TOY_SETS)}")
 
 
-def blob_images(points: jax.Array, side: int, width: float = 0.18) -> jax.Array:
+def blob_images(points: jax.Array, side: int, width: float = 0.3) -> jax.Array:
     """Grey-level ``side x side`` images in [0, 1] of a Gaussian blob centred at each 2-D point of [-1, 1]^2.
 
     Pixel (i, j) at position (u_j, v_i) on a regular grid of [-1.2, 1.2]^2 has intensity
