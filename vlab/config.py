@@ -156,7 +156,7 @@ def _valid_keys(schema: DictConfig, full_key: str) -> list[str]:
             node = node[p]
         else:
             break
-    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+    return sorted(str(k) for k in node) if isinstance(node, DictConfig) else []
 
 
 def merge(schema_cls: type, *layers: DictConfig) -> Any:

@@ -26,10 +26,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 def dense_init(key: jax.Array, d_in: int, d_out: int, *, scale: float = 1.0, zero: bool = False) -> dict:
     """A dense layer ``x @ w + b`` with LeCun-normal weights (``w ~ N(0, scale / d_in)``) and zero bias."""
-    if zero:
-        w = jnp.zeros((d_in, d_out))
-    else:
-        w = jax.random.normal(key, (d_in, d_out)) * jnp.sqrt(scale / d_in)
+    w = jnp.zeros((d_in, d_out)) if zero else jax.random.normal(key, (d_in, d_out)) * jnp.sqrt(scale / d_in)
     return {"w": w, "b": jnp.zeros((d_out,))}
 
 

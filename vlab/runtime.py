@@ -1,10 +1,40 @@
-"""Device and precision: the two keys every experiment understands."""
+"""Device, precision and JAX's persistent compilation cache."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import jax
 
 from vlab.errors import ConfigError
+
+CACHE_ENV = "VLAB_COMPILE_CACHE"
+
+
+def compile_cache_dir() -> Path | None:
+    """Where compiled programs are cached: ``$VLAB_COMPILE_CACHE`` (``off`` disables it), else
+    ``$XDG_CACHE_HOME/vlab/jax`` or ``~/.cache/vlab/jax``."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "none", "false") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vlab" / "jax"
+
+
+def enable_compile_cache() -> Path | None:
+    """Switch on JAX's persistent compilation cache, so a second run of a config skips compilation."""
+    path = compile_cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
 
 
 def configure(device: str, precision: str) -> jax.Device:

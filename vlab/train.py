@@ -53,7 +53,11 @@ def _where(pred, new, old):
 
 
 def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: Callable | None):
-    """One optimisation step of one member: ``(params, opt_state, key, step, data) -> (params, opt_state, loss, aux)``."""
+    """One optimisation step of one member.
+
+    ``(params, opt_state, key, step, data) -> (params, opt_state, loss, aux)`` with the step's randomness drawn
+    from ``fold_in(key, step)``: one key for the batch, one for the objective.
+    """
 
     def step_fn(params, opt_state, key, step, data):
         k_batch, k_loss = jax.random.split(jax.random.fold_in(key, step))
@@ -107,14 +111,12 @@ def fit(
     step_fn = make_step(loss_fn, optimizer, batch_fn)
     vmapped = n_members is not None
     if vmapped:
-        keys = jax.random.split(key, n_members)
-        opt_state = jax.vmap(optimizer.init)(params)
+        init = jax.jit(lambda p, k: TrainState(p, jax.vmap(optimizer.init)(p), jax.random.split(k, n_members)))
         member_step = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))
     else:
-        keys = key
-        opt_state = optimizer.init(params)
+        init = jax.jit(lambda p, k: TrainState(p, optimizer.init(p), k))
         member_step = step_fn
-    state = TrainState(params, opt_state, keys)
+    state = init(params, key)
     traces = [0]
 
     def run_chunk(state: TrainState, start: jax.Array, data: Any):
@@ -131,8 +133,10 @@ def fit(
     history: dict[str, list] = {}
     ckpt = run.load_checkpoint(name) if (run is not None and run.resume) else None
     if ckpt is not None:
-        leaves, treedef = jax.tree.flatten(state)
-        state = jax.tree.unflatten(treedef, [jnp.asarray(ckpt[f"state_{i}"]) for i in range(len(leaves))])
+        leaves, treedef = jax.tree.flatten((state.params, state.opt_state))
+        restored = [jnp.asarray(ckpt[f"state_{i}"], dtype=x.dtype) for i, x in enumerate(leaves)]
+        params, opt_state = jax.tree.unflatten(treedef, restored)
+        state = TrainState(params, opt_state, state.keys)
         start = int(ckpt["step"])
         history = {k[5:]: list(ckpt[k]) for k in ckpt if k.startswith("hist/")}
         run.truncate_history(name, start - 1)
@@ -141,7 +145,8 @@ def fit(
     def save(st: TrainState, done: int) -> None:
         if run is None:
             return
-        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(st))}
+        leaves = jax.tree.leaves((st.params, st.opt_state))
+        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)}
         arrays["step"] = np.asarray(done)
         arrays.update({f"hist/{k}": np.asarray(v) for k, v in history.items()})
         run.save_checkpoint(name, arrays)
@@ -161,7 +166,7 @@ def fit(
             aux = {k: np.asarray(v) for k, v in aux.items()}
             n_valid = min(chunk, steps - start)
             _check_finite(loss[:n_valid], {k: v[:n_valid] for k, v in aux.items()}, start, name, vmapped,
-                          on_fail=lambda: save(state, start))
+                          on_fail=lambda st=state, s0=start: save(st, s0))
             rows = []
             for i in range(n_valid):
                 s = start + i

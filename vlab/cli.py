@@ -1,0 +1,325 @@
+"""The ``vlab`` command line: run an experiment config, list what exists, reproduce every figure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from vlab import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+RUNS_ROOT_ENV = "VLAB_RUNS"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vlab",
+        description="Differentiable experiments on deep generative models, in JAX. Each experiment is a YAML "
+        "config; running it writes a folder with the resolved config, metrics.json, a metrics history "
+        "and figures.",
+        epilog="examples:\n"
+        "  vlab run configs/kl_fit.yaml\n"
+        "  vlab run configs/kl_fit.yaml n_inits=256 target.weights=[0.5,0.5] --out runs/equal\n"
+        "  vlab run --resume runs/kl_fit/20261126-120000-ab12cd\n"
+        "  vlab list\n"
+        "  vlab reproduce --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p_run = sub.add_parser(
+        "run",
+        help="run one experiment config",
+        description="Run an experiment config and write a run folder: config.yaml (resolved), metrics.json, "
+        "history.jsonl, PNG figures and checkpoints. Any key can be overridden as key=value (dotted keys, "
+        "YAML values: lists as [a,b]).",
+        epilog="examples:\n"
+        "  vlab run configs/kl_fit.yaml\n"
+        "  vlab run configs/kl_fit.yaml estimator.kind=mc train.steps=500\n"
+        "  vlab run configs/kl_fit.yaml --out runs/mine\n"
+        "  vlab run --resume runs/kl_fit/20261126-120000-ab12cd",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_run.add_argument("config", nargs="?", help="the experiment's YAML config (not with --resume)")
+    p_run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys, e.g. seed=3")
+    p_run.add_argument("--out", metavar="DIR", help="the run folder (must be new or empty); default: "
+                       f"${RUNS_ROOT_ENV:s} or runs/<experiment>/<timestamp>-<id>/")
+    p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
+    p_run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    sub.add_parser("list", help="list experiments and configs",
+                   description="List every experiment and every config under configs/ with a one-line description.")
+
+    p_rep = sub.add_parser(
+        "reproduce",
+        help="run every config and write an index of figures and metrics",
+        description="Run every config under configs/ (in order) and write index.md and index.html beside the "
+        "runs, with every figure, the headline metrics and the checks against closed forms.",
+    )
+    p_rep.add_argument("--quick", action="store_true", help="apply each config's 'quick:' overrides (seconds each)")
+    p_rep.add_argument("--out", metavar="DIR", help="where the runs and the index go "
+                       "(default: runs/reproduce/<timestamp>-<id>)")
+    p_rep.add_argument("--configs", metavar="DIR", help="the config folder (default: ./configs)")
+    p_rep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vlab`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from vlab.errors import ConfigError, TrainingDiverged
+
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "list":
+            return cmd_list()
+        return cmd_reproduce(args)
+    except ConfigError as e:
+        print(f"vlab {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as e:
+        print(f"vlab {args.command}: training diverged: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vlab.errors import ConfigError
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a run with its own config: give no CONFIG or KEY=VALUE with it")
+        if args.out:
+            raise ConfigError("--resume writes into the run folder it continues: give no --out with it")
+        path = run_experiment(None, [], resume=args.resume, quiet=args.quiet)
+    else:
+        if not args.config:
+            raise ConfigError("missing CONFIG: expected a YAML file, e.g. vlab run configs/kl_fit.yaml")
+        overrides = list(args.overrides)
+        if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
+            raise ConfigError(f"first argument '{args.config}' looks like an override: expected a YAML config file "
+                              "before any KEY=VALUE")
+        path = run_experiment(args.config, overrides, out=args.out, quiet=args.quiet)
+    return EXIT_OK if path is not None else EXIT_FAILED
+
+
+def load(config: str, overrides: list[str], *, quick: bool = False):
+    """Read a config file and overrides, resolve its experiment and return ``(ExperimentClass, cfg)``."""
+    from omegaconf import OmegaConf
+
+    from vlab.config import QUICK_KEY, merge, parse_overrides, read_yaml
+    from vlab.errors import ConfigError
+    from vlab.experiment import resolve
+
+    raw = read_yaml(config)
+    quick_layer = raw.pop(QUICK_KEY, None)
+    layers = [raw]
+    if quick and quick_layer is not None:
+        if not OmegaConf.is_dict(quick_layer):
+            raise ConfigError(f"key '{QUICK_KEY}' in '{config}': expected a mapping of overrides")
+        layers.append(quick_layer)
+    layers.append(parse_overrides(overrides))
+    name = None
+    for layer in layers:
+        if "experiment" in layer:
+            name = layer["experiment"]
+    if name is None:
+        raise ConfigError(f"key 'experiment' is missing in '{config}': expected the experiment's name first")
+    cls = resolve(name)
+    return cls, merge(cls.Config, *layers)
+
+
+def run_experiment(config: str | None, overrides: list[str], *, out: str | None = None, resume: str | None = None,
+                   quiet: bool = False, quick: bool = False) -> Path | None:
+    """Run one config (or resume a run folder) and return the run folder, or None when training diverged."""
+    t_start = time.perf_counter()
+    import jax
+
+    from vlab import runtime
+    from vlab.config import to_yaml
+    from vlab.errors import ConfigError, TrainingDiverged
+    from vlab.runs import Run, environment, write_json
+
+    import_s = time.perf_counter() - t_start
+    if resume:
+        rdir = Path(resume)
+        if not (rdir / "config.yaml").is_file():
+            raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
+        status = Run(rdir, resume=True, quiet=quiet).status().get("status")
+        if status == "complete":
+            raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
+        cls, cfg = load(str(rdir / "config.yaml"), [])
+    else:
+        cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
+    device = runtime.configure(cfg.device, cfg.precision)
+    runtime.enable_compile_cache()
+
+    if resume:
+        run = Run(resume, resume=True, quiet=quiet)
+        created = False
+    else:
+        if out:
+            Run.check_fresh(out)
+        path = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), cls.name or cfg.experiment)
+        created = not path.exists()
+        run = Run(path, quiet=quiet)
+        (run.path / "config.yaml").write_text(to_yaml(cfg))
+    run.timings["import"] = import_s
+    run.set_status("running", experiment=cfg.experiment, environment=environment())
+    run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
+    try:
+        with jax.default_device(device):
+            metrics = cls().run(cfg, run)
+    except ConfigError:
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:
+            run.set_status("failed", error="configuration error")
+        raise
+    except TrainingDiverged as e:
+        run.set_status("failed", error=str(e))
+        raise
+    except KeyboardInterrupt:
+        run.set_status("interrupted")
+        print(f"vlab run: interrupted; continue with: vlab run --resume {run.path}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except BaseException as e:
+        run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    run.timings["total"] = time.perf_counter() - t_start
+    metrics = dict(metrics)
+    metrics["timing"] = {k: round(v, 4) for k, v in run.timings.items()}
+    if run.checks:
+        metrics["checks"] = run.checks
+    write_json(run.path / "metrics.json", metrics)
+    run.set_status("complete", figures=run.figures)
+    failed = [c["name"] for c in run.checks if not c["ok"]]
+    head = headline_metrics(cls, metrics)
+    summary = ", ".join(f"{k}={_fmt(v)}" for k, v in head.items())
+    print(f"{cfg.experiment}: {summary}" if summary else cfg.experiment)
+    if failed:
+        print(f"  checks outside tolerance: {', '.join(failed)}")
+    print(f"  wrote {run.path}/ (metrics.json, history.jsonl, {len(run.figures)} figures) in "
+          f"{run.timings['total']:.1f}s")
+    return run.path
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def lookup(metrics: dict, dotted: str):
+    """``metrics["a"]["b"]`` for ``"a.b"`` (None when absent)."""
+    node = metrics
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def headline_metrics(cls, metrics: dict) -> dict:
+    """The experiment's headline metrics that are present in ``metrics``."""
+    out = {}
+    for key in cls.headline:
+        value = lookup(metrics, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ list
+
+
+def config_dir(given: str | None = None) -> Path:
+    """``given``, else ./configs, else the configs folder beside the installed package."""
+    if given:
+        return Path(given)
+    here = Path("configs")
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_description(path: Path) -> str:
+    """The first comment line of a YAML config."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def cmd_list() -> int:
+    from vlab.experiment import builtin_names, resolve
+
+    print("experiments:")
+    for name in builtin_names():
+        cls = resolve(name)
+        print(f"  {name:<22} {cls.description}")
+    cdir = config_dir()
+    configs = sorted(cdir.glob("*.yaml"))
+    print(f"\nconfigs ({cdir}):")
+    for p in configs:
+        print(f"  {p.name:<28} {config_description(p)}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from vlab.errors import ConfigError
+    from vlab.report import write_index
+    from vlab.runs import Run
+
+    cdir = config_dir(args.configs)
+    configs = sorted(cdir.glob("*.yaml"))
+    if not configs:
+        raise ConfigError(f"--configs '{cdir}' holds no .yaml files: expected a folder of experiment configs")
+    if args.out:
+        Run.check_fresh(args.out)
+    root = Path(args.out) if args.out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), "reproduce")
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, cfg_path in enumerate(configs, 1):
+        print(f"[{i}/{len(configs)}] {cfg_path.name}", file=sys.stderr, flush=True)
+        out = root / cfg_path.stem
+        t0 = time.perf_counter()
+        error = None
+        try:
+            path = run_experiment(str(cfg_path), [], out=str(out), quiet=args.quiet, quick=args.quick)
+            if path is None:
+                error = "training diverged"
+        except Exception as e:  # one failing config must not stop the others
+            error = f"{type(e).__name__}: {e}"
+            print(f"  failed: {error}", file=sys.stderr)
+        entries.append({"config": cfg_path, "run": out, "error": error, "seconds": time.perf_counter() - t0})
+    md, html = write_index(root, entries, quick=args.quick)
+    n_bad = sum(e["error"] is not None for e in entries)
+    print(f"reproduced {len(entries) - n_bad}/{len(entries)} configs; index: {html} and {md}")
+    return EXIT_OK if n_bad == 0 else EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
