@@ -97,3 +97,13 @@ def matrix_bilinear(a: jax.Array) -> Game:
     """
     a = jnp.asarray(a)
     return zero_sum(lambda d, g, key: d @ a @ g)
+
+
+def field_on_grid(game: Game, lims: tuple[float, float, float, float], n: int = 25,
+                  key: jax.Array | None = None) -> tuple[jax.Array, ...]:
+    """``(D, G, -F_d, -F_g)`` on an ``n x n`` grid of a game with scalar players over
+    ``lims = (d_min, d_max, g_min, g_max)``: the direction the players move, ready for a stream plot."""
+    key = jax.random.key(0) if key is None else key
+    d, g = jnp.meshgrid(jnp.linspace(lims[0], lims[1], n), jnp.linspace(lims[2], lims[3], n))
+    fd, fg = jax.vmap(lambda d, g: field(game, (d, g), key))(d.ravel(), g.ravel())
+    return d, g, -fd.reshape(d.shape), -fg.reshape(d.shape)

@@ -1,0 +1,292 @@
+"""Gradient descent-ascent on the bilinear game V(d, g) = d g (seed 002 question 4), rule by rule.
+
+Simultaneous GDA is the linear map [[1, a], [-a, 1]] with eigenvalues 1 +- i a: ||(d_k, g_k)|| grows exactly as
+(1 + a^2)^{k/2} and the iterates spiral away from the stationary point (0, 0) for every a > 0. Alternating GDA
+keeps determinant 1 (bounded orbits), extragradient, optimistic GDA and consensus optimisation contract for
+small a. For each rule the run differentiates one update at the equilibrium with jax.jacobian, compares its
+spectral radius with the closed form, measures the radius again from a simulated trajectory alone, and sweeps the
+step size as one vmapped program to draw the stability diagram.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from vlab import games, gda, plots
+from vlab.config import BaseConfig, nested, spec
+from vlab.errors import ConfigError
+from vlab.experiment import Experiment as _Experiment
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class SweepConfig:
+    """The grid of step sizes of the stability diagram (one vmapped program)."""
+
+    a_min: float = spec(0.02, gt=0, help="smallest step size")
+    a_max: float = spec(2.5, gt=0, help="largest step size")
+    points: int = spec(100, ge=2, help="step sizes on the grid")
+    steps: int = spec(150, ge=10, help="simulated steps per step size for the measured radius")
+
+    def check(self, prefix: str) -> None:
+        if not self.a_min < self.a_max:
+            raise ConfigError(f"key '{prefix}a_max': value {self.a_max} is not valid: expected a number > "
+                              f"{prefix}a_min = {self.a_min}")
+
+
+def check_rules(rules: list[str], key: str) -> None:
+    """A non-empty list of distinct names from :data:`vlab.gda.RULES`."""
+    if not rules:
+        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
+    for r in rules:
+        if r not in gda.RULES:
+            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
+    if len(set(rules)) != len(rules):
+        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
+
+
+@dataclass
+class Config(BaseConfig):
+    experiment: str = "gan_dynamics"
+    precision: Literal["float32", "float64"] = "float64"
+    rules: list[str] = spec(list(gda.RULES), help="update rules to simulate and analyse")
+    step_size: float = spec(0.3, gt=0, help="step size a of the trajectories and eigenvalue plots")
+    consensus_weight: float = spec(1.0, gt=0, help="gamma of consensus optimisation")
+    steps: int = spec(200, gt=0, help="steps of each trajectory")
+    z0: list[float] = spec([1.0, 0.5], help="starting point (d_0, g_0)")
+    escape: float = spec(1e12, gt=0, help="a trajectory farther than this from (0, 0) has diverged")
+    matrix: list[list[float]] = field(default_factory=lambda: [[1.0, 0.5, 0.0], [0.0, 2.0, -0.3]])
+    sweep: SweepConfig = nested(SweepConfig)
+
+    def check(self, prefix: str) -> None:
+        check_rules(self.rules, f"{prefix}rules")
+        if len(self.z0) != 2 or not any(self.z0):
+            raise ConfigError(f"key '{prefix}z0': value {self.z0} is not valid: expected [d_0, g_0], not both 0")
+        if not self.matrix or len({len(r) for r in self.matrix}) != 1 or not self.matrix[0]:
+            raise ConfigError(f"key '{prefix}matrix': value {self.matrix} is not valid: expected a non-empty "
+                              "rectangular list of rows")
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+
+def analyse_rule(name: str, a: jax.Array, cfg: Config, steps: int, record: bool = True) -> dict:
+    """Jacobian spectrum, closed form, a simulated trajectory and the radius measured from it, for one rule."""
+    game = games.bilinear()
+    zero = (jnp.zeros(()), jnp.zeros(()))
+    rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
+    jac = gda.update_jacobian(rule, game, zero)
+    z0 = (jnp.asarray(cfg.z0[0], float), jnp.asarray(cfg.z0[1], float))
+    traj = gda.simulate(rule, game, z0, jax.random.key(cfg.seed), steps, escape=cfg.escape)
+    out = {
+        "rho_predicted": gda.bilinear_spectral_radius(name, a, consensus_weight=cfg.consensus_weight),
+        "rho_jacobian": gda.spectral_radius(jac),
+        "rho_measured": gda.dmd_spectral_radius(traj),
+        "rho_norm_growth": gda.norm_growth_rate(traj),
+        "diverged_at": traj.diverged_at,
+    }
+    if record:
+        out.update(jacobian=jac, eigenvalues=jnp.linalg.eigvals(jac), dist=traj.dist, z_path=traj.z_path,
+                   distance_final=traj.dist[-1])
+    return out
+
+
+def sweep_program(cfg: Config):
+    """One compiled, vmapped program: step size -> every rule's predicted and measured radius."""
+
+    def one(a):
+        return {r: analyse_rule(r, a, cfg, cfg.sweep.steps, record=False) for r in cfg.rules}
+
+    return jax.jit(jax.vmap(one))
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def draw_fields(cfg: Config, per_rule: dict, run) -> None:
+    n = len(cfg.rules)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plots.figure(rows, cols, size=(4.0 * cols, 3.8 * rows), squeeze=False)
+    lim = 2.6 * max(abs(v) for v in cfg.z0)
+    d, g, u, v = (np.asarray(x) for x in games.field_on_grid(games.bilinear(), (-lim, lim, -lim, lim), 25))
+    for ax, (i, name) in zip(axes.flat, enumerate(cfg.rules), strict=False):
+        ax.streamplot(d, g, u, v, color="0.75", density=0.9, linewidth=0.8, arrowsize=0.8)
+        res = per_rule[name]
+        path = np.asarray(res["z_path"])
+        k = int(res["diverged_at"]) if int(res["diverged_at"]) >= 0 else path.shape[0]
+        ax.plot(path[:k, 0], path[:k, 1], "-", color=plots.color(i), lw=1.2, marker=".", ms=2.5)
+        ax.plot(*cfg.z0, "o", color="black", ms=4, label="start")
+        ax.plot(0, 0, "*", color=plots.PALETTE[4], ms=11, mec="black", mew=0.5, label="equilibrium")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="discriminator d", ylabel="generator g", aspect="equal",
+               title=f"{name}: rho = {float(res['rho_predicted']):.4f}")
+        if i == 0:
+            ax.legend(loc="lower left", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"V(d, g) = d g, step size a = {cfg.step_size}, {cfg.steps} steps")
+    run.save_figure(fig, "vector_field")
+
+
+def draw_eigenvalues(cfg: Config, per_rule: dict, run) -> None:
+    fig, axes = plots.figure(1, 2, size=(10.5, 4.8))
+    t = np.linspace(0, 2 * np.pi, 600)
+    markers = "osD^vP"
+    every = np.concatenate([np.asarray(per_rule[n]["eigenvalues"]) for n in cfg.rules])
+    pad = 0.08
+    zoom = (every.real.min() - pad, max(every.real.max(), 1.0) + pad,
+            every.imag.min() - pad, every.imag.max() + pad)
+    for ax, title in zip(axes, ("complex plane", "zoom"), strict=True):
+        ax.plot(np.cos(t), np.sin(t), color="0.5", lw=1, label="unit circle")
+        for i, name in enumerate(cfg.rules):
+            e = np.asarray(per_rule[name]["eigenvalues"])
+            ax.scatter(e.real, e.imag, s=55, marker=markers[i % len(markers)], facecolors="none",
+                       edgecolors=plots.color(i), linewidths=1.5, label=name, zorder=3)
+        ax.set(xlabel="Re lambda", ylabel="Im lambda", title=title)
+        ax.set_aspect("equal")
+    axes[1].set(xlim=zoom[:2], ylim=zoom[2:])
+    axes[0].add_patch(Rectangle((zoom[0], zoom[2]), zoom[1] - zoom[0], zoom[3] - zoom[2], fill=False, ls=":",
+                                color="0.3"))
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(f"Eigenvalues of each update's Jacobian at (0, 0), a = {cfg.step_size}")
+    run.save_figure(fig, "eigenvalues")
+
+
+def draw_distance(cfg: Config, per_rule: dict, run) -> None:
+    fig, ax = plots.figure(1, 1, size=(6.5, 4.2))
+    for i, name in enumerate(cfg.rules):
+        res = per_rule[name]
+        dist = np.asarray(res["dist"])
+        k = int(res["diverged_at"]) if int(res["diverged_at"]) >= 0 else dist.shape[0]
+        steps = np.arange(k)
+        ax.semilogy(steps, dist[:k], color=plots.color(i), lw=3.5, alpha=0.55, label=f"{name} (simulated)")
+        ax.semilogy(steps, dist[0] * float(res["rho_predicted"]) ** steps, "--", color="black", lw=0.9)
+    ax.plot([], [], "--", color="black", lw=0.9, label="rho^k ||z_0|| (closed form)")
+    ax.set(xlabel="step k", ylabel="||(d_k, g_k)||", title=f"Distance to the equilibrium, a = {cfg.step_size}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    run.save_figure(fig, "distance")
+
+
+def draw_stability(cfg: Config, grid: np.ndarray, sweep: dict, run) -> None:
+    fig, ax = plots.figure(1, 1, size=(7.0, 4.5))
+    every = max(1, len(grid) // 25)
+    for i, name in enumerate(cfg.rules):
+        ax.plot(grid, sweep[name]["rho_predicted"], color=plots.color(i), lw=1.6, label=name)
+        ax.plot(grid[::every], sweep[name]["rho_measured"][::every], "o", color=plots.color(i), ms=4,
+                mfc="none")
+    ax.plot([], [], "o", color="0.3", mfc="none", label="measured from trajectories")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_yscale("log")
+    ax.set(xlabel="step size a", ylabel="spectral radius of the update",
+           title="Stability diagram on V(d, g) = d g (below 1: converges)")
+    ax.legend(fontsize=8, loc="upper left")
+    run.save_figure(fig, "stability")
+
+
+# ------------------------------------------------------------------------------------------------ experiment
+
+
+class Experiment(_Experiment):
+    name = "gan_dynamics"
+    description = "GDA rules on the bilinear game d*g: Jacobian spectra, closed forms, measured growth, stability"
+    Config = Config
+    headline = ("simultaneous.rho_measured", "sweep.max_rel_error", "seed002_q4.norm_max_rel_error")
+
+    def run(self, cfg: Config, run) -> dict:
+        tol = 1e-6 if jax.config.jax_enable_x64 else 1e-3
+        a = jnp.asarray(cfg.step_size, float)
+        metrics: dict = {}
+        per_rule = {}
+        for name in cfg.rules:
+            res = jax.jit(lambda a, name=name: analyse_rule(name, a, cfg, cfg.steps))(a)
+            per_rule[name] = res
+            ev = np.asarray(res["eigenvalues"])
+            metrics[name] = {
+                "rho_predicted": float(res["rho_predicted"]),
+                "rho_jacobian": float(res["rho_jacobian"]),
+                "rho_measured": float(res["rho_measured"]),
+                "rho_norm_growth": float(res["rho_norm_growth"]),
+                "distance_initial": float(res["dist"][0]),
+                "distance_final": float(res["distance_final"]),
+                "diverged_at": int(res["diverged_at"]),
+                "eigenvalues": [[float(e.real), float(e.imag)] for e in ev],
+            }
+            pred = float(res["rho_predicted"])
+            run.check(f"{name}.rho_jacobian", float(res["rho_jacobian"]), pred, 1e-9 * pred)
+            run.check(f"{name}.rho_measured", float(res["rho_measured"]), pred, tol * pred)
+            if int(res["diverged_at"]) >= 0:
+                run.log(f"[{name}] diverged at step {int(res['diverged_at'])} (left the ball of radius "
+                        f"{cfg.escape:g})")
+
+        # seed 002 question 4: the update matrix and the exact growth of simultaneous GDA
+        jac = np.asarray(gda.update_jacobian(gda.simultaneous(a), games.bilinear(), (jnp.zeros(()),) * 2))
+        seed_matrix = np.array([[1.0, cfg.step_size], [-cfg.step_size, 1.0]])
+        sim = jax.jit(lambda a: gda.simulate(gda.simultaneous(a), games.bilinear(),
+                                             tuple(jnp.asarray(v, float) for v in cfg.z0),
+                                             jax.random.key(cfg.seed), cfg.steps, escape=cfg.escape))(a)
+        valid = np.asarray(gda.valid_mask(sim))
+        k = np.arange(valid.size)[valid]
+        predicted = (1 + cfg.step_size**2) ** (k / 2) * np.hypot(*cfg.z0)
+        norm_err = float(np.max(np.abs(np.asarray(sim.dist)[valid] / predicted - 1)))
+        metrics["seed002_q4"] = {
+            "update_matrix": jac.tolist(),
+            "update_matrix_max_abs_error": float(np.max(np.abs(jac - seed_matrix))),
+            "determinant": float(np.linalg.det(jac)),
+            "norm_max_rel_error": norm_err,
+            "steps_compared": int(valid.sum()),
+        }
+        run.check("seed002_q4.update_matrix", float(np.max(np.abs(jac - seed_matrix))), 0.0, 1e-12)
+        run.check("seed002_q4.determinant", float(np.linalg.det(jac)), 1 + cfg.step_size**2, 1e-12)
+        run.check("seed002_q4.norm_growth", norm_err, 0.0, tol)
+
+        # V = d^T A g: the radius is the worst singular value's
+        a_mat = jnp.asarray(cfg.matrix, float)
+        svals = np.linalg.svd(np.asarray(a_mat), compute_uv=False)
+        if a_mat.shape[0] != a_mat.shape[1]:
+            svals = np.append(svals, 0.0)  # the extra directions of a rectangular A do not move
+        mgame = games.matrix_bilinear(a_mat)
+        z_star = (jnp.zeros(a_mat.shape[0]), jnp.zeros(a_mat.shape[1]))
+        metrics["matrix_game"] = {"singular_values": svals.tolist()}
+        for name in cfg.rules:
+            rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
+            rho = float(jax.jit(lambda rule=rule: gda.spectral_radius(gda.update_jacobian(rule, mgame, z_star)))())
+            pred = max(float(gda.bilinear_spectral_radius(name, a, s, consensus_weight=cfg.consensus_weight))
+                       for s in svals)
+            metrics["matrix_game"][name] = {"rho_jacobian": rho, "rho_predicted": pred}
+            run.check(f"matrix_game.{name}", rho, pred, 1e-9 * pred)
+
+        # the stability diagram: one vmapped program over the step-size grid
+        grid = np.linspace(cfg.sweep.a_min, cfg.sweep.a_max, cfg.sweep.points)
+        with run.timed("sweep"):
+            out = jax.device_get(sweep_program(cfg)(jnp.asarray(grid)))
+        sweep = {"a": grid.tolist(), "max_rel_error": 0.0, "rules": {}}
+        for name in cfg.rules:
+            r = {k: np.asarray(v) for k, v in out[name].items()}
+            err = np.abs(r["rho_measured"] - r["rho_predicted"]) / r["rho_predicted"]
+            err_jac = np.abs(r["rho_jacobian"] - r["rho_predicted"]) / r["rho_predicted"]
+            stable = grid[r["rho_predicted"] < 1]
+            sweep["rules"][name] = {
+                "rho_predicted": r["rho_predicted"].tolist(),
+                "rho_measured": r["rho_measured"].tolist(),
+                "rho_jacobian": r["rho_jacobian"].tolist(),
+                "max_rel_error": float(err.max()),
+                "max_rel_error_jacobian": float(err_jac.max()),
+                "stable_step_sizes": [float(stable.min()), float(stable.max())] if stable.size else [],
+            }
+            sweep["max_rel_error"] = max(sweep["max_rel_error"], float(err.max()))
+            run.check(f"sweep.{name}.rho_measured", float(err.max()), 0.0, tol)
+        metrics["sweep"] = sweep
+
+        with run.timed("plots"):
+            draw_fields(cfg, per_rule, run)
+            draw_eigenvalues(cfg, per_rule, run)
+            draw_distance(cfg, per_rule, run)
+            draw_stability(cfg, grid, {n: {k: np.asarray(v) for k, v in out[n].items()} for n in cfg.rules}, run)
+        return metrics
