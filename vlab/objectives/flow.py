@@ -1,0 +1,139 @@
+"""Objectives and estimates for normalizing flows ``x = F(u)``, ``u ~ P_U = N(0, I)`` (seed 002 question 3).
+
+* Forward KL (samples of ``P_X`` available, question 3.2b): ``KL[P_X || P_F(U)] = -E_{P_X}[log P_F(U)(x)] - H[P_X]``
+  and the data entropy is a constant, so training minimises the negative log-likelihood
+  ``-(1/N) sum_n [log P_U(F^-1(x_n)) + log|det J_F^-1(x_n)|]``.
+* Reverse KL (``log p~ = log P_X + log Z`` evaluable, question 3.2a):
+  ``KL[P_F(U) || P_X] = E_{u ~ P_U}[log P_U(u) - log|det J_F(u)| - log p~(F(u))] + log Z``, estimated with
+  reparameterised samples; minus its first term is the ELBO, a lower bound on ``log Z``.
+* The equivalence (question 3.1): ``KL[P_X || P_F(U)] = KL[P_F^-1(X) || P_U]`` — the same divergence measured in
+  data space or after pulling the data back to the base space. :func:`kl_data_space` and
+  :func:`kl_base_space` estimate the two sides along different code paths.
+
+Losses have the training engine's signature ``loss(params, batch, key) -> (loss, aux)``; estimates return
+means with their Monte Carlo standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from vlab.flows import Bijection, log_prob, sample_and_log_prob, standard_normal_log_prob
+
+LogDensity = Callable[[jax.Array], jax.Array]
+
+
+def flow_log_prob(flow: Bijection, params: Any, x: jax.Array) -> jax.Array:
+    """``log P_F(U)(x_n) = log P_U(F^-1(x_n)) + log|det J_F^-1(x_n)|`` for a batch ``x`` of shape ``(n, d)``."""
+    return jax.vmap(log_prob, in_axes=(None, None, 0))(flow, params, x)
+
+
+def forward_kl(flow: Bijection, params: Any, x: jax.Array) -> jax.Array:
+    """The forward-KL training loss: the mean negative log-likelihood ``-(1/N) sum_n log P_F(U)(x_n)``.
+
+    Equal to ``KL[P_X || P_F(U)] + H[P_X]`` in expectation (seed 002 question 3.2b, eqs. 3-4).
+    """
+    return -jnp.mean(flow_log_prob(flow, params, x))
+
+
+def forward_kl_loss(flow: Bijection) -> Callable:
+    """``loss(params, batch, key) = forward_kl(flow, params, batch)`` for :func:`vlab.train.fit`."""
+
+    def loss(params, batch, key):
+        nll = forward_kl(flow, params, batch)
+        return nll, {"nll": nll}
+
+    return loss
+
+
+def log_weights(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int):
+    """Samples ``x = F(u)`` of the flow and their log importance weights ``log w = log p~(x) - log q(x)``.
+
+    ``log q(x) = log P_U(u) - log|det J_F(u)|``; the weights are reparameterised (differentiable in ``params``).
+    """
+    x, log_q = sample_and_log_prob(flow, params, key, n, dim)
+    return x, jax.vmap(log_p)(x) - log_q
+
+
+def reverse_kl(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int) -> jax.Array:
+    """``E_{u ~ P_U}[log P_U(u) - log|det J_F(u)| - log p~(F(u))]`` by ``n`` reparameterised samples: the
+    reverse KL ``KL[P_F(U) || P_X]`` minus ``log Z`` (seed 002 question 3.2a, eqs. 1-2), i.e. ``-ELBO``."""
+    return -jnp.mean(log_weights(flow, params, key, log_p, n, dim)[1])
+
+
+def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int) -> Callable:
+    """``loss(params, batch, key) = reverse_kl(...)`` for :func:`vlab.train.fit` (``batch`` is unused)."""
+
+    def loss(params, batch, key):
+        kl = reverse_kl(flow, params, key, log_p, n, dim)
+        return kl, {"elbo": -kl}
+
+    return loss
+
+
+# ------------------------------------------------------------------------------------------------ estimates
+
+
+def mean_and_se(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The sample mean of ``v`` and its standard error ``std(v, ddof=1) / sqrt(n)``."""
+    n = v.shape[0]
+    return jnp.mean(v), jnp.std(v, ddof=1) / math.sqrt(n)
+
+
+def effective_sample_size(log_w: jax.Array) -> jax.Array:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of importance weights (``n`` when all are equal)."""
+    return jnp.exp(2 * logsumexp(log_w) - logsumexp(2 * log_w))
+
+
+def log_z_estimates(log_w: jax.Array) -> dict[str, jax.Array]:
+    """Estimates of ``log Z`` from log importance weights ``log w_i = log p~(x_i) - log q(x_i)``, ``x_i ~ q``.
+
+    * ``elbo = mean(log w)`` <= ``log Z`` (Jensen), with its standard error;
+    * ``iw = log((1/n) sum w_i)``, consistent (biased low by about ``var(w) / 2n E[w]^2``), with the delta-method
+      standard error ``std(w) / (sqrt(n) mean(w))``;
+    * ``ess`` = Kish's effective sample size and ``ess_fraction = ess / n``.
+    """
+    n = log_w.shape[0]
+    elbo, elbo_se = mean_and_se(log_w)
+    iw = logsumexp(log_w) - math.log(n)
+    w_rel = jnp.exp(log_w - logsumexp(log_w)) * n  # w_i / mean(w)
+    ess = effective_sample_size(log_w)
+    return {"elbo": elbo, "elbo_se": elbo_se, "iw": iw, "iw_se": jnp.std(w_rel, ddof=1) / math.sqrt(n),
+            "ess": ess, "ess_fraction": ess / n}
+
+
+def kl_data_space(flow: Bijection, params: Any, x: jax.Array, log_px: LogDensity) -> tuple[jax.Array, jax.Array]:
+    """``KL[P_X || P_F(U)] = E_{x ~ P_X}[log P_X(x) - log P_F(U)(x)]`` by Monte Carlo over ``x`` (mean, SE).
+
+    ``log P_F(U)(x) = log P_U(F^-1(x)) + log|det J_F^-1(x)|`` uses the flow's inverse pass only.
+    """
+    return mean_and_se(jax.vmap(log_px)(x) - flow_log_prob(flow, params, x))
+
+
+def kl_base_space(flow: Bijection, params: Any, x: jax.Array, log_px: LogDensity) -> tuple[jax.Array, jax.Array]:
+    """``KL[P_F^-1(X) || P_U] = E_{u ~ P_F^-1(X)}[log P_F^-1(X)(u) - log P_U(u)]`` (mean, SE), ``u = F^-1(x)``.
+
+    The pulled-back density is evaluated through the forward pass: ``log P_F^-1(X)(u) = log P_X(F(u)) +
+    log|det J_F(u)|`` (seed 002 question 3.1); by the seed's derivation the two KLs are equal.
+    """
+    u = jax.vmap(lambda v: flow.inverse(params, v)[0])(x)
+    xf, ld = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
+    return mean_and_se(jax.vmap(log_px)(xf) + ld - jax.vmap(standard_normal_log_prob)(u))
+
+
+def mode_coverage(x: jax.Array, modes: np.ndarray, weights: np.ndarray, share: float = 0.5) -> dict[str, Any]:
+    """Which of a mixture's modes a sample covers: each point goes to its nearest mode centre, and mode ``k`` is
+    covered when it holds at least ``share * weights[k]`` of the points. Returns the covered fraction of modes
+    and each mode's share of the sample."""
+    d = jnp.sum((x[:, None, :] - jnp.asarray(modes, x.dtype)[None]) ** 2, axis=-1)
+    counts = np.bincount(np.asarray(jnp.argmin(d, axis=1)), minlength=len(modes))
+    shares = counts / max(len(x), 1)
+    covered = shares >= share * np.asarray(weights)
+    return {"fraction": float(covered.mean()), "shares": shares.tolist(), "covered": covered.tolist()}
