@@ -1,0 +1,97 @@
+"""EM as coordinate ascent: E-step and M-step are block maximisers of F, F = log p(x) - KL, monotone ascent."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from vlab import em
+from vlab.cli import main, run_experiment
+from vlab.distributions import mixture_1d
+
+
+def _setup():
+    truth = mixture_1d([0.4, 0.6], [-2.0, 1.5], [0.8, 1.1])
+    x = truth.sample(jax.random.PRNGKey(0), 200)
+    p = mixture_1d([0.5, 0.5], [-1.0, 0.3], [1.5, 1.0])
+    return x, p
+
+
+def test_e_step_is_bayes_rule(x64):
+    x, p = _setup()
+    xn = np.asarray(x)
+    joint = np.stack([w * stats.norm.pdf(xn, m, s) for w, m, s in zip(*map(np.asarray, p), strict=True)], 1)
+    np.testing.assert_allclose(np.asarray(em.e_step(x, p)), joint / joint.sum(1, keepdims=True), atol=1e-13)
+    assert float(em.log_likelihood(x, p)) == pytest.approx(np.log(joint.sum(1)).sum(), rel=1e-13)
+
+
+def test_free_energy_is_loglik_minus_kl_for_any_q(x64):
+    x, p = _setup()
+    q = jax.random.dirichlet(jax.random.PRNGKey(1), jnp.ones(2), (x.shape[0],))
+    lhs = em.free_energy(x, p, q)
+    assert float(lhs) == pytest.approx(float(em.log_likelihood(x, p) - em.posterior_kl(x, p, q)), abs=1e-10)
+    assert float(em.posterior_kl(x, p, q)) > 0
+    # after the E-step the bound is tight
+    assert float(em.free_energy(x, p, em.e_step(x, p))) == pytest.approx(float(em.log_likelihood(x, p)), abs=1e-10)
+
+
+def test_m_step_maximises_the_ecll(x64):
+    x, p = _setup()
+    q = em.e_step(x, p)
+    new = em.m_step(x, q)
+    assert float(em.m_step_gradient(x, new, q)) < 1e-10
+    best = float(em.ecll(x, new, q))
+    for i in range(20):
+        k = jax.random.PRNGKey(10 + i)
+        u = jax.tree.map(lambda a, k=k: a + 0.05 * jax.random.normal(k, a.shape), em.unconstrained(new))
+        assert float(em.ecll(x, em.constrained(u), q)) < best
+
+
+def test_em_never_decreases_f_and_reaches_a_stationary_point(x64):
+    x, p = _setup()
+    tr = em.em(x, p, 200)
+    f = np.stack([np.asarray(tr.f_after_e), np.asarray(tr.f_after_m)], 1).ravel()
+    assert np.all(np.diff(f) >= -1e-10)
+    assert float(em.likelihood_gradient(x, jax.tree.map(lambda a: a[-1], tr.params))) < 1e-6
+    assert float(em.e_step_gradient(x, p)) < 1e-12
+
+
+def test_ecll_with_a_stale_posterior_does_not_give_the_mle(x64):
+    # seed 002 q1.1: the ECLL maximiser coincides with the likelihood maximiser only when q = p(z | x)
+    x, p = _setup()
+    stale = em.m_step(x, em.e_step(x, p))
+    tr = em.em(x, p, 300)
+    mle = jax.tree.map(lambda a: a[-1], tr.params)
+    assert float(em.log_likelihood(x, stale)) < float(em.log_likelihood(x, mle)) - 1.0
+    again = em.m_step(x, em.e_step(x, mle))
+    np.testing.assert_allclose(np.asarray(again.means), np.asarray(mle.means), atol=1e-8)
+
+
+def test_entropy_handles_zeros(x64):
+    q = jnp.asarray([[1.0, 0.0], [0.5, 0.5]])
+    assert float(em.entropy(q)) == pytest.approx(np.log(2.0), abs=1e-15)
+
+
+def test_quick_config_end_to_end(tmp_path):
+    path = run_experiment("configs/em_mixture.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+    m = json.loads((path / "metrics.json").read_text())
+    assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
+    assert m["max_abs_f_after_e_minus_loglik"] < 1e-9
+    e = m["ecll_vs_elbo"]
+    assert e["log_likelihood_of_ecll_maximiser_with_q_at_init"] < e["log_likelihood_at_em_solution"]
+    assert (path / "em_mixture.png").exists()
+
+
+BAD = ["means=[0,1]", "stds=[1,-1,1]", "n_components=0", "n_components=1000", "weights=[0,1,1]", "iters=1"]
+
+
+@pytest.mark.parametrize("over", BAD)
+def test_bad_config_exits_2_with_one_line(over, tmp_path, capsys):
+    assert main(["run", "configs/em_mixture.yaml", over, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and over.split("=")[0] in err[0]
