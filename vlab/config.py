@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,49 @@ def _valid_keys(schema: DictConfig, full_key: str) -> list[str]:
     return sorted(str(k) for k in node) if isinstance(node, DictConfig) else []
 
 
+_TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def _explain(msg: str) -> str:
+    """Rephrase OmegaConf's validation messages as 'value V is not valid: expected E'."""
+    m = re.match(r"Value '(.*)' of type '.*' could not be converted to (\w+)", msg)
+    if m:
+        return f"value '{m.group(1)}' is not valid: expected {_TYPE_NAMES.get(m.group(2), m.group(2))}"
+    m = re.match(r"Invalid value '(.*)', expected one of \[(.*)\]", msg)
+    if m:
+        return f"value '{m.group(1)}' is not valid: expected one of {m.group(2).replace(chr(39), '')}"
+    m = re.match(r"Invalid type assigned: (\w+) is not a subclass of (\w+)\. value: (.*)", msg)
+    if m:
+        return f"value {m.group(3)} is not valid: expected a mapping of {m.group(2)} keys"
+    return msg
+
+
+def _path_of_type(cls: type, name: str, prefix: str = "") -> str | None:
+    """The dotted path of the first field of dataclass ``cls`` whose type is named ``name``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints.get(f.name)
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            if t.__name__ == name:
+                return f"{prefix}{f.name}"
+            found = _path_of_type(t, name, f"{prefix}{f.name}.")
+            if found:
+                return found
+    return None
+
+
+def _config_error(e: Exception, schema_cls: type) -> ConfigError:
+    """One line naming the key, the value and what was expected, from an OmegaConf merge error."""
+    full = getattr(e, "full_key", None)
+    full = None if full in (None, "", "None") else str(full)
+    msg = str(e).strip().splitlines()[0]
+    m = re.search(r"(\w+) is not a subclass of (\w+)\. value: (.*)", msg)
+    if m:
+        key = full or _path_of_type(schema_cls, m.group(2)) or "?"
+        return ConfigError(f"key '{key}': value {m.group(3)} is not valid: expected a mapping of keys")
+    return ConfigError(f"key '{full}': {_explain(msg)}" if full else _explain(msg))
+
+
 def merge(schema_cls: type, *layers: DictConfig) -> Any:
     """Merge config layers onto the dataclass schema and return a validated dataclass instance."""
     schema = OmegaConf.structured(schema_cls)
@@ -170,14 +214,8 @@ def merge(schema_cls: type, *layers: DictConfig) -> Any:
         where = full.rsplit(".", 1)[0] if "." in full else ""
         scope = f" under '{where}'" if where else ""
         raise ConfigError(f"unknown key '{full}'{scope}: valid keys are {', '.join(valid)}") from None
-    except oc_errors.ValidationError as e:
-        full = str(getattr(e, "full_key", "") or getattr(e, "key", ""))
-        msg = str(e).strip().splitlines()[0]
-        raise ConfigError(f"key '{full}': {msg}") from None
     except oc_errors.OmegaConfBaseException as e:
-        full = str(getattr(e, "full_key", "") or "")
-        msg = str(e).strip().splitlines()[0]
-        raise ConfigError(f"key '{full}': {msg}" if full else msg) from None
+        raise _config_error(e, schema_cls) from None
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(f"key '{missing[0]}' is required but has no value")

@@ -1,0 +1,115 @@
+"""The training engine: compiles once, chunking does not change results, members are independent, NaNs stop."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vlab.config import OptimizerConfig, build_optimizer
+from vlab.errors import TrainingDiverged
+from vlab.runs import Run
+from vlab.train import fit
+
+
+def noisy_quadratic(params, batch, key):
+    """E||x - target||^2 with a noisy gradient: exercises keys and batches."""
+    noise = 0.01 * jax.random.normal(key, params["x"].shape)
+    loss = jnp.sum((params["x"] - batch["target"] + noise) ** 2)
+    return loss, {"x0": params["x"][0]}
+
+
+def batch_fn(data, key):
+    return {"target": data["target"] + 0.01 * jax.random.normal(key, data["target"].shape)}
+
+
+DATA = {"target": jnp.array([1.0, -2.0, 3.0])}
+
+
+def run_fit(steps=600, chunk=200, n=None, **kw):
+    x0 = jnp.zeros((n, 3)) if n else jnp.zeros(3)
+    return fit(noisy_quadratic, {"x": x0}, optax.adam(0.05), jax.random.key(0), steps=steps, chunk_size=chunk,
+               data=DATA, batch_fn=batch_fn, n_members=n, progress=False, **kw)
+
+
+def test_compiles_once_and_chunking_does_not_change_the_result():
+    a = run_fit(steps=600, chunk=200)
+    b = run_fit(steps=600, chunk=600)
+    c = run_fit(steps=600, chunk=250)  # a last, partial chunk is masked, not recompiled
+    assert a.compiles == 1 and b.compiles == 1 and c.compiles == 1
+    np.testing.assert_array_equal(np.asarray(a.params["x"]), np.asarray(b.params["x"]))
+    np.testing.assert_array_equal(np.asarray(a.params["x"]), np.asarray(c.params["x"]))
+    np.testing.assert_allclose(np.asarray(a.params["x"]), [1.0, -2.0, 3.0], atol=0.05)
+
+
+def test_history_records_every_log_every_step_and_the_last():
+    r = run_fit(steps=95, chunk=40, log_every=10)
+    assert list(r.history["step"]) == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 94]
+    assert r.history["loss"].shape == (11,)
+
+
+def test_members_are_vmapped_and_independent():
+    r = run_fit(steps=300, chunk=100, n=4)
+    assert r.params["x"].shape == (4, 3)
+    assert r.history["loss"].shape[1] == 4
+    # different keys per member: the noisy paths differ, yet all converge
+    assert not np.allclose(r.history["x0"][:, 0], r.history["x0"][:, 1])
+    np.testing.assert_allclose(np.asarray(r.params["x"]), np.tile([1.0, -2.0, 3.0], (4, 1)), atol=0.1)
+
+
+def test_nan_stops_training_with_step_and_metric(tmp_path):
+    """t grows by one per sgd step (gradient -1); the loss turns NaN once t reaches 5, i.e. at step 5."""
+
+    def loss(params, batch, key):
+        bad = jnp.where(params["t"] >= 5.0, jnp.nan, 0.0)
+        return jnp.sum((params["x"] - 1.0) ** 2) - params["t"] + bad, {"t": params["t"]}
+
+    run = Run(tmp_path / "r", quiet=True)
+    params = {"x": jnp.zeros(2), "t": jnp.zeros(())}
+    with pytest.raises(TrainingDiverged, match=r"loss became non-finite at step 5"):
+        fit(loss, params, optax.sgd(1.0), jax.random.key(0), steps=20, chunk_size=4, run=run, progress=False)
+    ckpt = run.load_checkpoint("fit")
+    assert ckpt is not None and int(ckpt["step"]) == 4  # the last finite chunk's parameters are kept
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    full = run_fit(steps=500, chunk=100, run=Run(tmp_path / "a", quiet=True), checkpoint_every=100)
+    run_c = Run(tmp_path / "c", quiet=True)
+    calls = {"n": 0}
+    from vlab import progress
+
+    orig = progress.Progress.update
+
+    def interrupt(self, done, metrics):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        orig(self, done, metrics)
+
+    progress.Progress.update = interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_fit(steps=500, chunk=100, run=run_c, checkpoint_every=100)
+    finally:
+        progress.Progress.update = orig
+    assert int(run_c.load_checkpoint("fit")["step"]) == 200
+    resumed = run_fit(steps=500, chunk=100, run=Run(tmp_path / "c", resume=True, quiet=True), checkpoint_every=100)
+    np.testing.assert_array_equal(np.asarray(resumed.params["x"]), np.asarray(full.params["x"]))
+    np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop", "adabelief", "lamb"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "exponential", "warmup_cosine"])
+def test_every_optimizer_and_schedule_builds_and_descends(name, schedule):
+    cfg = OptimizerConfig(name=name, lr=0.05, schedule=schedule, warmup_steps=5, clip_norm=10.0, momentum=0.5)
+    opt = build_optimizer(cfg, steps=50)
+    params = jnp.array([2.0, -1.0])
+    state = opt.init(params)
+    loss = lambda p: jnp.sum(p**2)
+    start = loss(params)
+    for _ in range(20):
+        updates, state = opt.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    assert loss(params) < start
