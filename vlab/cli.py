@@ -80,7 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vlab`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":  # KEY=VALUE overrides may come after options too
+        overrides = [x for x in extra if "=" in x and not x.startswith("-")]
+        extra = [x for x in extra if x not in overrides]
+        args.overrides = [*args.overrides, *overrides]
+        if args.config is None and overrides and not args.resume:
+            parser.error(f"missing CONFIG before the overrides {' '.join(overrides)}")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
