@@ -1,0 +1,143 @@
+"""Workload W1: vlab's VAE training engine against PyTorch eager on Fashion-MNIST.
+
+784-512-256-(2x16) Gaussian encoder, mirrored decoder 16-256-512-784, ReLU, Bernoulli likelihood on grey levels,
+Adam 1e-3, batch 128, float32, 5 epochs (469 steps each). The two implementations run alternately, ``--runs`` times
+each, in this one process; the script prints each run's steps/s and test ELBO, the medians, and the ratio
+vlab / PyTorch (the target is >= 1.6 with a test ELBO no worse than PyTorch's by more than 1 nat).
+
+    .venv/bin/pip install -r benchmarks/requirements-vae.txt
+    .venv/bin/python benchmarks/vae.py [--epochs 5] [--runs 3] [--threads 2] [--root /usr/share/datasets/fashion-mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vlab import data as vdata
+from vlab.encoders import VAESpec, init_vae
+from vlab.objectives import vae as objective
+from vlab.train import fit
+
+BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
+
+
+def load(root: str) -> tuple[np.ndarray, np.ndarray]:
+    cfg = vdata.DataConfig(source="idx", root=root, n_train=0, n_test=0)
+    ds = vdata.load(cfg, jax.random.PRNGKey(0))
+    return np.asarray(ds.x_train, np.float32), np.asarray(ds.x_test, np.float32)
+
+
+def run_vlab(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
+    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
+    params = objective.init_params(init_vae(jax.random.PRNGKey(seed), spec), 1.0)
+    loss_fn = objective.make_loss(spec)
+    xs = jnp.asarray(x_train)
+    batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
+    res = fit(loss_fn, params, objective.vae_optimizer(optax.adam(LR)), jax.random.PRNGKey(seed + 1), steps=steps,
+              chunk_size=steps_per_epoch, log_every=steps_per_epoch, data=xs, batch_fn=batch_fn, progress=False)
+    ev = jax.jit(lambda m, k: objective.evaluate(m, spec, jnp.asarray(x_test), k, batch_size=1000))(
+        res.params["model"], jax.random.PRNGKey(seed + 2))
+    return {"steps_per_s": steps / res.train_s, "compile_s": res.compile_s,
+            "test_elbo": float(np.mean(np.asarray(ev["elbo"])))}
+
+
+def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class VAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                                     nn.Linear(256, 2 * Z))
+            self.dec = nn.Sequential(nn.Linear(Z, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
+                                     nn.Linear(512, 784))
+
+        def elbo(self, x):
+            mu, log_var = self.enc(x).chunk(2, dim=-1)
+            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            logits = self.dec(z)
+            rec = -nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+            kl = 0.5 * (torch.exp(log_var) + mu**2 - log_var - 1.0).sum(-1)
+            return rec - kl
+
+    model = VAE()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    xt = torch.from_numpy(np.array(x_train))
+    n = xt.shape[0]
+    t0 = time.perf_counter()
+    step = 0
+    while step < steps:
+        perm = torch.randperm(n)
+        for i in range(steps_per_epoch):
+            if step >= steps:
+                break
+            xb = xt[perm[i * BATCH:(i + 1) * BATCH]]
+            loss = -model.elbo(xb).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    train_s = time.perf_counter() - t0
+    with torch.no_grad():
+        elbo = float(torch.cat([model.elbo(b) for b in torch.from_numpy(np.array(x_test)).split(1000)]).mean())
+    return {"steps_per_s": steps / train_s, "test_elbo": elbo}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    p.add_argument("--root", default=vdata.DEFAULT_ROOT)
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    x_train, x_test = load(args.root)
+    steps_per_epoch = x_train.shape[0] // BATCH
+    steps = args.epochs * steps_per_epoch
+    print(f"W1: {x_train.shape[0]} train images, {steps} steps ({args.epochs} epochs), batch {BATCH}; "
+          f"jax {jax.__version__} on {jax.devices()[0].device_kind}, torch {torch.__version__} "
+          f"({args.threads} threads)", flush=True)
+    results: dict[str, list[dict]] = {"vlab": [], "torch": []}
+    for r in range(args.runs):
+        for name, fn in (("vlab", run_vlab), ("torch", run_torch)):
+            out = fn(x_train, x_test, steps, steps_per_epoch, seed=r)
+            results[name].append(out)
+            print(f"run {r} {name:5s}: {out['steps_per_s']:7.1f} steps/s, test ELBO {out['test_elbo']:.2f}",
+                  flush=True)
+    summary = {}
+    for name, rows in results.items():
+        sps = [row["steps_per_s"] for row in rows]
+        summary[name] = {"steps_per_s_median": statistics.median(sps), "steps_per_s_min": min(sps),
+                         "steps_per_s_max": max(sps),
+                         "test_elbo_median": statistics.median(row["test_elbo"] for row in rows)}
+    ratio = summary["vlab"]["steps_per_s_median"] / summary["torch"]["steps_per_s_median"]
+    gap = summary["vlab"]["test_elbo_median"] - summary["torch"]["test_elbo_median"]
+    summary["ratio"] = ratio
+    summary["elbo_difference"] = gap
+    for name in ("vlab", "torch"):
+        s = summary[name]
+        print(f"{name:5s}: median {s['steps_per_s_median']:.1f} steps/s ({s['steps_per_s_min']:.1f}-"
+              f"{s['steps_per_s_max']:.1f}), median test ELBO {s['test_elbo_median']:.2f}")
+    print(f"ratio vlab / torch = {ratio:.2f} (target >= 1.6); test ELBO difference {gap:+.2f} nats (target >= -1)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "summary": summary}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
