@@ -1,0 +1,70 @@
+"""KL convexity: the discrete KL against scipy, the inequality, its equality cases and the log-sum split."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from experiments.kl_convexity import draw_cases
+from vlab import categorical as cat
+from vlab.cli import main, run_experiment
+
+
+def test_kl_and_entropy_match_scipy(x64):
+    p1, _, q1, _, _ = draw_cases(jax.random.PRNGKey(0), 50, 5, 2.0)
+    np.testing.assert_allclose(np.asarray(cat.kl_categorical(p1, q1)),
+                               [stats.entropy(a, b) for a, b in zip(np.asarray(p1), np.asarray(q1), strict=True)],
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(cat.entropy_categorical(p1)), [stats.entropy(a) for a in np.asarray(p1)],
+                               rtol=1e-12)
+    assert float(cat.kl_categorical(jnp.asarray([1.0, 0.0]), jnp.asarray([0.5, 0.5]))) == pytest.approx(np.log(2))
+
+
+def test_convexity_holds_on_random_cases(x64):
+    cases = draw_cases(jax.random.PRNGKey(1), 20000, 3, 5.0)
+    lhs, rhs = cat.convexity_sides(*cases)
+    assert float(jnp.min(rhs - lhs)) >= -1e-13
+    terms = cat.log_sum_terms(*cases)
+    assert float(jnp.min(terms)) >= -1e-13
+    np.testing.assert_allclose(np.asarray(jnp.sum(terms, -1)), np.asarray(rhs - lhs), atol=1e-12)
+
+
+def test_equality_cases(x64):
+    p1, p2, q1, q2, lam = draw_cases(jax.random.PRNGKey(2), 100, 4, 1.0)
+    for l in (jnp.zeros(100), jnp.ones(100)):
+        lhs, rhs = cat.convexity_sides(p1, p2, q1, q2, l)
+        np.testing.assert_allclose(np.asarray(lhs), np.asarray(rhs), atol=1e-13)
+    lhs, rhs = cat.convexity_sides(p1, p1, q1, q1, lam)
+    np.testing.assert_allclose(np.asarray(lhs), np.asarray(rhs), atol=1e-13)
+
+
+def test_a_hand_computed_case(x64):
+    p1, p2 = jnp.asarray([0.9, 0.1]), jnp.asarray([0.1, 0.9])
+    q1, q2 = jnp.asarray([0.5, 0.5]), jnp.asarray([0.5, 0.5])
+    lhs, rhs = cat.convexity_sides(p1, p2, q1, q2, 0.5)
+    assert float(lhs) == pytest.approx(0.0, abs=1e-15)  # both mixtures are uniform
+    kl = 0.9 * np.log(1.8) + 0.1 * np.log(0.2)
+    assert float(rhs) == pytest.approx(kl, rel=1e-13)
+
+
+def test_quick_config_end_to_end(tmp_path):
+    path = run_experiment("configs/kl_convexity.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+    m = json.loads((path / "metrics.json").read_text())
+    assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
+    assert m["violations"] == 0 and m["worst_gap"] >= 0
+    assert (path / "kl_convexity.png").exists()
+
+
+BAD = ["n_outcomes=1", "logit_scales=[1.0,-2.0]", "adversary.members=0", "adversary.train.steps=0", "n_draws=0"]
+
+
+@pytest.mark.parametrize("over", BAD)
+def test_bad_config_exits_2_with_one_line(over, tmp_path, capsys):
+    assert main(["run", "configs/kl_convexity.yaml", over, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and over.split("=")[0] in err[0]

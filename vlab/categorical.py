@@ -1,0 +1,47 @@
+"""Discrete distributions on {1, ..., n}: KL divergence, entropy and the joint convexity of KL (seed 001, 6.2).
+
+Joint convexity: for lambda in [0, 1] and distributions p1, p2, q1, q2 with nonzero probabilities,
+
+    KL(lambda p1 + (1 - lambda) p2 || lambda q1 + (1 - lambda) q2) <= lambda KL(p1 || q1) + (1 - lambda) KL(p2 || q2).
+
+It holds outcome by outcome through the log-sum inequality
+a1 log(a1 / b1) + a2 log(a2 / b2) >= (a1 + a2) log((a1 + a2) / (b1 + b2))
+with a1 = lambda p1(y), a2 = (1 - lambda) p2(y), b1 = lambda q1(y), b2 = (1 - lambda) q2(y).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
+    """x log y with 0 log 0 = 0."""
+    return jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, y, 1.0)), 0.0)
+
+
+def kl_categorical(p: jax.Array, q: jax.Array) -> jax.Array:
+    """KL(p || q) = sum_y p(y) log(p(y) / q(y)) over the last axis (0 log 0 = 0)."""
+    return jnp.sum(_xlogy(p, p) - _xlogy(p, q), axis=-1)
+
+
+def entropy_categorical(p: jax.Array) -> jax.Array:
+    """H(p) = -sum_y p(y) log p(y) over the last axis."""
+    return -jnp.sum(_xlogy(p, p), axis=-1)
+
+
+def convexity_sides(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array):
+    """(LHS, RHS) of the convexity inequality: KL(mixed p || mixed q) and the mixture of the two KLs."""
+    lam_ = jnp.asarray(lam)[..., None]
+    lhs = kl_categorical(lam_ * p1 + (1 - lam_) * p2, lam_ * q1 + (1 - lam_) * q2)
+    rhs = lam * kl_categorical(p1, q1) + (1 - lam) * kl_categorical(p2, q2)
+    return lhs, rhs
+
+
+def log_sum_terms(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array) -> jax.Array:
+    """Per-outcome slack of the log-sum inequality, (..., n); each entry is >= 0 and they sum to RHS - LHS."""
+    lam_ = jnp.asarray(lam)[..., None]
+    a1, a2 = lam_ * p1, (1 - lam_) * p2
+    b1, b2 = lam_ * q1, (1 - lam_) * q2
+    return (_xlogy(a1, a1) - _xlogy(a1, b1) + _xlogy(a2, a2) - _xlogy(a2, b2)
+            - _xlogy(a1 + a2, a1 + a2) + _xlogy(a1 + a2, b1 + b2))
