@@ -93,7 +93,7 @@ class Config(BaseConfig):
         optimizer=OptimizerConfig(name="adam", lr=0.3, schedule="cosine"),
     )
     optimum_tol: float = spec(0.05, gt=0, help="fits closer than this in (mu, log sigma) share an optimum")
-    eval_nodes: int = spec(4001, ge=101, help="trapezoid nodes of the exact KL reported in metrics")
+    eval_nodes: int = spec(2001, ge=101, help="trapezoid nodes of the exact KL reported in metrics")
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -161,7 +161,7 @@ def exact_kls(target: Mixture1D, nodes: int):
     return incl, excl
 
 
-def newton_polish(f, z0: jax.Array, steps: int = 25) -> tuple[jax.Array, jax.Array]:
+def newton_polish(f, z0: jax.Array, steps: int = 10) -> tuple[jax.Array, jax.Array]:
     """Refine a local minimum of f(mu, log sigma) from ``z0 = (mu, log sigma)`` by Newton's method.
 
     Returns the refined point and whether it is a strict local minimum: finite, gradient norm below 1e-5 (float32)
