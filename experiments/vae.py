@@ -260,7 +260,7 @@ def draw_beta_figure(run, rows: list[dict]) -> None:
     beta = np.array([r["beta"] for r in rows])
     fig, axes = plots.figure(1, 3, size=(14, 3.8))
     for ax, key, label in ((axes[0], "kl", "test KL (nats)"), (axes[1], "active_units", "active units"),
-                           (axes[2], "mean_abs_corr", "mean |corr(mu_i, mu_j)|, active units")):
+                           (axes[2], "mean_abs_corr", "mean |corr(mu_i, mu_j)|, active units\n(0 with fewer than 2)")):
         m = np.array([r[key]["mean"] for r in rows], dtype=float)
         s = np.array([r[key]["std"] for r in rows], dtype=float)
         ax.errorbar(beta, m, yerr=s, marker="o", color=plots.color(0), capsize=3)
@@ -359,6 +359,7 @@ class Experiment(_Experiment):
                 "active_units": n_au,
                 "mean_abs_corr": mean_abs_corr(mu, a > e.au_threshold),
                 "iwae": float(ev["iwae"][i].mean()) if n_iwae else None,
+                "elbo_iwae_points": float(ev["test"]["elbo"][i][:n_iwae].mean()) if n_iwae else None,
             })
 
         def group(b: int) -> dict:
@@ -387,9 +388,10 @@ class Experiment(_Experiment):
             metrics["by_beta"] = groups
         for i in range(n_members):
             if n_iwae:
-                # IWAE_k >= ELBO holds in expectation; with k >= 10 and hundreds of points it holds on the mean
-                run.check(f"iwae >= elbo (member {i})", min(per_member[i]["iwae"] - per_member[i]["elbo"], 0.0),
-                          0.0, 0.05)
+                # IWAE_k >= ELBO holds in expectation; on the same points the means differ by more than the noise
+                r = per_member[i]
+                run.check(f"iwae >= elbo on the same points (member {i})",
+                          min(r["iwae"] - r["elbo_iwae_points"], 0.0), 0.0, 0.05)
         if any(r["active_units"] == 0 for r in per_member):
             run.warn("a trained VAE has no active latent unit (posterior collapse): q(z|x) ignores x")
 
