@@ -50,14 +50,18 @@ class DataConfig:
     embedding: Literal["images", "mlp", "linear"] = "images"
     dim: int = spec(64, gt=0, help="embedded: data dimension (mlp, linear) or image side (images: dim = side^2)")
     noise: float = spec(0.02, ge=0, help="embedded: std of Gaussian noise added after the embedding")
-    n_train: int = spec(4000, gt=0, help="embedded: training points (idx: at most this many, 0 = all)")
-    n_test: int = spec(1000, gt=0, help="embedded: test points (idx: at most this many)")
+    n_train: int = spec(4000, ge=0, help="training points (idx: at most this many, 0 = all)")
+    n_test: int = spec(1000, ge=0, help="test points (idx: at most this many, 0 = all)")
     root: str = spec(DEFAULT_ROOT, help="idx: folder holding the four MNIST-format files (.gz or raw)")
     image_shape: list[int] = spec([28, 28], gt=0, help="idx: expected image shape (height, width)")
     binarize: Literal["none", "dynamic", "static"] = "none"
     embedding_seed: int = spec(1234, ge=0, help="embedded: seed of the fixed embedding map")
 
     def check(self, prefix: str) -> None:
+        for name in ("n_train", "n_test"):
+            if self.source == "embedded" and getattr(self, name) == 0:
+                raise ConfigError(f"key '{prefix}{name}': value 0 is not valid: expected a number > 0 "
+                                  "(0 means all the files' points, only with source: idx)")
         if len(self.image_shape) != 2:
             raise ConfigError(
                 f"key '{prefix}image_shape': value {self.image_shape} is not valid: expected [height, width]"

@@ -1,0 +1,201 @@
+"""Forward-KL variational inference (seed 001, problem 6.4): an amortised q(z|x) trained by the inclusive objective
+beside one trained by the ELBO, on a model whose true posterior is bimodal.
+
+Model: z ~ N(0, 1), x | z ~ N(z^2, s^2). For x well above 0 the posterior p(z|x) has two modes at +-sqrt(x).
+q(z|x) = N(mu(x), sigma^2(x)) is an MLP of x; the model is fixed, so only inference is compared.
+
+- Reverse KL (the VAE's choice): maximise ELBO(x) = E_q[log p(x, z) - log q(z|x)] = log p(x) - KL(q || p(z|x)),
+  reparameterised. Mode seeking: q sits on one mode.
+- Forward KL (Bob's proposal): minimise KL(p(z|x) || q) = const - E_{p(z|x)}[log q(z|x)]. The expectation under the
+  unknown posterior is estimated by self-normalised importance sampling with q as proposal,
+  sum_i w~_i log q(z_i|x), w~_i ∝ p(x, z_i) / q(z_i|x), z_i ~ q, weights held fixed (the reweighted wake-sleep
+  q update). Mass covering: q spreads over both modes. Pros: no mode dropped, a better proposal for importance
+  sampling. Cons: the SNIS gradient is biased for finite k and high-variance when q is poor, and q puts mass
+  between the modes where the posterior has none, so its ELBO is lower.
+
+Everything is measured exactly by quadrature on a z grid: log p(x), both KLs, the ELBO, and the posterior mass
+inside q's central 95% interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vlab import nn, plots
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.distributions import normal_log_prob
+from vlab.experiment import Experiment as _Experiment
+from vlab.train import fit
+
+
+@dataclass
+class Config(BaseConfig):
+    experiment: str = "vae_forward_kl"
+    noise: float = spec(0.5, gt=0, help="s: x | z ~ N(z^2, s^2)")
+    hidden: list[int] = spec([64, 64], gt=0, help="hidden widths of the encoder MLP")
+    k: int = spec(64, ge=2, help="importance samples per x for the forward-KL (SNIS) estimate and the IWAE bound")
+    batch_size: int = spec(128, gt=0)
+    n_test: int = spec(400, gt=0, help="test points x drawn from the model")
+    grid: int = spec(4001, ge=101, help="z grid nodes of the exact quadrature on [-8, 8]")
+    show_x: list[float] = spec([0.5, 2.0, 4.0], help="x values whose posteriors are drawn")
+    train: TrainConfig = nested(TrainConfig, steps=4000, chunk_size=1000, log_every=20,
+                                optimizer=OptimizerConfig(name="adam", lr=3e-3))
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def log_joint(z: jax.Array, x: jax.Array, s: float) -> jax.Array:
+    """log p(x, z) = log N(z; 0, 1) + log N(x; z^2, s^2)."""
+    return normal_log_prob(z, 0.0, 1.0) + normal_log_prob(x, z * z, s)
+
+
+def encoder(params: list, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """q(z|x) = N(mu(x), sigma(x)^2), sigma = exp(output 2); ``x`` of shape (B,) gives (B,) and (B,)."""
+    out = nn.mlp_apply(params, x[:, None], "tanh")
+    return out[:, 0], jnp.exp(out[:, 1])
+
+
+def sample_x(key: jax.Array, n: int, s: float) -> jax.Array:
+    """x = z^2 + s eps with z, eps ~ N(0, 1): draws from the model's marginal p(x)."""
+    k1, k2 = jax.random.split(key)
+    z = jax.random.normal(k1, (n,))
+    return z * z + s * jax.random.normal(k2, (n,))
+
+
+def elbo_loss(s: float):
+    """-mean ELBO with one reparameterised sample z = mu + sigma eps per x."""
+
+    def loss_fn(params, x, key):
+        mu, sigma = encoder(params, x)
+        z = mu + sigma * jax.random.normal(key, mu.shape)
+        elbo = log_joint(z, x, s) - normal_log_prob(z, mu, sigma)
+        return -jnp.mean(elbo), {"elbo": jnp.mean(elbo)}
+
+    return loss_fn
+
+
+def forward_kl_loss(s: float, k: int):
+    """-mean sum_i w~_i log q(z_i|x) with z_i ~ q (no gradient through the samples or the weights)."""
+
+    def loss_fn(params, x, key):
+        mu, sigma = encoder(params, x)
+        z = jax.lax.stop_gradient(mu + sigma * jax.random.normal(key, (k, *mu.shape)))
+        log_q = normal_log_prob(z, mu, sigma)
+        log_w = jax.lax.stop_gradient(log_joint(z, x, s) - log_q)
+        w = jax.nn.softmax(log_w, axis=0)
+        iwae = jax.scipy.special.logsumexp(log_w, axis=0) - jnp.log(k)
+        return -jnp.mean(jnp.sum(w * log_q, axis=0)), {"iwae": jnp.mean(iwae), "ess": jnp.mean(1 / jnp.sum(w * w, 0))}
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------------------------------ exact measures
+
+
+def exact_measures(mu: jax.Array, sigma: jax.Array, x: jax.Array, s: float, grid: int) -> dict[str, jax.Array]:
+    """Per-x quadrature on z in [-8, 8]: log p(x), ELBO, KL(q || post), KL(post || q), and the posterior mass
+    inside [mu - 1.96 sigma, mu + 1.96 sigma]."""
+    z = jnp.linspace(-8.0, 8.0, grid)
+    dz = z[1] - z[0]
+
+    def one(m, sd, xx):
+        lj = log_joint(z, xx, s)
+        log_px = jax.scipy.special.logsumexp(lj) + jnp.log(dz)
+        lpost = lj - log_px
+        post = jnp.exp(lpost) * dz
+        lq = normal_log_prob(z, m, sd)
+        q = jnp.exp(lq) * dz
+        kl_rev = jnp.sum(q * (lq - lpost))
+        kl_fwd = jnp.sum(post * (lpost - lq))
+        mass = jnp.sum(jnp.where(jnp.abs(z - m) <= 1.96 * sd, post, 0.0))
+        return {"log_px": log_px, "elbo": log_px - kl_rev, "kl_reverse": kl_rev, "kl_forward": kl_fwd,
+                "posterior_mass_covered": mass}
+
+    return jax.vmap(one)(mu, sigma, x)
+
+
+def iwae(mu, sigma, x, s, k, key):
+    """IWAE_k(x) with q as proposal."""
+    z = mu + sigma * jax.random.normal(key, (k, *mu.shape))
+    lw = log_joint(z, x, s) - normal_log_prob(z, mu, sigma)
+    return jax.scipy.special.logsumexp(lw, axis=0) - jnp.log(k)
+
+
+class Experiment(_Experiment):
+    name = "vae_forward_kl"
+    description = "Forward-KL (reweighted wake-sleep) vs ELBO-trained amortised q on a bimodal posterior"
+    Config = Config
+    headline = ("elbo_trained.posterior_mass_covered", "forward_kl_trained.posterior_mass_covered",
+                "elbo_trained.elbo", "forward_kl_trained.elbo")
+
+    def run(self, cfg: Config, run) -> dict:
+        key = jax.random.PRNGKey(cfg.seed)
+        k_init, k_fit1, k_fit2, k_test, k_iw = jax.random.split(key, 5)
+        s = cfg.noise
+        params = nn.mlp_init(k_init, [1, *cfg.hidden, 2])
+        batch_fn = lambda _, k: sample_x(k, cfg.batch_size, s)
+        common = dict(steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
+                      batch_fn=batch_fn, run=run, checkpoint_every=cfg.train.checkpoint_every)
+        opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
+        res_rev = fit(elbo_loss(s), params, opt, k_fit1, name="elbo", **common)
+        res_fwd = fit(forward_kl_loss(s, cfg.k), params, opt, k_fit2, name="forward_kl", **common)
+
+        x_test = sample_x(k_test, cfg.n_test, s)
+        out = {}
+        for name, res in (("elbo_trained", res_rev), ("forward_kl_trained", res_fwd)):
+            mu, sigma = encoder(res.params, x_test)
+            m = exact_measures(mu, sigma, x_test, s, cfg.grid)
+            m["iwae"] = iwae(mu, sigma, x_test, s, cfg.k, k_iw)
+            out[name] = {k: float(jnp.mean(v)) for k, v in m.items() if k != "log_px"}
+            out["log_px"] = float(jnp.mean(m["log_px"]))
+            run.check(f"{name}: ELBO + KL(q || posterior) = log p(x)", out[name]["elbo"] + out[name]["kl_reverse"],
+                      out["log_px"], 1e-6)
+            run.check(f"{name}: IWAE-{cfg.k} <= log p(x) (mean)", max(out[name]["iwae"] - out["log_px"], 0.0), 0.0,
+                      0.05)
+        r, f = out["elbo_trained"], out["forward_kl_trained"]
+        out["comparison"] = {
+            "elbo_gain_of_reverse": r["elbo"] - f["elbo"],
+            "mass_covered_gain_of_forward": f["posterior_mass_covered"] - r["posterior_mass_covered"],
+            "forward_kl_gain_of_forward": r["kl_forward"] - f["kl_forward"],
+        }
+        with run.timed("plots"):
+            self._figure(run, cfg, res_rev.params, res_fwd.params, out)
+        return out
+
+    @staticmethod
+    def _figure(run, cfg: Config, p_rev, p_fwd, out: dict) -> None:
+        s = cfg.noise
+        z = jnp.linspace(-4.0, 4.0, 801)
+        n = len(cfg.show_x)
+        fig, axes = plots.figure(1, n + 1, size=(4.2 * (n + 1), 3.6))
+        for ax, xv in zip(axes[:n], cfg.show_x, strict=True):
+            lj = log_joint(z, xv, s)
+            post = jnp.exp(lj - jax.scipy.special.logsumexp(lj)) / (z[1] - z[0])
+            ax.fill_between(np.asarray(z), np.asarray(post), color=plots.color(7), alpha=0.15, label="p(z | x)")
+            for i, (label, p) in enumerate((("ELBO (reverse KL)", p_rev), ("forward KL (SNIS)", p_fwd))):
+                mu, sigma = encoder(p, jnp.array([xv]))
+                ax.plot(z, jnp.exp(normal_log_prob(z, mu[0], sigma[0])), color=plots.color(i), lw=2, label=label)
+            ax.set_title(f"x = {xv:g}")
+            ax.set_xlabel("z")
+        axes[0].set_ylabel("density")
+        axes[0].legend(fontsize=8)
+        ax = axes[n]
+        names = ["ELBO", "IWAE", "posterior mass\nin q's 95% interval"]
+        keys = ["elbo", "iwae", "posterior_mass_covered"]
+        xs = np.arange(len(keys))
+        for i, (label, m) in enumerate((("ELBO-trained", out["elbo_trained"]),
+                                        ("forward-KL-trained", out["forward_kl_trained"]))):
+            vals = [m[k] - (out["log_px"] if k in ("elbo", "iwae") else 0.0) for k in keys]
+            bars = ax.bar(xs + (i - 0.5) * 0.38, vals, width=0.38, color=plots.color(i), label=label)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(["ELBO - log p(x)", "IWAE - log p(x)", names[2]], fontsize=8)
+        ax.set_title("test means (exact quadrature)")
+        ax.legend(fontsize=8)
+        run.save_figure(fig, "forward_vs_reverse_kl")
