@@ -1,3 +1,65 @@
-"""vlab: differentiable experiments on deep generative models in JAX."""
+"""vlab: differentiable experiments on deep generative models in JAX.
+
+The public API is the names below; each resolves lazily, so ``import vlab`` stays cheap. Everything else is private
+by convention. Modules of mathematics (``vlab.distributions``, ``vlab.divergences``, ``vlab.nn``,
+``vlab.toy_data``, ...) are imported as modules.
+
+========================  =================================================================================
+name                      what it is
+========================  =================================================================================
+``Experiment``            base class of an experiment: ``Config`` schema, ``description``, ``run(cfg, run)``
+``BaseConfig``            keys every experiment understands: experiment, seed, device, precision, figures
+``TrainConfig``           steps, chunk size, logging and checkpoint intervals, the optimiser
+``OptimizerConfig``       an optax optimiser by name, learning rate, schedule and clipping
+``spec``                  a config field with a default and numeric bounds
+``nested``                a config field holding a sub-configuration
+``build_optimizer``       the optax transformation an ``OptimizerConfig`` describes
+``load_config``           read a YAML file plus ``key=value`` overrides into ``(ExperimentClass, cfg)``
+``fit``                   the training engine: optax steps in ``jit(lax.scan)`` chunks, vmapped members
+``FitResult``             what ``fit`` returns: params, optimiser state, history, compile and train seconds
+``Run``                   a run folder: history, figures, checks, checkpoints
+``ConfigError``           invalid configuration (the CLI prints one line and exits with status 2)
+``TrainingDiverged``      a loss or metric became NaN or infinite
+``plots``                 the shared figure style: ``plots.figure``, ``plots.PALETTE``
+========================  =================================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "Experiment": ("vlab.experiment", "Experiment"),
+    "BaseConfig": ("vlab.config", "BaseConfig"),
+    "TrainConfig": ("vlab.config", "TrainConfig"),
+    "OptimizerConfig": ("vlab.config", "OptimizerConfig"),
+    "spec": ("vlab.config", "spec"),
+    "nested": ("vlab.config", "nested"),
+    "build_optimizer": ("vlab.config", "build_optimizer"),
+    "load_config": ("vlab.cli", "load"),
+    "fit": ("vlab.train", "fit"),
+    "FitResult": ("vlab.train", "FitResult"),
+    "Run": ("vlab.runs", "Run"),
+    "ConfigError": ("vlab.errors", "ConfigError"),
+    "TrainingDiverged": ("vlab.errors", "TrainingDiverged"),
+    "plots": ("vlab.plots", None),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'vlab' has no attribute '{name}'")
+    module, attr = _API[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

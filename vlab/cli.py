@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list experiments and configs",
                    description="List every experiment and every config under configs/ with a one-line description.")
 
+    p_cmp = sub.add_parser(
+        "compare",
+        help="print two runs' metrics side by side with their config differences",
+        description="Print the metrics of two run folders side by side (with the difference of numbers) and the "
+        "config keys whose values differ.",
+    )
+    p_cmp.add_argument("run_a", metavar="RUN_A")
+    p_cmp.add_argument("run_b", metavar="RUN_B")
+    p_cmp.add_argument("--all", action="store_true", help="also list metrics that are equal, and timings")
+
     p_rep = sub.add_parser(
         "reproduce",
         help="run every config and write an index of figures and metrics",
@@ -99,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "list":
             return cmd_list()
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_reproduce(args)
     except ConfigError as e:
         print(f"vlab {args.command}: error: {e}", file=sys.stderr)
@@ -193,6 +205,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         run = Run(path, quiet=quiet)
         (run.path / "config.yaml").write_text(to_yaml(cfg))
     run.timings["import"] = import_s
+    run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
     run.set_status("running", experiment=cfg.experiment, environment=environment())
     run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
     try:
@@ -290,6 +303,59 @@ def cmd_list() -> int:
     print(f"\nconfigs ({cdir}):")
     for p in configs:
         print(f"  {p.name:<28} {config_description(p)}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}, "c": [2, 3]}`` as ``{"a.b": 1, "c[0]": 2, "c[1]": 3}``."""
+    out: dict = {}
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(tree, list) and any(isinstance(v, dict | list) for v in tree):
+        for i, v in enumerate(tree):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = tree
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from vlab.errors import ConfigError
+
+    runs = []
+    for d in (args.run_a, args.run_b):
+        p = Path(d)
+        if not (p / "metrics.json").is_file():
+            raise ConfigError(f"'{d}' is not a complete run folder: expected {p / 'metrics.json'}")
+        cfg = yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").exists() else {}
+        runs.append((flatten(json.loads((p / "metrics.json").read_text())), flatten(cfg or {})))
+    (ma, ca), (mb, cb) = runs
+    keys = sorted(set(ca) | set(cb))
+    diff = [(k, ca.get(k, "-"), cb.get(k, "-")) for k in keys if ca.get(k) != cb.get(k)]
+    width = max([len(k) for k, *_ in diff] + [len(k) for k in ma] + [len(k) for k in mb] + [6])
+    print(f"{'':{width}}  {'A':>14}  {'B':>14}")
+    print(f"config differences ({len(diff)}):" if diff else "configs are identical")
+    for k, a, b in diff:
+        print(f"  {k:{width}}  {_fmt(a):>14}  {_fmt(b):>14}")
+    print("metrics:")
+    for k in sorted(set(ma) | set(mb)):
+        if not args.all and (k.startswith("timing.") or k.startswith("checks[")):
+            continue
+        a, b = ma.get(k, "-"), mb.get(k, "-")
+        if not args.all and a == b:
+            continue
+        delta = ""
+        if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+            delta = f"  {b - a:+.4g}"
+        print(f"  {k:{width}}  {_fmt(a):>14}  {_fmt(b):>14}{delta}")
     return EXIT_OK
 
 

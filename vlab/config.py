@@ -74,6 +74,23 @@ class TrainConfig:
     optimizer: OptimizerConfig = nested(OptimizerConfig)
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass
+class FiguresConfig:
+    """How figures are written: PNG always first; PDF or SVG beside it for papers."""
+
+    format: list[str] = spec(["png"], help="any of png, pdf, svg")
+    dpi: int = spec(150, gt=0, help="raster resolution")
+
+    def check(self, prefix: str) -> None:
+        bad = [f for f in self.format if f not in FIGURE_FORMATS]
+        if bad or not self.format:
+            raise ConfigError(f"key '{prefix}format': value {self.format} is not valid: expected a non-empty list "
+                              f"of {', '.join(FIGURE_FORMATS)}")
+
+
 @dataclass
 class BaseConfig:
     """Keys every experiment understands."""
@@ -82,6 +99,7 @@ class BaseConfig:
     seed: int = spec(0, ge=0, help="root PRNG seed")
     device: Literal["auto", "cpu", "gpu", "tpu"] = "auto"
     precision: Literal["float32", "float64"] = "float32"
+    figures: FiguresConfig = nested(FiguresConfig)
 
 
 def build_optimizer(cfg: OptimizerConfig, steps: int):

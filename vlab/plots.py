@@ -39,14 +39,14 @@ def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None =
     return plt.subplots(nrows, ncols, figsize=size, **kwargs)
 
 
-def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",)) -> Path:
-    """Save ``fig`` as ``path.<fmt>`` for each format (PNG first), close it and return the PNG's path."""
+def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: int = 150) -> Path:
+    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first), close it and return the PNG's path."""
     path = Path(path)
     fig.tight_layout()
     out = []
-    for fmt in formats:
+    for fmt in ("png", *[f for f in formats if f != "png"]):
         p = path.with_suffix(f".{fmt}")
-        fig.savefig(p)
+        fig.savefig(p, dpi=dpi)
         out.append(p)
     plt.close(fig)
     return out[0]

@@ -101,6 +101,8 @@ class Run:
         self.timings: dict[str, float] = {}
         self.checks: list[dict] = []
         self.figures: list[str] = []
+        self.figure_formats: tuple[str, ...] = ("png",)
+        self.figure_dpi = 150
         self._history = None
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "checkpoints").mkdir(exist_ok=True)
@@ -167,11 +169,11 @@ class Run:
                 keep.append(line)
         atomic_write_text(f, "".join(line + "\n" for line in keep))
 
-    def save_figure(self, fig: Any, name: str, formats: tuple[str, ...] = ("png",)) -> Path:
-        """Save a matplotlib figure as ``name.png`` (and other formats) and close it."""
+    def save_figure(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``name.png`` (and the config's other ``figures.format``) and close it."""
         from vlab.plots import save
 
-        path = save(fig, self.path / name, formats)
+        path = save(fig, self.path / name, self.figure_formats, self.figure_dpi)
         self.figures.append(path.name)
         return path
 
