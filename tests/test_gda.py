@@ -186,3 +186,24 @@ def test_step_size_vmaps(x64):
     np.testing.assert_allclose(
         rho, [gda.bilinear_spectral_radius("extragradient", float(a)) for a in grid], rtol=1e-10
     )
+
+
+@pytest.mark.parametrize("name", gda.RULES)
+def test_linear_update_matrix_is_the_jacobian_of_the_step(x64, name):
+    """The hand-written update matrices equal jax.jacobian of each rule on a random linear (quadratic) game."""
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(3, 3))
+    n_d = 1
+    m[n_d:, n_d:] = (m[n_d:, n_d:] + m[n_d:, n_d:].T) / 2  # each player's own block is a Hessian: symmetric
+    jmat = jnp.asarray(m)
+
+    def loss_d(d, g, key):
+        return 0.5 * d @ jmat[:n_d, :n_d] @ d + d @ jmat[:n_d, n_d:] @ g
+
+    def loss_g(d, g, key):
+        return 0.5 * g @ jmat[n_d:, n_d:] @ g + g @ jmat[n_d:, :n_d] @ d
+
+    game = games.Game(loss_d, loss_g)
+    jac = gda.update_jacobian(gda.make_rule(name, 0.3, consensus_weight=0.7), game, (jnp.zeros(1), jnp.zeros(2)))
+    ref = gda.linear_update_matrix(name, 0.3, jmat, n_d, consensus_weight=0.7)
+    np.testing.assert_allclose(jac, ref, atol=1e-13)

@@ -256,17 +256,19 @@ def norm_growth_rate(traj: Trajectory) -> jax.Array:
     return jnp.exp((jnp.log(traj.dist[m]) - jnp.log(traj.dist[0])) / m)
 
 
-def dmd_spectral_radius(traj: Trajectory, skip: int = 1) -> jax.Array:
+def dmd_spectral_radius(traj: Trajectory, skip: int = 1, floor: float = 0.0) -> jax.Array:
     """Spectral radius of the linear map fitted to the trajectory's own consecutive states (dynamic mode
     decomposition): ``s_{k+1} = M s_k`` by least squares over the valid pairs, each pair scaled by
     ``1 / ||s_k||`` so that growing and shrinking runs are equally well conditioned. Exact (to rounding) for a
     linear rule; near an equilibrium it measures the linearisation. ``skip`` drops the first pairs (optimistic
-    GDA's first step uses ``F(z_0)`` in place of the missing previous field)."""
+    GDA's first step uses ``F(z_0)`` in place of the missing previous field); ``floor`` drops states whose norm
+    is below it (where rounding in the field, not the linear map, drives a converged run)."""
     s = traj.state_path
     x, y = s[:-1], s[1:]
     n = x.shape[0]
-    w = valid_mask(traj)[1:] & (jnp.arange(n) >= skip)
-    scale = jnp.where(w, 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=1), jnp.finfo(x.dtype).tiny), 0.0)
+    norm = jnp.linalg.norm(x, axis=1)
+    w = valid_mask(traj)[1:] & (jnp.arange(n) >= skip) & (norm > floor)
+    scale = jnp.where(w, 1.0 / jnp.maximum(norm, jnp.finfo(x.dtype).tiny), 0.0)
     m = jnp.linalg.lstsq(x * scale[:, None], y * scale[:, None])[0]
     return jnp.max(jnp.abs(jnp.linalg.eigvals(m)))
 
@@ -318,4 +320,36 @@ def bilinear_spectral_radius(name: str, a: float | jax.Array, s: float | jax.Arr
         return jnp.maximum(jnp.abs((p + root) / 2), jnp.abs((p - root) / 2))
     if name == "consensus":
         return jnp.sqrt((1 - a * consensus_weight * s**2) ** 2 + b**2)
+    raise ValueError(f"unknown update rule '{name}': expected one of {', '.join(RULES)}")
+
+
+def linear_update_matrix(name: str, a: float | jax.Array, jac: jax.Array, n_d: int, *,
+                         consensus_weight: float = 1.0, alpha: float = 1.0, beta: float = 1.0) -> jax.Array:
+    """The update matrix of rule ``name`` on a linear field ``F(z) = J z`` with ``z = (d, g)``, ``d`` the first
+    ``n_d`` coordinates, written out by hand (the linearisation of every rule at an equilibrium):
+
+    * simultaneous   ``I - a J``
+    * alternating    ``[[I - a J_dd, -a J_dg], [-a J_gd (I - a J_dd), I - a J_gg + a^2 J_gd J_dg]]``
+    * extragradient  ``I - a J + a^2 J^2``
+    * optimistic     ``[[I - a (alpha + beta) J, a beta I], [J, 0]]`` on the state ``(z_k, F(z_{k-1}))``
+    * consensus      ``I - a (J + gamma J^T J)``
+    """
+    jac = jnp.asarray(jac)
+    n = jac.shape[0]
+    eye = jnp.eye(n, dtype=jac.dtype)
+    if name == "simultaneous":
+        return eye - a * jac
+    if name == "alternating":
+        jdd, jdg, jgd, jgg = jac[:n_d, :n_d], jac[:n_d, n_d:], jac[n_d:, :n_d], jac[n_d:, n_d:]
+        i_d, i_g = jnp.eye(n_d, dtype=jac.dtype), jnp.eye(n - n_d, dtype=jac.dtype)
+        top = jnp.concatenate([i_d - a * jdd, -a * jdg], axis=1)
+        bottom = jnp.concatenate([-a * jgd @ (i_d - a * jdd), i_g - a * jgg + a**2 * jgd @ jdg], axis=1)
+        return jnp.concatenate([top, bottom], axis=0)
+    if name == "extragradient":
+        return eye - a * jac + a**2 * jac @ jac
+    if name == "optimistic":
+        top = jnp.concatenate([eye - a * (alpha + beta) * jac, a * beta * eye], axis=1)
+        return jnp.concatenate([top, jnp.concatenate([jac, jnp.zeros_like(jac)], axis=1)], axis=0)
+    if name == "consensus":
+        return eye - a * (jac + consensus_weight * jac.T @ jac)
     raise ValueError(f"unknown update rule '{name}': expected one of {', '.join(RULES)}")

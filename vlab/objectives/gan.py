@@ -75,12 +75,14 @@ def gan_game(logit: Callable[[Any, jax.Array], jax.Array], generate: Callable[[A
     for name, v in (("r1", r1), ("r2", r2), ("noise_std", noise_std)):
         if isinstance(v, int | float) and v < 0:
             raise ValueError(f"{name} = {v} is not valid: expected a number >= 0")
+    # a regulariser given as a Python 0 is left out of the program; an array (e.g. vmapped) always enters it
+    use_r1, use_r2, use_noise = (not (isinstance(v, int | float) and v == 0) for v in (r1, r2, noise_std))
 
     def samples(g: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         k_real, k_latent, k_n1, k_n2 = jax.random.split(key, 4)
         x_real = sample_real(k_real)
         x_fake = generate(g, sample_latent(k_latent))
-        if noise_std:
+        if use_noise:
             x_real = x_real + noise_std * jax.random.normal(k_n1, x_real.shape, x_real.dtype)
             x_fake = x_fake + noise_std * jax.random.normal(k_n2, x_fake.shape, x_fake.dtype)
         return x_real, x_fake
@@ -88,9 +90,9 @@ def gan_game(logit: Callable[[Any, jax.Array], jax.Array], generate: Callable[[A
     def loss_d(d: Any, g: Any, key: jax.Array) -> jax.Array:
         x_real, x_fake = samples(g, key)
         out = -discriminator_value(loss, logit(d, x_real), logit(d, x_fake))
-        if r1:
+        if use_r1:
             out = out + r1 * gradient_penalty(lambda x: logit(d, x), x_real)
-        if r2:
+        if use_r2:
             out = out + r2 * gradient_penalty(lambda x: logit(d, x), jax.lax.stop_gradient(x_fake))
         return out
 
@@ -109,8 +111,9 @@ def standard_nodes(n: int) -> jax.Array:
     ``(i + 1/2) / n``, standardised. An expectation over instance noise becomes a fixed average, so the noisy
     Dirac-GAN stays a deterministic game whose Jacobian at the equilibrium is exact (it needs only
     the noise's first two moments)."""
-    q = ndtri((jnp.arange(n) + 0.5) / n)
-    return (q - q.mean()) / q.std()
+    with jax.ensure_compile_time_eval():  # a constant of the program, not ops to compile
+        q = ndtri((jnp.arange(n) + 0.5) / n)
+        return (q - q.mean()) / q.std()
 
 
 def dirac_gan(loss: str = "saturating", *, r1: float = 0.0, r2: float = 0.0, noise_std: float = 0.0,
@@ -124,7 +127,8 @@ def dirac_gan(loss: str = "saturating", *, r1: float = 0.0, r2: float = 0.0, noi
     purely imaginary eigenvalues ``+- i b`` without a regulariser, so simultaneous GDA spirals out, and
     eigenvalues with positive real part ``(c +- sqrt(c^2 - 4 b^2)) / 2`` with one.
     """
-    eps = noise_std * standard_nodes(n_noise) if noise_std > 0 else jnp.zeros((1,))
+    plain = isinstance(noise_std, int | float) and noise_std == 0
+    eps = jnp.zeros((1,)) if plain else noise_std * standard_nodes(n_noise)
     return gan_game(
         logit=lambda psi, x: psi * x,
         generate=lambda theta, e: theta + e,
