@@ -1,0 +1,109 @@
+"""The GM-VAE ELBO: equal to the VAE's at K = 1, exact against a 1-D model with a closed-form evidence, and its
+gradient against finite differences."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from vlab.encoders import VAESpec
+from vlab.objectives import gmvae
+from vlab.objectives import vae as vae_obj
+
+S = 0.6
+
+
+def _tiny(qz: str):
+    """x, w in R, K = 2: x | w ~ N(a w + b, S^2), w | z=k ~ N(mu_k, sigma_k^2), pi = (0.3, 0.7)."""
+    spec = VAESpec(x_dim=1, z_dim=1, hidden=(), likelihood="gaussian_fixed", sigma_x=S)
+    params = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 2, qz=qz, qz_hidden=(8,), pi=[0.3, 0.7])
+    params["vae"] = {"enc": [{"w": jnp.array([[0.5, 0.2]]), "b": jnp.array([0.1, -1.0])}],
+                     "dec": [{"w": jnp.array([[1.4]]), "b": jnp.array([0.3])}]}
+    params["prior"] = {"mu": jnp.array([[-1.5], [1.0]]), "log_sigma": jnp.log(jnp.array([0.5, 0.8])),
+                       "logits": jnp.log(jnp.array([0.3, 0.7]))}
+    return spec, params
+
+
+def _exact(spec, params, x: float, qz: str):
+    a, b = 1.4, 0.3
+    mu, sd, pi = np.array([-1.5, 1.0]), np.array([0.5, 0.8]), np.array([0.3, 0.7])
+    log_px = np.log(np.sum(pi * stats.norm.pdf(x, a * mu + b, np.sqrt(a**2 * sd**2 + S**2))))
+    w = np.linspace(-10, 10, 20001)
+    dw = w[1] - w[0]
+    m, s = 0.5 * x + 0.1, np.exp(0.5 * (0.2 * x - 1.0))
+    log_qw = stats.norm.logpdf(w, m, s)
+    log_qz = np.asarray(jax.nn.log_softmax(gmvae.q_z_logits(params, jnp.asarray(w)[:, None],
+                                                            jnp.array([x]), qz, False), -1))
+    log_joint = (np.log(pi) + stats.norm.logpdf(w[:, None], mu, sd)
+                 + stats.norm.logpdf(x, a * w + b, S)[:, None])  # (W, K)
+    q = np.exp(log_qw)[:, None] * np.exp(log_qz)
+    kl = np.sum(q * (log_qw[:, None] + log_qz - (log_joint - log_px))) * dw
+    return log_px, kl
+
+
+@pytest.mark.parametrize("qz", ["exact", "network"])
+def test_elbo_gap_is_kl_to_the_true_posterior(qz, x64):
+    spec, params = _tiny(qz)
+    x = 0.9
+    log_px, kl = _exact(spec, params, x, qz)
+    t = gmvae.gmvae_terms(params, spec, jnp.array([[x]]), jax.random.PRNGKey(1), qz=qz, n_samples=400_000)
+    assert kl > 0.01
+    assert float(t.elbo[0]) == pytest.approx(log_px - kl, abs=5e-3)
+    assert float(t.elbo[0]) < log_px
+
+
+def test_exact_qz_collapses_to_the_mixture_prior(x64):
+    spec, params = _tiny("exact")
+    x = jnp.array([[0.4], [-1.2]])
+    key = jax.random.PRNGKey(2)
+    t = gmvae.gmvae_terms(params, spec, x, key, qz="exact")
+    # the same samples: ELBO = log p(x|w) + log p(w) - log q(w|x), p(w) the mixture
+    m, s = jnp.array([0.5 * 0.4 + 0.1, 0.5 * -1.2 + 0.1]), jnp.exp(0.5 * (0.2 * x[:, 0] - 1.0))
+    w = m + s * jax.random.normal(key, (1, 2))[0]
+    p_w = 0.3 * stats.norm.pdf(np.asarray(w), -1.5, 0.5) + 0.7 * stats.norm.pdf(np.asarray(w), 1.0, 0.8)
+    expected = (stats.norm.logpdf(np.asarray(x[:, 0]), 1.4 * np.asarray(w) + 0.3, S) + np.log(p_w)
+                - stats.norm.logpdf(np.asarray(w), np.asarray(m), np.asarray(s)))
+    np.testing.assert_allclose(t.elbo, expected, atol=1e-10)
+
+
+def test_k1_equals_the_plain_vae(x64):
+    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood="bernoulli")
+    params = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 1, qz="exact", mu_spread=0.0)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 5))
+    key = jax.random.PRNGKey(2)
+    for qz in ("exact", "network"):
+        if qz == "network":
+            params = {**params, "qz": gmvae.init_gmvae(jax.random.PRNGKey(3), spec, 1)["qz"]}
+        t = gmvae.gmvae_terms(params, spec, x, key, qz=qz)
+        ref = vae_obj.elbo_terms(params["vae"], spec, x, key, kl_estimator="mc")
+        np.testing.assert_allclose(t.elbo, ref.elbo, atol=1e-10)
+        np.testing.assert_allclose(t.z_term, 0.0, atol=1e-12)
+
+
+def test_loss_gradient_matches_finite_differences(x64):
+    spec, params = _tiny("network")
+    wrapped = vae_obj.init_params(params, 0.7)
+    loss_fn = gmvae.make_loss(spec, qz="network", learn_pi=True)
+    x = jnp.array([[0.9], [-0.3], [2.0]])
+    key = jax.random.PRNGKey(5)
+    f = lambda p: loss_fn(p, x, key)[0]
+    g = jax.grad(f)(wrapped)
+    d = jax.tree.map(lambda a: jax.random.normal(jax.random.PRNGKey(6), a.shape), wrapped["model"])
+    h = 1e-6
+    shift = lambda t: {**wrapped, "model": jax.tree.map(lambda a, b: a + t * b, wrapped["model"], d)}
+    fd = (f(shift(h)) - f(shift(-h))) / (2 * h)
+    an = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g["model"]), jax.tree.leaves(d), strict=True))
+    assert float(fd) == pytest.approx(float(an), rel=1e-6)
+
+
+def test_pi_gets_no_gradient_unless_learned(x64):
+    spec, params = _tiny("network")
+    wrapped = vae_obj.init_params(params, 1.0)
+    x = jnp.array([[0.9]])
+    for learn, nonzero in ((False, False), (True, True)):
+        g = jax.grad(lambda p, learn=learn: gmvae.make_loss(spec, learn_pi=learn)(p, x, jax.random.PRNGKey(0))[0])(
+            wrapped)
+        assert bool(jnp.any(g["model"]["prior"]["logits"] != 0)) == nonzero

@@ -1,0 +1,122 @@
+"""The Gaussian-mixture VAE of seed 001, problem 7, and its three-term ELBO.
+
+Generative model p(x, w, z) = p(z) p(w|z) p(x|w):
+
+    z ~ Categorical(pi),  w | z = k ~ N(mu_k, sigma_k^2 I),  x | w ~ p_theta(x | w)   (Gaussian or Bernoulli decoder)
+
+Variational model q(w, z | x) = q_psi(w|x) q_phi(z|w, x) with q_psi(w|x) = N(m(x), diag s^2(x)). Then
+
+    log p(x) >= E_q[log p(x, w, z) - log q(w, z | x)]
+             = E_{q(w|x)}[log p_theta(x|w)]                                                  (1) reconstruction
+             + E_{q(w|x)}[sum_k q(k|w,x) log p(w|z=k)] - E_{q(w|x)}[log q(w|x)]               (2) w term
+             + E_{q(w|x)}[sum_k q(k|w,x) (log pi_k - log q(k|w,x))]                            (3) z term
+
+The sum over the K components is exact (no Gumbel relaxation); w = m + s * eps is reparameterised and every term is
+evaluated at the same samples. q(z|w,x) is either a network of [w, x] (the seed's design) or the exact conditional
+p(z|w) ∝ pi_z N(w; mu_z, sigma_z^2 I) (x is independent of z given w); with the latter (2) + (3) collapse to
+E_q[log p(w) - log q(w|x)] with the mixture density p(w). With K = 1, mu = 0, sigma = 1 the ELBO is the plain
+VAE's (with the Monte Carlo KL).
+
+Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,), "logits": (K,)},
+"qz": MLP or absent}``; training wraps them with :func:`vlab.objectives.vae.init_params` (beta, step counter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vlab import nn
+from vlab.distributions import normal_log_prob
+from vlab.encoders import VAESpec, encode, init_vae, log_likelihood
+from vlab.objectives.vae import kl_weight
+
+
+class GMVAETerms(NamedTuple):
+    """Per-example ELBO and its three terms, and q(z|w,x) at the first sample (B, K)."""
+
+    elbo: jax.Array
+    rec: jax.Array
+    w_term: jax.Array
+    z_term: jax.Array
+    qz: jax.Array
+
+
+def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
+               mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None) -> dict:
+    """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k, log pi,
+    and for ``qz = "network"`` an MLP [w, x] -> K logits."""
+    k_vae, k_mu, k_qz = jax.random.split(key, 3)
+    sigma = jnp.broadcast_to(jnp.asarray(sigma_init, dtype=jnp.result_type(float)), (k,))
+    pi_ = jnp.full((k,), 1.0 / k) if pi is None else jnp.asarray(pi)
+    params = {
+        "vae": init_vae(k_vae, spec),
+        "prior": {"mu": mu_spread * jax.random.normal(k_mu, (k, spec.z_dim)), "log_sigma": jnp.log(sigma),
+                  "logits": jnp.log(pi_)},
+    }
+    if qz == "network":
+        params["qz"] = nn.mlp_init(k_qz, [spec.z_dim + spec.x_dim, *qz_hidden, k])
+    return params
+
+
+def log_p_w_given_z(w: jax.Array, prior: dict) -> jax.Array:
+    """log N(w; mu_k, sigma_k^2 I) for every component: ``w`` (..., d) -> (..., K)."""
+    sigma = jnp.exp(prior["log_sigma"])
+    return jnp.sum(normal_log_prob(w[..., None, :], prior["mu"], sigma[:, None]), axis=-1)
+
+
+def log_pi(prior: dict, learn_pi: bool) -> jax.Array:
+    """log pi = log_softmax(logits); the logits get no gradient unless pi is learned."""
+    logits = prior["logits"] if learn_pi else jax.lax.stop_gradient(prior["logits"])
+    return jax.nn.log_softmax(logits)
+
+
+def q_z_logits(params: dict, w: jax.Array, x: jax.Array, qz: str, learn_pi: bool) -> jax.Array:
+    """Logits of q(z|w,x): the network on [w, x], or log pi_k + log N(w; mu_k, sigma_k^2 I) (exact p(z|w))."""
+    if qz == "network":
+        xb = jnp.broadcast_to(x, (*w.shape[:-1], x.shape[-1]))
+        return nn.mlp_apply(params["qz"], jnp.concatenate([w, xb], axis=-1), "relu")
+    return log_pi(params["prior"], learn_pi) + log_p_w_given_z(w, params["prior"])
+
+
+def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, qz: str = "network",
+                learn_pi: bool = False, n_samples: int = 1) -> GMVAETerms:
+    """The three ELBO terms of the module docstring, per example, with ``n_samples`` reparameterised w per x."""
+    m, s = encode(params["vae"], spec, x)
+    w = m + s * jax.random.normal(key, (n_samples, *m.shape), m.dtype)
+    rec = log_likelihood(params["vae"], spec, x, w)
+    logits = q_z_logits(params, w, x, qz, learn_pi)
+    log_q_z = jax.nn.log_softmax(logits)
+    q_z = jnp.exp(log_q_z)
+    log_q_w = jnp.sum(normal_log_prob(w, m, s), axis=-1)
+    w_term = jnp.sum(q_z * log_p_w_given_z(w, params["prior"]), axis=-1) - log_q_w
+    z_term = jnp.sum(q_z * (log_pi(params["prior"], learn_pi) - log_q_z), axis=-1)
+    rec, w_term, z_term = (jnp.mean(t, axis=0) for t in (rec, w_term, z_term))
+    return GMVAETerms(rec + w_term + z_term, rec, w_term, z_term, q_z[0])
+
+
+def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, warmup_steps: int = 0,
+              n_samples: int = 1) -> Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, dict]]:
+    """-(mean rec + beta_t (w term + z term)) over the batch: the negative ELBO with the latent terms warmed up
+    linearly from 0 to beta. ``aux`` has the true ELBO, each term and the batch usage of each component."""
+
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
+        t = gmvae_terms(params["model"], spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
+        beta = kl_weight(jax.lax.stop_gradient(params["beta"]), jax.lax.stop_gradient(params["step"]),
+                         warmup_steps)
+        loss = -(jnp.mean(t.rec) + beta * jnp.mean(t.w_term + t.z_term))
+        aux = {"elbo": jnp.mean(t.elbo), "rec": jnp.mean(t.rec), "w_term": jnp.mean(t.w_term),
+               "z_term": jnp.mean(t.z_term), "beta": beta, "min_usage": jnp.min(jnp.mean(t.qz, axis=0))}
+        return loss, aux
+
+    return loss_fn
+
+
+def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz: str = "network", learn_pi: bool = False):
+    """Cluster assignment argmax_k q(z = k | w = m(x), x) at the posterior mean of w, and that q (B, K)."""
+    m, _ = encode(params["vae"], spec, x)
+    q = jax.nn.softmax(q_z_logits(params, m, x, qz, learn_pi), axis=-1)
+    return jnp.argmax(q, axis=-1), q
