@@ -162,6 +162,13 @@ def _show(ax, grid: np.ndarray, title: str) -> None:
         side.set_visible(False)
 
 
+def label_color(i: int, n: int) -> Any:
+    """The palette's colours for up to 8 classes, matplotlib's tab20 beyond (so 10 classes stay distinct)."""
+    import matplotlib
+
+    return plots.color(i) if n <= 8 else matplotlib.colormaps["tab20"](i % 20)
+
+
 def _pca2(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     mean = ref.mean(0)
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
@@ -226,10 +233,11 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
     d0, d1 = (order[0], order[1]) if spec_.z_dim > 1 else (0, 0)
     fig, axes = plots.figure(1, 3, size=(15, 4.2))
     ax = axes[0]
-    for c in np.unique(labels)[:10]:
+    classes = np.unique(labels)
+    for i, c in enumerate(classes[:20]):
         sel = labels == c
         ax.scatter(mu[sel, d0], mu[sel, d1] if spec_.z_dim > 1 else np.zeros(sel.sum()), s=4,
-                   color=plots.color(int(c)) if c < 8 else None, label=str(c))
+                   color=label_color(i, len(classes)), label=str(c))
     ax.set_xlabel(f"mu_{d0}")
     ax.set_ylabel(f"mu_{d1}")
     ax.set_title("test set latent means, coloured by label")
