@@ -207,7 +207,7 @@ class Experiment(_Experiment):
     description = "Inclusive vs exclusive KL fit of a Gaussian to a 1-D mixture (seed 001 problem 6.3)"
     Config = Config
     headline = ("inclusive.mu", "inclusive.sigma", "inclusive.kl", "exclusive.mu", "exclusive.sigma",
-                "exclusive.kl", "exclusive.n_optima")
+                "exclusive.kl", "exclusive.n_optima", "inclusive.unconverged", "exclusive.unconverged")
 
     def run(self, cfg: Config, run) -> dict:
         t = cfg.target

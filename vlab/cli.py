@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", metavar="DIR", help="the run folder (must be new or empty); default: "
                        f"${RUNS_ROOT_ENV:s} or runs/<experiment>/<timestamp>-<id>/")
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
+    p_run.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="run every value (repeat for a grid); adds to the config's sweep: section")
     p_run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     sub.add_parser("list", help="list experiments and configs",
@@ -139,6 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
             raise ConfigError(f"first argument '{args.config}' looks like an override: expected a YAML config file "
                               "before any KEY=VALUE")
+        from vlab import sweep
+        from vlab.config import read_yaml
+
+        grid = {**sweep.from_config(read_yaml(args.config)), **sweep.parse_cli(args.sweep)}
+        if grid:
+            sweep.run_sweep(args.config, overrides, grid, out=args.out, quiet=args.quiet)
+            return EXIT_OK
         path = run_experiment(args.config, overrides, out=args.out, quiet=args.quiet)
     return EXIT_OK if path is not None else EXIT_FAILED
 
@@ -150,8 +159,10 @@ def load(config: str, overrides: list[str], *, quick: bool = False):
     from vlab.config import QUICK_KEY, merge, parse_overrides, read_yaml
     from vlab.errors import ConfigError
     from vlab.experiment import resolve
+    from vlab.sweep import SWEEP_KEY
 
     raw = read_yaml(config)
+    raw.pop(SWEEP_KEY, None)  # a sweep is expanded by vlab.sweep, never part of one run's config
     quick_layer = raw.pop(QUICK_KEY, None)
     layers = [raw]
     if quick and quick_layer is not None:

@@ -1,0 +1,204 @@
+"""Config sweeps: a grid of values for any keys, one run per point, a table and a figure of the results.
+
+A config's ``sweep:`` mapping (or ``vlab run CONFIG --sweep key=v1,v2,...``) names keys and their values: a list,
+or a range ``{start, stop, num, log}``. Every point of the grid (the cartesian product) is validated before anything
+runs, then runs as its own run folder under the sweep's folder, in the same process. Seeds and initialisations that an
+experiment vmaps (``n_seeds``, ``n_inits``) stay one compiled program inside each point.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from vlab.errors import ConfigError
+
+SWEEP_KEY = "sweep"
+
+
+def expand_values(key: str, spec: Any) -> list:
+    """The values of one swept key: a list as is, a scalar as ``[scalar]``, or a range mapping
+    ``{start, stop, num, log}`` as ``num`` evenly (or log-evenly) spaced values from start to stop."""
+    if isinstance(spec, list | tuple):
+        if not spec:
+            raise ConfigError(f"key '{SWEEP_KEY}.{key}': value [] is not valid: expected at least one value")
+        return list(spec)
+    if isinstance(spec, dict):
+        extra = set(spec) - {"start", "stop", "num", "log"}
+        if extra or not {"start", "stop", "num"} <= set(spec):
+            raise ConfigError(f"key '{SWEEP_KEY}.{key}': value {spec} is not valid: expected a list or a range "
+                              "{start, stop, num, log}")
+        num = spec["num"]
+        if not isinstance(num, int) or num < 1:
+            raise ConfigError(f"key '{SWEEP_KEY}.{key}.num': value {num} is not valid: expected an integer >= 1")
+        start, stop = float(spec["start"]), float(spec["stop"])
+        if spec.get("log", False):
+            if start <= 0 or stop <= 0:
+                raise ConfigError(f"key '{SWEEP_KEY}.{key}': value {spec} is not valid: a log range needs start > 0 "
+                                  "and stop > 0")
+            return [float(v) for v in np.geomspace(start, stop, num)]
+        return [float(v) for v in np.linspace(start, stop, num)]
+    return [spec]
+
+
+def parse_cli(items: list[str]) -> dict[str, list]:
+    """``["lr=1e-4,1e-3", "beta=[1,2]"]`` as ``{"lr": [1e-4, 1e-3], "beta": [1, 2]}``."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(f"--sweep '{item}' is malformed: expected key=v1,v2,... e.g. --sweep "
+                              "train.optimizer.lr=1e-3,1e-2")
+        text = values if values.startswith("[") else f"[{values}]"
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--sweep '{item}' is malformed: expected key=v1,v2,...") from None
+        grid[key] = expand_values(key, _numbers(parsed))
+    return grid
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; read such strings as numbers, as OmegaConf does."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+def from_config(raw: DictConfig) -> dict[str, list]:
+    """The ``sweep:`` section of a raw config as ``{key: values}`` (and removed from ``raw``)."""
+    section = raw.pop(SWEEP_KEY, None)
+    if section is None:
+        return {}
+    if not OmegaConf.is_dict(section):
+        raise ConfigError(f"key '{SWEEP_KEY}': value {section} is not valid: expected a mapping of key: values")
+    plain = OmegaConf.to_container(section)
+    return {str(k): expand_values(str(k), v) for k, v in _flatten_keys(plain).items()}
+
+
+def _flatten_keys(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and not ({"start", "stop", "num"} <= set(v)):
+            out.update(_flatten_keys(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def points(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in order (the last key varies fastest)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def as_overrides(point: dict[str, Any]) -> list[str]:
+    """A point as ``key=value`` overrides (values in YAML flow style)."""
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in point.items()]
+
+
+def point_name(i: int, point: dict[str, Any]) -> str:
+    """A folder name such as ``03-lr=0.001-beta=2``."""
+    parts = [f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+             for k, v in point.items()]
+    name = "-".join(parts).replace("/", "_").replace(" ", "")
+    return f"{i:02d}-{name}"[:120]
+
+
+def scalar_metrics(metrics: dict, keys: tuple[str, ...]) -> dict[str, float]:
+    """The named (dotted) metrics, or every top-level and nested scalar when none are named."""
+    from vlab.cli import flatten, lookup
+
+    if keys:
+        out = {k: lookup(metrics, k) for k in keys}
+    else:
+        out = {k: v for k, v in flatten(metrics).items() if not k.startswith(("timing.", "checks["))}
+    return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """One CSV row per point: the swept values, then the metrics."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[str]) -> None:
+    """Each of up to four metrics against each swept numeric key: the mean over the other keys' values, with
+    their min-max spread as a band."""
+    from vlab import plots
+
+    keys = [k for k in grid if all(isinstance(v, int | float) and not isinstance(v, bool) for v in grid[k])]
+    metric_keys = metric_keys[:4]
+    if not keys or not metric_keys:
+        return
+    fig, axes = plots.figure(len(metric_keys), len(keys), squeeze=False)
+    for j, key in enumerate(keys):
+        xs = sorted(set(grid[key]))
+        for i, m in enumerate(metric_keys):
+            ax = axes[i][j]
+            vals = [[r[m] for r in rows if r.get(key) == x and m in r and r[m] is not None] for x in xs]
+            mean = [np.mean(v) if v else math.nan for v in vals]
+            lo = [np.min(v) if v else math.nan for v in vals]
+            hi = [np.max(v) if v else math.nan for v in vals]
+            ax.plot(xs, mean, "o-", color=plots.color(i))
+            if any(len(v) > 1 for v in vals):
+                ax.fill_between(xs, lo, hi, color=plots.color(i), alpha=0.2, label="range over other keys")
+                ax.legend(fontsize=8)
+            if min(xs) > 0 and max(xs) / min(xs) >= 100:
+                ax.set_xscale("log")
+            ax.set_xlabel(key)
+            ax.set_ylabel(m)
+    fig.suptitle("sweep")
+    plots.save(fig, path)
+
+
+def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: str | None, quiet: bool) -> Path:
+    """Validate every point, run each as its own run folder, then write sweep.csv, sweep.json and sweep.png."""
+    import os
+
+    from vlab.cli import RUNS_ROOT_ENV, load, run_experiment
+    from vlab.runs import Run, write_json
+
+    pts = points(grid)
+    cls = None
+    for p in pts:  # every point is a valid config before anything runs
+        cls, _ = load(config, [*overrides, *as_overrides(p)])
+    if out:
+        Run.check_fresh(out)
+    root = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), f"{cls.name}-sweep")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "status": "running"})
+    rows = []
+    for i, p in enumerate(pts):
+        name = point_name(i, p)
+        print(f"[sweep {i + 1}/{len(pts)}] {' '.join(as_overrides(p))}", flush=True)
+        path = run_experiment(config, [*overrides, *as_overrides(p)], out=str(root / name), quiet=quiet)
+        metrics = json.loads((Path(path) / "metrics.json").read_text())
+        rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
+    write_table(root / "sweep.csv", rows)
+    metric_keys = [k for k in rows[0] if k not in ("point", *grid)]
+    draw(root / "sweep.png", grid, rows, metric_keys)
+    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "status": "complete",
+                                     "points": rows})
+    print(f"sweep of {len(pts)} points: {root / 'sweep.csv'}, {root / 'sweep.png'}")
+    return root
