@@ -1,0 +1,147 @@
+"""Ancestral sampling of a small directed graphical model against exact enumeration (seed 003, question 1).
+
+The student network (difficulty D, intelligence F, grade G | D, F, SAT S | F, letter L | G) is sampled parents
+first; Monte Carlo frequencies of every marginal, of the seed's P(L = l, S = s) and of conditionals estimated by
+rejection are compared with exact sums over the joint table, within their standard errors. Exact P(L = l1) = 0.502,
+P(F = f1 | G = g3) = 0.079 and P(D = d1 | G = g3) = 0.629 are the values printed in Koller & Friedman.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vlab import bayes_net as bn
+from vlab.config import BaseConfig, spec
+from vlab.experiment import Experiment as _Experiment
+from vlab.plots import PALETTE, figure
+
+# name -> (query, evidence), variables by index in the order D, F, G, S, L (values 0-indexed).
+QUERIES = {
+    "P(L=l1, S=s1)": ({4: 1, 3: 1}, {}),
+    "P(L=l1)": ({4: 1}, {}),
+    "P(F=f1 | G=g3)": ({1: 1}, {2: 2}),
+    "P(D=d1 | G=g3)": ({0: 1}, {2: 2}),
+    "P(F=f1 | G=g3, S=s1)": ({1: 1}, {2: 2, 3: 1}),
+}
+PRINTED = {"P(L=l1)": 0.502, "P(F=f1 | G=g3)": 0.079, "P(D=d1 | G=g3)": 0.629}  # Koller & Friedman, 3 decimals
+POSITIONS = {"D": (0.25, 0.85), "F": (0.75, 0.85), "G": (0.4, 0.5), "S": (0.9, 0.5), "L": (0.4, 0.15)}
+LONG = {"D": "difficulty", "F": "intelligence", "G": "grade", "S": "SAT", "L": "letter"}
+
+
+@dataclass
+class Config(BaseConfig):
+    experiment: str = "ancestral"
+    n_samples: int = spec(200_000, ge=100, help="ancestral samples")
+    z_tolerance: float = spec(4.0, gt=0, help="allowed |MC - exact| in standard errors")
+
+
+class Experiment(_Experiment):
+    name = "ancestral"
+    description = "ancestral sampling of the student network: Monte Carlo marginals and conditionals vs enumeration"
+    source = "seed 003, question 1"
+    Config = Config
+    headline = ("queries.P(L=l1, S=s1).exact", "queries.P(L=l1, S=s1).monte_carlo", "max_abs_z")
+
+    def run(self, cfg: Config, run) -> dict:
+        net = bn.student_network()
+        bn.validate(net)
+        n = cfg.n_samples
+
+        @jax.jit
+        def analyse(key):
+            joint = bn.joint_table(net)
+            x = bn.ancestral_sample(key, net, n)
+            out = {"joint_sum": jnp.sum(joint)}
+            for i, name in enumerate(net.names):
+                out[f"marginal/{name}/exact"] = bn.marginal(joint, (i,))
+                out[f"marginal/{name}/mc"] = jnp.bincount(x[:, i], length=net.cards[i]) / n
+            for name, (query, evidence) in QUERIES.items():
+                ev = bn.matches(x, evidence)
+                hit = bn.matches(x, {**evidence, **query}) & ev
+                out[f"query/{name}/exact"] = bn.conditional(joint, query, evidence)
+                out[f"query/{name}/mc"] = jnp.sum(hit) / jnp.sum(ev)
+                out[f"query/{name}/kept"] = jnp.sum(ev)
+            hit = bn.matches(x, QUERIES["P(L=l1, S=s1)"][0])
+            out["running"] = jnp.cumsum(hit) / jnp.arange(1, n + 1)
+            return out
+
+        res = jax.device_get(analyse(jax.random.PRNGKey(cfg.seed)))
+        z_all, marginals, queries = [], {}, {}
+        for name in net.names:
+            exact, mc = res[f"marginal/{name}/exact"], res[f"marginal/{name}/mc"]
+            se = np.sqrt(exact * (1 - exact) / n)
+            z = np.abs(mc - exact) / se
+            z_all.append(float(z.max()))
+            marginals[name] = {"exact": exact, "monte_carlo": mc, "standard_error": se}
+            run.check(f"P({name}): Monte Carlo within {cfg.z_tolerance:g} s.e. of exact (max |z|)", float(z.max()),
+                      0.0, cfg.z_tolerance)
+        for name in QUERIES:
+            exact, mc, kept = (float(res[f"query/{name}/{k}"]) for k in ("exact", "mc", "kept"))
+            se = np.sqrt(exact * (1 - exact) / max(kept, 1))
+            z = abs(mc - exact) / se
+            z_all.append(z)
+            queries[name] = {"exact": exact, "monte_carlo": mc, "standard_error": se, "samples_used": int(kept),
+                             "printed": PRINTED.get(name)}
+            run.check(f"{name}: Monte Carlo within {cfg.z_tolerance:g} s.e. (|z|)", z, 0.0, cfg.z_tolerance)
+            if name in PRINTED:
+                run.check(f"{name}: exact = the printed {PRINTED[name]}", exact, PRINTED[name], 5e-4)
+        run.check("joint table sums to 1", float(res["joint_sum"]), 1.0, 1e-6)
+
+        with run.timed("plots"):
+            self._figure(run, net, marginals, res["running"], queries["P(L=l1, S=s1)"]["exact"], n)
+
+        return {"n_samples": n, "marginals": marginals, "queries": queries, "max_abs_z": float(max(z_all))}
+
+    @staticmethod
+    def _figure(run, net, marginals, running, exact, n):
+        fig, axes = figure(1, 3, size=(14, 4.0), gridspec_kw={"width_ratios": [0.8, 1.4, 1.2]})
+        ax = axes[0]
+        for child, parents in zip(net.names, net.parents, strict=True):
+            for p in parents:
+                ax.annotate("", xy=POSITIONS[child], xytext=POSITIONS[net.names[p]],
+                            arrowprops={"arrowstyle": "-|>", "color": "0.3", "shrinkA": 17, "shrinkB": 17, "lw": 1.3})
+        for order, name in enumerate(net.names, 1):
+            x, y = POSITIONS[name]
+            ax.text(x, y, name, ha="center", va="center", fontsize=12, fontweight="bold",
+                    bbox={"boxstyle": "circle,pad=0.45", "fc": PALETTE[5], "ec": "k"})
+            ax.text(x + 0.08, y, f"{order}. {LONG[name]}", ha="left", va="center", fontsize=7)
+        ax.set_xlim(0, 1.25)
+        ax.set_ylim(0, 1)
+        ax.axis("off")
+        ax.set_title("sampling order: parents first", fontsize=10)
+
+        ax = axes[1]
+        labels, ex, mc, se = [], [], [], []
+        for name in net.names:
+            m = marginals[name]
+            for v in range(len(m["exact"])):
+                labels.append(f"{name.lower()}{v}")
+                ex.append(m["exact"][v])
+                mc.append(m["monte_carlo"][v])
+                se.append(m["standard_error"][v])
+        idx = np.arange(len(labels))
+        ax.bar(idx - 0.2, ex, 0.4, color=PALETTE[0], label="exact (enumeration)")
+        ax.bar(idx + 0.2, mc, 0.4, yerr=2 * np.asarray(se), capsize=2, color=PALETTE[1],
+               label=f"ancestral sampling, n = {n:,} (±2 s.e.)")
+        ax.set_xticks(idx, labels, fontsize=8)
+        ax.set_ylabel("probability")
+        ax.set_ylim(0, 1.08)
+        ax.set_title("marginal of every variable")
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+
+        ax = axes[2]
+        ns = np.unique(np.geomspace(10, n, 300).astype(int))
+        band = 2 * np.sqrt(exact * (1 - exact) / ns)
+        ax.fill_between(ns, exact - band, exact + band, color=PALETTE[0], alpha=0.2, label="exact ± 2 s.e.")
+        ax.axhline(exact, color=PALETTE[0], lw=1.2, label=f"exact {exact:.4f}")
+        ax.plot(ns, running[ns - 1], color=PALETTE[1], lw=1.2, label="running Monte Carlo estimate")
+        ax.set_xscale("log")
+        ax.set_ylim(max(0.0, exact - 0.25), min(1.0, exact + 0.25))
+        ax.set_xlabel("samples")
+        ax.set_title(r"the seed's $P(L = l_1, S = s_1) = \sum_{D,F,G} \ldots$")
+        ax.legend(fontsize=8)
+        run.save_figure(fig, "ancestral")
