@@ -172,8 +172,15 @@ def mixture_1d_log_prob(x: jax.Array) -> jax.Array:
 # ------------------------------------------------------------------------------------------ registry
 
 
-def _energy(name, u, box, log_z=None, modes=None, weights=None):
-    return Target(name, "energy", 2, lambda z: -u(z), log_z, box, None, modes, weights)
+def _energy(name, u, box, log_z=None, modes=None, weights=None, sample=None):
+    return Target(name, "energy", 2, lambda z: -u(z), log_z, box, sample, modes, weights)
+
+
+def two_mode_sample(key: jax.Array, n: int) -> jax.Array:
+    """Exact samples of the two-mode mixture: a fair choice of centre plus ``N(0, s^2 I)`` noise."""
+    k_lab, k_noise = jax.random.split(key)
+    lab = jax.random.bernoulli(k_lab, 0.5, (n,)).astype(jnp.int32)
+    return jnp.asarray(TWO_MODE_CENTRES)[lab] + TWO_MODE_STD * jax.random.normal(k_noise, (n, 2))
 
 
 def _data(name, sampler, log_prob, box, dim=2, modes=None, weights=None):
@@ -195,7 +202,7 @@ TARGETS: dict[str, Target] = {
         _energy("u4", u4, ((-5.5, 5.5), (-5.0, 7.0))),
         _energy("two_mode", lambda z: -two_mode_log_prob(z), ((-4.5, 4.5), (-3.0, 3.0)),
                 log_z=math.log(2 * 2 * math.pi * TWO_MODE_STD**2), modes=TWO_MODE_CENTRES,
-                weights=np.array([0.5, 0.5])),
+                weights=np.array([0.5, 0.5]), sample=two_mode_sample),
         _energy("banana", lambda z: -banana_log_prob(z), ((-5.0, 5.0), (-4.0, 13.0)),
                 log_z=math.log(2 * math.pi * BANANA_S)),
         _energy("funnel", lambda z: -funnel_log_prob(z), ((-6.0, 6.0), (-12.0, 12.0)),

@@ -77,6 +77,11 @@ def chain(bijections: Sequence[Bijection]) -> Bijection:
     return Bijection(init, forward, inverse)
 
 
+def invert(b: Bijection) -> Bijection:
+    """The inverse bijection ``F^-1``: its forward pass is ``b``'s inverse pass and vice versa."""
+    return Bijection(b.init, b.inverse, b.forward)
+
+
 # ------------------------------------------------------------------------------------------------ elementwise
 
 
@@ -120,6 +125,26 @@ def permutation(perm: Sequence[int]) -> Bijection:
     return Bijection(init, forward, inverse)
 
 
+def rotation(dim: int, key: jax.Array) -> Bijection:
+    """``x = Q u`` with a fixed random orthogonal ``Q`` (QR of a Gaussian matrix): ``log|det J| = 0``.
+
+    Between couplings it mixes coordinates in every direction, not only along the axes a permutation swaps.
+    """
+    q, r = np.linalg.qr(np.asarray(jax.random.normal(key, (dim, dim)), dtype=np.float64))
+    q = q * np.sign(np.diag(r))[None, :]
+
+    def init(key):
+        return {}
+
+    def forward(p, u):
+        return jnp.asarray(q, u.dtype) @ u, jnp.zeros((), u.dtype)
+
+    def inverse(p, x):
+        return jnp.asarray(q.T, x.dtype) @ x, jnp.zeros((), x.dtype)
+
+    return Bijection(init, forward, inverse)
+
+
 # ------------------------------------------------------------------------------------------------ couplings
 
 
@@ -137,6 +162,7 @@ def affine_coupling(
     depth: int = 2,
     activation: str = "relu",
     max_log_scale: float = 3.0,
+    scale_fn: str = "exp",
 ) -> Bijection:
     """RealNVP affine coupling: the coordinates where ``mask`` is True pass through and condition the rest.
 
@@ -153,7 +179,10 @@ def affine_coupling(
 
     def scale_shift(p, cond):
         out = mlp_apply(p, cond, activation)
-        s = max_log_scale * jnp.tanh(out[:nb] / max_log_scale)
+        if scale_fn == "softplus":
+            s = jnp.log(jax.nn.softplus(out[:nb] + _SOFTPLUS_ONE) + 1e-3)
+        else:
+            s = max_log_scale * jnp.tanh(out[:nb] / max_log_scale)
         return s, out[nb:]
 
     def forward(p, u):
@@ -359,14 +388,18 @@ def build(
     bound: float = 4.0,
     activation: str = "relu",
     max_log_scale: float = 3.0,
+    scale_fn: str = "exp",
+    invert_couplings: bool = True,
     loc: jax.Array | None = None,
     scale: jax.Array | None = None,
 ) -> Bijection:
     """A flow of ``layers`` units of one ``kind`` (``affine``, ``spline`` or ``planar``), base side first.
 
     Couplings alternate their masks (in 1-D, where no coordinate can pass through, the conditioner sees a
-    constant, so each layer is one learned elementwise map). A final :func:`elementwise_affine` layer maps to
-    the data's location ``loc`` and ``scale`` when given.
+    constant, so each layer is one learned elementwise map). With ``invert_couplings`` each coupling is written
+    in the data-to-base direction (``u_B = x_B exp(s(x_A)) + t(x_A)``, affine in the data: the direction maximum
+    likelihood differentiates, and the one FlowJAX defaults to); otherwise in the base-to-data direction. A final
+    :func:`elementwise_affine` layer maps to the data's location ``loc`` and ``scale`` when given.
     """
     if layers < 1:
         raise ValueError(f"a flow needs at least one layer (got {layers})")
@@ -381,10 +414,11 @@ def build(
             if dim == 1:  # pad: a constant coordinate conditions the only real one
                 mask = np.array([True, False])
             if kind == "affine":
-                u = affine_coupling(d, mask, hidden, depth, activation, max_log_scale)
+                u = affine_coupling(d, mask, hidden, depth, activation, max_log_scale, scale_fn)
             else:
                 u = spline_coupling(d, mask, bins, bound, hidden, depth, activation)
-            units.append(_padded(u) if dim == 1 else u)
+            u = _padded(u) if dim == 1 else u
+            units.append(invert(u) if invert_couplings else u)
     if loc is not None or scale is not None:
         units.append(elementwise_affine(dim, loc, scale))
     return chain(units)

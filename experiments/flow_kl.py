@@ -1,0 +1,376 @@
+"""Normalizing flows trained by forward KL (maximum likelihood) and reverse KL (variational), seed 002 question 3.
+
+With samples of ``P_X`` the flow minimises ``KL[P_X || P_F(U)]``: the mean negative log-likelihood
+``-(1/N) sum_n [log P_U(F^-1(x_n)) + log|det J_F^-1(x_n)|]`` (question 3.2b). With an unnormalised density
+``p~ = Z P_X`` it minimises ``KL[P_F(U) || P_X] = E_u[log P_U(u) - log|det J_F(u)| - log p~(F(u))] + log Z``
+(question 3.2a). Targets carry their exact (or grid) ``log Z`` and, for data sets, their exact density, so every
+KL reported is absolute. For a target with a density the run also measures both sides of question 3.1,
+``KL[P_X || P_F(U)] = KL[P_F^-1(X) || P_U]``, on independent samples, and checks that they agree within their
+standard errors. ``objective: both`` fits one multimodal target both ways: mass covering against mode seeking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vlab import densities, flows, plots
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.errors import ConfigError
+from vlab.experiment import Experiment as _Experiment
+from vlab.objectives import flow as fo
+from vlab.train import fit
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class FlowConfig:
+    """The bijection stack: ``layers`` units of one ``kind``, base side first."""
+
+    kind: Literal["affine", "spline", "planar"] = "affine"
+    layers: int = spec(8, ge=1, help="coupling or planar layers")
+    hidden: int = spec(64, ge=1, help="conditioner MLP width")
+    depth: int = spec(2, ge=1, help="conditioner MLP hidden layers")
+    activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
+    bins: int = spec(8, ge=2, help="spline bins (kind: spline)")
+    bound: float = spec(4.0, gt=0, help="splines act on [-bound, bound], identity outside")
+    direction: Literal["data_to_base", "base_to_data"] = spec(
+        "data_to_base", help="the direction in which each coupling is affine (or a spline)")
+    standardize: bool = spec(True, help="a last elementwise affine layer starts at the data's mean and std")
+
+
+@dataclass
+class Config(BaseConfig):
+    """A flow fit to one target by forward KL, reverse KL or both."""
+
+    experiment: str = "flow_kl"
+    target: str = spec("two_moons", help="a name in vlab.densities.TARGETS, or 'file' with data_path")
+    objective: Literal["forward", "reverse", "both"] = "forward"
+    data_path: str | None = spec(None, help="samples (n, d) in a .npy or .csv file, for target: file")
+    dim: int | None = spec(None, ge=1, help="the flow's dimension (default: the target's)")
+    n_seeds: int = spec(1, ge=1, help="independent initialisations trained as one vmapped program")
+    batch_size: int = spec(256, ge=2, help="data points (forward) or flow samples (reverse) per step")
+    n_eval: int = spec(10000, ge=2, help="fresh test points and flow samples for the estimates")
+    coverage_share: float = spec(0.5, gt=0, le=1, help="a mode is covered with >= this share of its mass")
+    grid: int = spec(200, ge=16, help="heat-map resolution per axis")
+    flow: FlowConfig = nested(FlowConfig)
+    train: TrainConfig = nested(TrainConfig, steps=2000, chunk_size=500, log_every=20,
+                                optimizer=OptimizerConfig(lr=5e-3, schedule="cosine", clip_norm=5.0))
+
+    def check(self, prefix: str) -> None:
+        names = sorted(densities.TARGETS)
+        if self.target == "file":
+            if self.data_path is None:
+                raise ConfigError(f"key '{prefix}data_path': value None is not valid: expected a .npy or .csv "
+                                  "file of samples for target: file")
+            if self.objective != "forward":
+                raise ConfigError(f"key '{prefix}objective': value '{self.objective}' is not valid: expected "
+                                  "forward for target: file (samples have no density to evaluate)")
+            data_dim = load_samples(self.data_path, f"{prefix}data_path").shape[1]
+            target_dim = data_dim
+        elif self.target not in densities.TARGETS:
+            raise ConfigError(f"key '{prefix}target': value '{self.target}' is not valid: expected one of "
+                              f"{', '.join(names)}, or file")
+        else:
+            t = densities.TARGETS[self.target]
+            target_dim = t.dim
+            if self.objective in ("forward", "both") and t.sample is None:
+                raise ConfigError(f"key '{prefix}objective': value '{self.objective}' is not valid: target "
+                                  f"'{self.target}' is an energy without samples; expected reverse")
+            if self.objective in ("reverse", "both") and t.log_prob is None:
+                raise ConfigError(f"key '{prefix}objective': value '{self.objective}' is not valid: target "
+                                  f"'{self.target}' has no density to evaluate; expected forward")
+        if self.dim is not None and self.dim != target_dim:
+            raise ConfigError(f"key '{prefix}dim': value {self.dim} is not valid: expected {target_dim}, the "
+                              f"dimension of the data of target '{self.target}'")
+        if self.flow.kind == "planar" and self.objective != "reverse":
+            raise ConfigError(f"key '{prefix}flow.kind': value 'planar' is not valid for objective "
+                              f"'{self.objective}': expected affine or spline (a planar flow has no closed-form "
+                              "inverse for the likelihood)")
+
+
+def load_samples(path: str, key: str = "data_path") -> np.ndarray:
+    """Samples ``(n, d)`` from a ``.npy`` or ``.csv`` file; anything else is a :class:`ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected an existing .npy or .csv file")
+    try:
+        x = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter=",", ndmin=2)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: cannot read it ({e})") from None
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 10 or not np.all(np.isfinite(x)):
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected a finite (n, d) array with "
+                          f"n >= 10 (got shape {x.shape})")
+    return x
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _file_target(x: np.ndarray) -> tuple[densities.Target, np.ndarray]:
+    """A data target drawing (with replacement) from the first 90% of ``x``; the last 10% is the test set."""
+    n_train = int(0.9 * len(x))
+    train, test = jnp.asarray(x[:n_train]), x[n_train:]
+    lo, hi = x.min(0), x.max(0)
+    pad = 0.1 * (hi - lo + 1e-9)
+    box = tuple((float(a - b), float(c + b)) for a, b, c in zip(lo, pad, hi, strict=True))
+
+    def sample(key, n):
+        return train[jax.random.randint(key, (n,), 0, n_train)]
+
+    return densities.Target("file", "data", x.shape[1], None, None, box, sample), test
+
+
+def _flow(cfg: Config, dim: int, loc=None, scale=None) -> flows.Bijection:
+    f = cfg.flow
+    return flows.build(f.kind, dim, f.layers, hidden=f.hidden, depth=f.depth, bins=f.bins, bound=f.bound,
+                       activation=f.activation, invert_couplings=f.direction == "data_to_base",
+                       loc=loc if f.standardize else None, scale=scale if f.standardize else None)
+
+
+def _median(v) -> float:
+    return float(np.median(np.asarray(v)))
+
+
+def _per_seed(fn, params):
+    return jax.jit(jax.vmap(fn))(params)
+
+
+# ------------------------------------------------------------------------------------------------ experiment
+
+
+class Experiment(_Experiment):
+    name = "flow_kl"
+    description = "normalizing flows by forward and reverse KL, and the KL equivalence (seed 002 q3)"
+    Config = Config
+    headline = ("forward.test_nll", "forward.kl", "reverse.kl", "reverse.ess_fraction", "equivalence.gap_in_se")
+
+    def run(self, cfg: Config, run: Any) -> dict:
+        test = None
+        if cfg.target == "file":
+            target, test = _file_target(load_samples(cfg.data_path))  # type: ignore[arg-type]
+        else:
+            target = densities.get(cfg.target)
+        k_fwd, k_rev, k_plot = jax.random.split(jax.random.key(cfg.seed), 3)
+        metrics: dict[str, Any] = {"target": target.name, "dim": target.dim}
+        fits: dict[str, tuple] = {}
+        if cfg.objective in ("forward", "both"):
+            m, fits["forward"] = self.forward(cfg, target, test, k_fwd, run)
+            metrics["forward"] = m
+            if "equivalence" in m:
+                metrics["equivalence"] = m.pop("equivalence")
+        if cfg.objective in ("reverse", "both"):
+            metrics["reverse"], fits["reverse"] = self.reverse(cfg, target, k_rev, run)
+        with run.timed("plots"):
+            self.figures(cfg, target, fits, k_plot, run)
+        return metrics
+
+    # -------------------------------------------------------------------------------------------- forward
+    def forward(self, cfg: Config, target: densities.Target, test, key, run) -> tuple[dict, tuple]:
+        """Maximum likelihood on fresh batches; test NLL, its KL to the target, both sides of question 3.1."""
+        k_ref, k_init, k_train, k_test, k_test2, k_q = jax.random.split(key, 6)
+        ref = target.sample(k_ref, 10_000)
+        flow = _flow(cfg, target.dim, ref.mean(0), ref.std(0) + 1e-6)
+        params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
+        batch_fn = lambda data, k: target.sample(k, cfg.batch_size)
+        opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
+        res = fit(fo.forward_kl_loss(flow), params0, opt, k_train, steps=cfg.train.steps,
+                  chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, batch_fn=batch_fn,
+                  n_members=cfg.n_seeds, run=run, name="forward", checkpoint_every=cfg.train.checkpoint_every)
+        x = jnp.asarray(test) if test is not None else target.sample(k_test, cfg.n_eval)
+        log_q = _per_seed(lambda p: fo.flow_log_prob(flow, p, x), res.params)  # (seeds, n)
+        log_q = np.asarray(log_q)
+        nll = -log_q.mean(1)
+        nll_se = log_q.std(1, ddof=1) / math.sqrt(x.shape[0])
+        m: dict[str, Any] = {
+            "test_nll": _median(nll), "test_nll_seeds": nll, "test_nll_se": nll_se,
+            "n_test": int(x.shape[0]), "steps_per_s": cfg.train.steps / res.train_s, "compile_s": res.compile_s,
+        }
+        if target.log_prob is not None:
+            lp = jax.jit(jax.vmap(target.log_prob))(x)
+            m["entropy"], m["entropy_se"] = float(-lp.mean()), float(lp.std(ddof=1) / math.sqrt(x.shape[0]))
+            x2 = target.sample(k_test2, cfg.n_eval)
+            kx = np.asarray(_per_seed(lambda p: jnp.stack(fo.kl_data_space(flow, p, x, target.log_prob)),
+                                      res.params))
+            ku = np.asarray(_per_seed(lambda p: jnp.stack(fo.kl_base_space(flow, p, x2, target.log_prob)),
+                                      res.params))
+            gap = np.abs(kx[:, 0] - ku[:, 0]) / np.hypot(kx[:, 1], ku[:, 1])
+            m["kl"], m["kl_se"] = _median(kx[:, 0]), float(kx[np.argsort(kx[:, 0])[len(kx) // 2], 1])
+            m["equivalence"] = {
+                "kl_data_space": kx[:, 0], "kl_data_space_se": kx[:, 1],
+                "kl_base_space": ku[:, 0], "kl_base_space_se": ku[:, 1], "gap_in_se": float(gap.max()),
+            }
+            for i in range(cfg.n_seeds):
+                tol = 3 * float(np.hypot(kx[i, 1], ku[i, 1]))
+                run.check(f"KL[P_X||P_F(U)] = KL[P_F^-1(X)||P_U] (seed {i})", float(kx[i, 0]), float(ku[i, 0]), tol)
+        u = jax.vmap(lambda v: flow.inverse(jax.tree.map(lambda a: a[0], res.params), v)[0])(x)
+        m["pullback_mean"], m["pullback_cov"] = np.asarray(u.mean(0)), np.atleast_2d(np.cov(np.asarray(u).T))
+        if target.modes is not None:
+            m["mode_coverage"] = self.coverage(cfg, target, flow, res.params, k_q)
+        run.log(f"[flow_kl] forward: test NLL {m['test_nll']:.4f}" +
+                (f", KL {m['kl']:.4f} (entropy {m['entropy']:.4f})" if "kl" in m else ""))
+        return m, (flow, res)
+
+    # -------------------------------------------------------------------------------------------- reverse
+    def reverse(self, cfg: Config, target: densities.Target, key, run) -> tuple[dict, tuple]:
+        """Variational fit to ``p~``; reverse KL with exact log Z, ELBO and importance-weighted log Z, ESS."""
+        k_init, k_train, k_eval, k_q = jax.random.split(key, 4)
+        with run.timed("log_z"):
+            log_z = densities.target_log_z(target)
+        (lo, hi) = np.array(target.box).T
+        flow = _flow(cfg, target.dim, (lo + hi) / 2, (hi - lo) / 6)
+        params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
+        opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
+        res = fit(fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim), params0, opt, k_train,
+                  steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
+                  n_members=cfg.n_seeds, run=run, name="reverse", checkpoint_every=cfg.train.checkpoint_every)
+        keys = jax.random.split(k_eval, cfg.n_seeds)
+        est = jax.jit(jax.vmap(lambda p, k: fo.log_z_estimates(
+            fo.log_weights(flow, p, k, target.log_prob, cfg.n_eval, target.dim)[1])))(res.params, keys)
+        est = {k: np.asarray(v) for k, v in est.items()}
+        kl = log_z - est["elbo"]
+        mid = int(np.argsort(kl)[len(kl) // 2])
+        m: dict[str, Any] = {
+            "kl": float(kl[mid]), "kl_se": float(est["elbo_se"][mid]), "kl_seeds": kl,
+            "log_z": log_z, "log_z_exact": target.log_z is not None,
+            "elbo": float(est["elbo"][mid]), "elbo_se": float(est["elbo_se"][mid]),
+            "iw_log_z": float(est["iw"][mid]), "iw_log_z_se": float(est["iw_se"][mid]),
+            "ess": float(est["ess"][mid]), "ess_fraction": float(est["ess_fraction"][mid]),
+            "steps_per_s": cfg.train.steps / res.train_s, "compile_s": res.compile_s,
+        }
+        for i in range(cfg.n_seeds):
+            run.check(f"importance-weighted log Z = log Z (seed {i})", float(est["iw"][i]), log_z,
+                      4 * float(est["iw_se"][i]) + 0.02)
+        if target.modes is not None:
+            m["mode_coverage"] = self.coverage(cfg, target, flow, res.params, k_q)
+        run.log(f"[flow_kl] reverse: KL {m['kl']:.4f} +- {m['kl_se']:.4f}, log Z {log_z:.4f}, "
+                f"IW {m['iw_log_z']:.4f}, ESS {100 * m['ess_fraction']:.1f}%")
+        return m, (flow, res)
+
+    def coverage(self, cfg, target, flow, params, key) -> dict:
+        """Mode coverage of each seed's flow samples (nearest-centre assignment, :func:`fo.mode_coverage`)."""
+        keys = jax.random.split(key, cfg.n_seeds)
+        xs = jax.jit(jax.vmap(lambda p, k: flows.sample_and_log_prob(flow, p, k, cfg.n_eval, target.dim)[0]))(
+            params, keys)
+        per = [fo.mode_coverage(x, target.modes, target.mode_weights, cfg.coverage_share) for x in xs]
+        return {"fraction": _median([c["fraction"] for c in per]), "fraction_seeds": [c["fraction"] for c in per],
+                "shares_seed0": per[0]["shares"], "target_shares": np.asarray(target.mode_weights)}
+
+    # -------------------------------------------------------------------------------------------- figures
+    def figures(self, cfg: Config, target, fits: dict, key, run) -> None:
+        first = lambda res: jax.tree.map(lambda a: a[0], res.params)
+        if target.dim == 2:
+            self.density_figure(cfg, target, fits, key, first, run)
+        else:
+            self.density_1d(cfg, target, fits, first, run)
+        if "forward" in fits:
+            self.pullback_figure(cfg, target, fits["forward"], key, first, run)
+        fig, axes = plots.figure(1, len(fits), squeeze=False)
+        for ax, (name, (_, res)) in zip(axes[0], fits.items(), strict=True):
+            h = res.history
+            loss = h["loss"].reshape(len(h["step"]), -1)
+            for s in range(loss.shape[1]):
+                ax.plot(h["step"], loss[:, s], color=plots.color(s), lw=1, label=f"seed {s}" if s < 4 else None)
+            ax.set_xlabel("step")
+            ax.set_ylabel("NLL (nats)" if name == "forward" else "KL - log Z = -ELBO (nats)")
+            ax.set_title(f"{name} KL training, {target.name}")
+            if loss.shape[1] > 1:
+                ax.legend()
+        run.save_figure(fig, "training")
+
+    def density_figure(self, cfg, target, fits, key, first, run) -> None:
+        n = cfg.grid
+        box = target.box
+        extent = (box[0][0], box[0][1], box[1][0], box[1][1])
+        pts, _ = densities.grid(box, n)
+        panels = []
+        if target.log_prob is not None:
+            lp = jax.jit(jax.vmap(target.log_prob))(pts)
+            if target.kind == "energy":
+                lp = lp - densities.target_log_z(target)
+            panels.append(("target density", np.exp(np.asarray(lp)), target.sample(key, 1000)
+                           if target.sample is not None else None))
+        elif target.sample is not None:
+            panels.append(("target samples", None, target.sample(key, 3000)))
+        for name, (flow, res) in fits.items():
+            p = first(res)
+            lq = jax.jit(jax.vmap(flows.log_prob, in_axes=(None, None, 0)), static_argnums=0)(flow, p, pts)
+            xs = flows.sample_and_log_prob(flow, p, key, 1000, 2)[0]
+            label = "forward KL (mass covering)" if name == "forward" else "reverse KL (mode seeking)"
+            panels.append((f"{label}", np.exp(np.asarray(lq)), xs))
+        fig, axes = plots.figure(1, len(panels), size=(4.2 * len(panels), 4.0), squeeze=False)
+        vmax = max(float(np.percentile(d, 99.5)) for _, d, _ in panels if d is not None)
+        for ax, (title, dens, xs) in zip(axes[0], panels, strict=True):
+            if dens is not None:
+                ax.imshow(dens.reshape(n, n), origin="lower", extent=extent, aspect="auto", vmin=0, vmax=vmax,
+                          cmap="viridis")
+            if xs is not None:
+                xs = np.asarray(xs)
+                keep = ((xs[:, 0] > box[0][0]) & (xs[:, 0] < box[0][1]) & (xs[:, 1] > box[1][0]) &
+                        (xs[:, 1] < box[1][1]))
+                ax.scatter(xs[keep, 0][:400], xs[keep, 1][:400], s=1.5, color="white" if dens is not None
+                           else plots.color(0), alpha=0.6, lw=0)
+            ax.set_title(title)
+            ax.set_xlim(box[0])
+            ax.set_ylim(box[1])
+            ax.grid(False)
+            ax.set_xlabel("$x_1$")
+            ax.set_ylabel("$x_2$")
+        fig.suptitle(f"{target.name}: density heat-maps (same colour scale) with 400 samples", y=1.0)
+        run.save_figure(fig, "density")
+
+    def density_1d(self, cfg, target, fits, first, run) -> None:
+        (lo, hi), = target.box
+        x = jnp.linspace(lo, hi, 800)[:, None]
+        fig, ax = plots.figure(1, 1, size=(6.0, 3.5))
+        if target.log_prob is not None:
+            lp = jax.vmap(target.log_prob)(x) - (densities.target_log_z(target) if target.kind == "energy" else 0)
+            ax.fill_between(np.asarray(x[:, 0]), np.exp(np.asarray(lp)), color="0.85", label="target")
+        for i, (name, (flow, res)) in enumerate(fits.items()):
+            p = first(res)
+            lq = jax.vmap(lambda v, p=p, flow=flow: flows.log_prob(flow, p, v))(x)
+            ax.plot(np.asarray(x[:, 0]), np.exp(np.asarray(lq)), color=plots.color(i + 1), label=f"{name} KL fit")
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+        ax.set_title(f"{target.name}: target and flow densities")
+        ax.legend()
+        run.save_figure(fig, "density")
+
+    def pullback_figure(self, cfg, target, fit_, key, first, run) -> None:
+        flow, res = fit_
+        p = first(res)
+        x = target.sample(key, 2000)
+        u = np.asarray(jax.vmap(lambda v: flow.inverse(p, v)[0])(x))
+        x = np.asarray(x)
+        if target.dim == 1:
+            fig, axes = plots.figure(1, 2, size=(9.0, 3.5))
+            axes[0].hist(x[:, 0], bins=60, density=True, color=plots.color(0))
+            grid = np.linspace(-4, 4, 200)
+            axes[1].hist(u[:, 0], bins=60, density=True, color=plots.color(2), label="$F^{-1}(x)$")
+            axes[1].plot(grid, np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi), color="k", label="$N(0,1)$")
+            axes[1].legend()
+        else:
+            fig, axes = plots.figure(1, 2, size=(9.0, 4.2))
+            axes[0].scatter(x[:, 0], x[:, 1], s=2, c=plots.color(0), lw=0, alpha=0.6)
+            axes[0].set_aspect("equal")
+            axes[1].scatter(u[:, 0], u[:, 1], s=2, c=plots.color(2), lw=0, alpha=0.6)
+            t = np.linspace(0, 2 * math.pi, 200)
+            for r in (1, 2, 3):
+                axes[1].plot(r * np.cos(t), r * np.sin(t), color="k", lw=0.7, alpha=0.6)
+            axes[1].set_xlim(-4, 4)
+            axes[1].set_ylim(-4, 4)
+            axes[1].set_aspect("equal")
+        axes[0].set_title(f"data x ~ {target.name}")
+        axes[1].set_title("pulled back: u = F$^{-1}$(x) (circles: N(0, I) at 1, 2, 3 sd)"
+                          if target.dim == 2 else "pulled back: u = F$^{-1}$(x)")
+        run.save_figure(fig, "pullback")
