@@ -1,0 +1,130 @@
+"""GAN objectives against closed forms: Dirac-GAN Jacobians, seed 000 q2 (D*, threshold), seed 003 gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import ndtr
+
+from experiments.gan_gaussian_1d import expected_value, jax_gradients, seed_gradients
+from vlab import games, gda
+from vlab.objectives import gan
+from vlab.toy_data import circle_mixture, circle_mixture_centres
+
+REGULARISERS = [{}, {"r1": 0.3}, {"r2": 0.6}, {"noise_std": 1.2}, {"r1": 0.2, "noise_std": 0.5}]
+
+
+def _field_jacobian(game):
+    z = (jnp.array(0.0), jnp.array(0.0))
+    f = lambda v: jnp.stack(games.field(game, (v[0], v[1]), jax.random.key(0)))
+    return jax.jacobian(f)(jnp.stack(z))
+
+
+@pytest.mark.parametrize("loss", gan.LOSSES)
+def test_dirac_field_jacobian_matches_closed_form(x64, loss):
+    regs = [jnp.asarray([r.get(k, 0.0) for r in REGULARISERS]) for k in ("r1", "r2", "noise_std")]
+    jac = jax.jit(jax.vmap(lambda r1, r2, s: _field_jacobian(gan.dirac_gan(loss, r1=r1, r2=r2, noise_std=s))))(*regs)
+    ref = jax.vmap(lambda r1, r2, s: gan.dirac_jacobian(loss, r1=r1, r2=r2, noise_std=s))(*regs)
+    np.testing.assert_allclose(jac, ref, atol=1e-12)
+
+
+def test_dirac_unregularised_simultaneous_gda_diverges_for_every_step_size(x64):
+    """Eigenvalues +- i b of the field give |1 - i a b| > 1: provably divergent; the simulation agrees."""
+    z0 = (jnp.array(0.05), jnp.array(0.1))
+    for loss in gan.LOSSES:
+        game = gan.dirac_gan(loss)
+        for a in (0.01, 0.1, 0.5, 1.0):
+            rho = gda.spectral_radius(gda.linear_update_matrix("simultaneous", a, gan.dirac_jacobian(loss), 1))
+            assert float(rho) > 1.0
+        traj = gda.simulate(gda.simultaneous(0.2), game, z0, jax.random.key(0), 400, record=False)
+        assert float(traj.dist[-1]) > 1.5 * float(traj.dist[0]), loss
+
+
+@pytest.mark.parametrize("reg", [{"r1": 0.3}, {"r2": 0.6}, {"noise_std": 1.2}])
+def test_regularised_dirac_gan_converges(x64, reg):
+    game = gan.dirac_gan("non_saturating", **reg)
+    traj = gda.simulate(gda.simultaneous(0.2), game, (jnp.array(0.5), jnp.array(1.0)), jax.random.key(0), 2000,
+                        record=False)
+    assert float(traj.dist[-1]) < 1e-6
+
+
+@pytest.mark.parametrize("rule", ["extragradient", "optimistic"])
+def test_extragradient_and_optimistic_converge_on_the_unregularised_dirac_gan(x64, rule):
+    game = gan.dirac_gan("wgan")
+    traj = gda.simulate(gda.make_rule(rule, 0.2), game, (jnp.array(0.5), jnp.array(1.0)), jax.random.key(0),
+                        3000, record=False)
+    assert float(traj.dist[-1]) < 1e-6
+
+
+def test_wgan_instance_noise_does_not_help(x64):
+    """A linear critic does not see zero-mean noise: WGAN's Jacobian is unchanged (Mescheder et al. 2018)."""
+    np.testing.assert_allclose(_field_jacobian(gan.dirac_gan("wgan", noise_std=2.0)), [[0, 1], [-1, 0]], atol=1e-12)
+
+
+def test_generator_is_the_seeds_gaussian(x64):
+    """g(z) = mu + Phi^{-1}(z) maps U(0, 1) to N(mu, 1): Phi(g(z) - mu) = z."""
+    z = jnp.linspace(0.001, 0.999, 101)
+    np.testing.assert_allclose(ndtr(gan.uniform_to_gaussian(0.7, z) - 0.7), z, atol=1e-12)
+
+
+def test_optimal_discriminator_maximises_the_value(x64):
+    """Seed 000 q2a: D* = p / (p + p_g) is a stationary point of V, and it is sigmoid((1 - mu_g) x - (1 - mu_g^2)/2)."""
+    mu_g = -1.3
+    w, b = 1 - mu_g, -(1 - mu_g**2) / 2
+    grad = jax.grad(lambda d: expected_value(d, 1.0, mu_g, 80))({"w": jnp.array(w), "b": jnp.array(b)})
+    assert abs(float(grad["w"])) < 1e-8 and abs(float(grad["b"])) < 1e-8
+    x = jnp.linspace(-4, 4, 9)
+    p, pg = jnp.exp(-0.5 * (x - 1) ** 2), jnp.exp(-0.5 * (x - mu_g) ** 2)
+    np.testing.assert_allclose(gan.optimal_discriminator(x, 1.0, mu_g), p / (p + pg), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["saturating", "non_saturating"])
+def test_seed003_hand_gradients_equal_jax_grad(x64, loss):
+    k1, k2 = jax.random.split(jax.random.key(0))
+    x_real = 1.0 + jax.random.normal(k1, (64,))
+    u = jax.random.uniform(k2, (64,), minval=1e-6, maxval=1.0)
+    d, mu = {"w": jnp.array(0.8), "b": jnp.array(-0.4)}, jnp.array(-0.6)
+    hand, auto = seed_gradients(d, mu, x_real, u, loss), jax_gradients(d, mu, x_real, u, loss)
+    for k in hand:
+        np.testing.assert_allclose(auto[k], hand[k], rtol=1e-12, err_msg=k)
+
+
+def test_threshold_probability_and_best_threshold(x64):
+    """Seed 000 q2b-c: P(real declared fake) = Phi(-gamma) (by sampling) and gamma* = (1 - mu_g) / 2."""
+    x = 1.0 + jax.random.normal(jax.random.key(1), (400_000,))
+    for gamma in (0.3, 1.0, 2.0):
+        p = float(gan.prob_real_declared_fake(jnp.array(gamma)))
+        se = np.sqrt(p * (1 - p) / x.size)
+        assert abs(float(jnp.mean(x < 1.0 - gamma)) - p) < 4 * se
+    mus = jnp.array([-3.0, -1.0, 0.0, 0.6])
+    np.testing.assert_allclose(jax.vmap(gan.best_threshold)(mus), (1 - mus) / 2, atol=1e-9)
+
+
+def test_gradient_penalty_closed_forms(x64):
+    """Linear logit w.x: 1/2 ||w||^2. Quadratic logit x.x: 1/2 mean ||2 x||^2."""
+    w = jnp.array([0.3, -1.2])
+    x = jax.random.normal(jax.random.key(0), (50, 2))
+    assert float(gan.gradient_penalty(lambda x: x @ w, x)) == pytest.approx(0.5 * float(w @ w), rel=1e-12)
+    ref = 0.5 * float(jnp.mean(jnp.sum((2 * x) ** 2, axis=1)))
+    assert float(gan.gradient_penalty(lambda x: jnp.sum(x**2, axis=1), x)) == pytest.approx(ref, rel=1e-12)
+
+
+def test_mode_coverage():
+    centres = circle_mixture_centres(8, 2.0)
+    x, _ = circle_mixture(jax.random.key(0), 4000, 8, 2.0, 0.05)
+    covered, good = gan.mode_coverage(x, centres, 0.05)
+    assert int(covered) == 8 and float(good) > 0.98  # 2-D: P(r < 3 std) = 1 - exp(-9/2)
+    collapsed = centres[3] + 0.01 * jax.random.normal(jax.random.key(1), (1000, 2))
+    covered, good = gan.mode_coverage(collapsed, centres, 0.05)
+    assert int(covered) == 1 and float(good) == 1.0
+    covered, good = gan.mode_coverage(jnp.zeros((100, 2)), centres, 0.05)
+    assert int(covered) == 0 and float(good) == 0.0
+
+
+def test_bad_loss_and_negative_penalty():
+    with pytest.raises(ValueError, match="unknown GAN loss 'hinge'"):
+        gan.dirac_gan("hinge")
+    with pytest.raises(ValueError, match="r1 = -0.5 is not valid"):
+        gan.gaussian_gan(8, r1=-0.5)
