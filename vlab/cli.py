@@ -192,6 +192,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     from vlab.runs import Run, environment, write_json
 
     import_s = time.perf_counter() - t_start
+    distributed = runtime.maybe_initialize_distributed()
     if resume:
         rdir = Path(resume)
         if not (rdir / "config.yaml").is_file():
@@ -204,6 +205,11 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
     device = runtime.configure(cfg.device, cfg.precision)
     runtime.enable_compile_cache()
+    mesh = runtime.make_mesh(cfg.parallel.data, cfg.parallel.sweep, device.platform)
+    if distributed and jax.process_index() != 0:  # only process 0 writes the run folder
+        import tempfile
+
+        out, resume, quiet = tempfile.mkdtemp(prefix="vlab-worker-"), None, True
 
     if resume:
         run = Run(resume, resume=True, quiet=quiet)
@@ -216,6 +222,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         run = Run(path, quiet=quiet)
         (run.path / "config.yaml").write_text(to_yaml(cfg))
     run.timings["import"] = import_s
+    run.mesh = mesh
     run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
     run.set_status("running", experiment=cfg.experiment, environment=environment())
     run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
@@ -245,6 +252,8 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         metrics["checks"] = run.checks
     write_json(run.path / "metrics.json", metrics)
     run.set_status("complete", figures=run.figures)
+    if jax.process_index() != 0:
+        return run.path
     failed = [c["name"] for c in run.checks if not c["ok"]]
     head = headline_metrics(cls, metrics)
     summary = ", ".join(f"{k}={_fmt(v)}" for k, v in head.items())

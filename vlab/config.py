@@ -92,6 +92,15 @@ class FiguresConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """A jax.sharding mesh over the devices: batches split over ``data``, vmapped members (seeds,
+    initialisations, sweep points) over ``sweep``. 1 x 1 runs on one device."""
+
+    data: int = spec(1, ge=1, help="devices that split each batch")
+    sweep: int = spec(1, ge=1, help="devices that split the vmapped members")
+
+
+@dataclass
 class BaseConfig:
     """Keys every experiment understands."""
 
@@ -100,6 +109,7 @@ class BaseConfig:
     device: Literal["auto", "cpu", "gpu", "tpu"] = "auto"
     precision: Literal["float32", "float64"] = "float32"
     figures: FiguresConfig = nested(FiguresConfig)
+    parallel: ParallelConfig = nested(ParallelConfig)
 
 
 def build_optimizer(cfg: OptimizerConfig, steps: int):

@@ -45,9 +45,9 @@ def configure(device: str, precision: str) -> jax.Device:
     """
     jax.config.update("jax_enable_x64", precision == "float64")
     if device == "auto":
-        return jax.devices()[0]
+        return jax.local_devices()[0]
     try:
-        return jax.devices(device)[0]
+        return jax.local_devices(backend=device)[0]
     except RuntimeError:
         have = sorted({d.platform for d in jax.devices()})
         raise ConfigError(
@@ -56,7 +56,46 @@ def configure(device: str, precision: str) -> jax.Device:
         ) from None
 
 
+def make_mesh(data: int, sweep: int, platform: str) -> jax.sharding.Mesh | None:
+    """A ``("data", "sweep")`` mesh over ``data * sweep`` devices of ``platform`` (None for one device)."""
+    if data * sweep == 1:
+        return None
+    devices = [d for d in jax.devices() if d.platform == platform]
+    if data * sweep > len(devices):
+        raise ConfigError(
+            f"key 'parallel': value {{data: {data}, sweep: {sweep}}} is not valid: expected data * sweep <= "
+            f"{len(devices)}, the number of {platform} devices"
+        )
+    import numpy as np
+
+    grid = np.asarray(devices[: data * sweep]).reshape(data, sweep)
+    return jax.sharding.Mesh(grid, ("data", "sweep"))
+
+
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+
+
+def maybe_initialize_distributed() -> bool:
+    """Call ``jax.distributed.initialize()`` when JAX's coordinator variables are set (many hosts), or when
+    ``VLAB_DISTRIBUTED=1`` asks JAX to detect a cluster (SLURM, TPU pod slices). Returns whether it did."""
+    if not (any(os.environ.get(k) for k in DISTRIBUTED_ENV) or os.environ.get("VLAB_DISTRIBUTED") == "1"):
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    kwargs = {}
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        kwargs = {"coordinator_address": os.environ["JAX_COORDINATOR_ADDRESS"]}
+        if os.environ.get("JAX_NUM_PROCESSES"):
+            kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
+        if os.environ.get("JAX_PROCESS_ID"):
+            kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
 def describe_devices() -> dict:
     """Backend, device kind and count, for the run's record."""
     devs = jax.devices()
-    return {"backend": jax.default_backend(), "kind": devs[0].device_kind, "count": len(devs)}
+    return {"backend": jax.default_backend(), "kind": devs[0].device_kind, "count": len(devs),
+            "local_count": jax.local_device_count(), "process": jax.process_index(),
+            "processes": jax.process_count()}

@@ -108,6 +108,9 @@ def fit(
     the parameters of the last finite chunk are checkpointed first.
     """
     chunk = int(min(chunk_size, steps))
+    mesh = getattr(run, "mesh", None)
+    if mesh is not None and batch_fn is not None:
+        batch_fn = _split_batches(mesh, batch_fn)
     step_fn = make_step(loss_fn, optimizer, batch_fn)
     vmapped = n_members is not None
     if vmapped:
@@ -117,6 +120,8 @@ def fit(
         init = jax.jit(lambda p, k: TrainState(p, optimizer.init(p), k))
         member_step = step_fn
     state = init(params, key)
+    if mesh is not None:
+        state, data = _place(mesh, state, data, vmapped, n_members, name)
     traces = [0]
 
     def run_chunk(state: TrainState, start: jax.Array, data: Any):
@@ -196,6 +201,40 @@ def fit(
         run.timings["train"] = run.timings.get("train", 0.0) + train_s
     hist = {k: np.stack([np.asarray(x) for x in v]) for k, v in history.items()}
     return FitResult(state.params, state.opt_state, hist, compile_s, train_s, traces[0])
+
+
+def _place(mesh, state: TrainState, data: Any, vmapped: bool, n_members: int | None, name: str):
+    """Lay the state on a ("data", "sweep") mesh with members split over "sweep", and replicate the data."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from vlab.errors import ConfigError
+
+    n_sweep = mesh.shape["sweep"]
+    if n_sweep > 1 and (not vmapped or n_members % n_sweep):
+        raise ConfigError(f"key 'parallel.sweep': value {n_sweep} is not valid for '{name}': expected a divisor of "
+                          f"its {n_members or 1} vmapped members")
+    state = jax.device_put(state, NamedSharding(mesh, P("sweep") if vmapped else P()))
+    if data is not None:
+        data = jax.device_put(data, NamedSharding(mesh, P()))
+    return state, data
+
+
+def _split_batches(mesh, batch_fn: Callable) -> Callable:
+    """``batch_fn`` whose batches are split over the mesh's "data" axis (leaves whose leading axis divides);
+    XLA partitions the loss and all-reduces the gradient."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    n_data = mesh.shape["data"]
+    sharding = NamedSharding(mesh, P("data"))
+
+    def leaf(x):
+        if n_data > 1 and x.ndim and x.shape[0] % n_data == 0:
+            return jax.lax.with_sharding_constraint(x, sharding)
+        return x
+
+    return lambda data, key: jax.tree.map(leaf, batch_fn(data, key))
 
 
 def _check_finite(loss, aux, start, name, vmapped, on_fail) -> None:
