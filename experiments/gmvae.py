@@ -1,0 +1,242 @@
+"""Gaussian-mixture VAE (seed 001, problem 7): the three-term ELBO, training, and unsupervised clustering.
+
+p(x, w, z) = p(z) p(w|z) p(x|w) with z ~ Categorical(pi), w | z=k ~ N(mu_k, sigma_k^2 I) (mu_k, sigma_k trained),
+x | w from the decoder; q(w, z | x) = q(w|x) q(z|w, x), q(z|w,x) a network or the exact p(z|w) (config). The ELBO
+and its terms are in :mod:`vlab.objectives.gmvae`.
+
+Training procedure (problem 7.2), all in the config: Adam on every parameter; the component means start spread out
+(mu_k ~ N(0, mu_spread^2 I)) so that components begin distinguishable; the two latent terms are warmed up linearly
+from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it into clusters;
+component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component that no test
+point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent result).
+Every seed is a member of one vmapped program; metrics carry mean and spread across seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.vae import ModelConfig, image_grid, label_color, model_spec, summarise
+from experiments.vae import _show as show_images
+from vlab import data as vdata
+from vlab import metrics as vmetrics
+from vlab import plots
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.encoders import decoder_mean, encode
+from vlab.errors import ConfigError
+from vlab.experiment import Experiment as _Experiment
+from vlab.objectives import gmvae as objective
+from vlab.objectives.vae import vae_optimizer
+from vlab.train import fit
+
+
+@dataclass
+class MixtureConfig:
+    """The prior p(z) p(w|z) and the form of q(z|w,x)."""
+
+    k: int = spec(5, ge=1, help="number of components K")
+    pi: list[float] = spec([], ge=0, help="mixture weights (empty: uniform 1/K)")
+    learn_pi: bool = False
+    sigma_init: list[float] = spec([0.5], gt=0, help="initial sigma_k: one value for all, or K values")
+    mu_spread: float = spec(1.5, ge=0, help="initial mu_k ~ N(0, mu_spread^2 I)")
+    qz: Literal["network", "exact"] = "network"
+    qz_hidden: list[int] = spec([64], gt=0, help="hidden widths of the q(z|w,x) network")
+
+    def check(self, prefix: str) -> None:
+        if self.pi and len(self.pi) != self.k:
+            raise ConfigError(f"key '{prefix}pi': value {self.pi} is not valid: expected {self.k} weights, one per "
+                              f"component ({prefix}k = {self.k})")
+        if self.pi and abs(sum(self.pi) - 1.0) > 1e-6:
+            raise ConfigError(f"key '{prefix}pi': value {self.pi} is not valid: expected weights summing to 1 "
+                              f"(they sum to {sum(self.pi):.6g})")
+        if self.pi and min(self.pi) <= 0:
+            raise ConfigError(f"key '{prefix}pi': value {self.pi} is not valid: expected positive weights")
+        if len(self.sigma_init) not in (1, self.k):
+            raise ConfigError(f"key '{prefix}sigma_init': value {self.sigma_init} is not valid: expected 1 or "
+                              f"{self.k} values")
+
+
+@dataclass
+class Config(BaseConfig):
+    experiment: str = "gmvae"
+    data: vdata.DataConfig = nested(vdata.DataConfig, embedding="linear", dim=2, noise=0.0, n_train=5000)
+    model: ModelConfig = nested(ModelConfig, z_dim=2, hidden=[64, 64], likelihood="gaussian_learned", sigma_x=0.1)
+    mixture: MixtureConfig = nested(MixtureConfig)
+    warmup_steps: int = spec(1000, ge=0, help="linear warm-up of the w and z terms from 0 to 1")
+    n_samples: int = spec(1, gt=0, help="reparameterised samples of w per point")
+    n_seeds: int = spec(1, gt=0, help="independent initialisations, one vmapped program")
+    batch_size: int = spec(256, gt=0)
+    usage_warning: float = spec(0.1, ge=0, le=1, help="warn when a component's usage is below this times 1/K")
+    train: TrainConfig = nested(TrainConfig, steps=6000, chunk_size=1000, log_every=25,
+                                optimizer=OptimizerConfig(name="adam", lr=2e-3))
+
+
+class Experiment(_Experiment):
+    name = "gmvae"
+    description = "Gaussian-mixture VAE (seed 001 P7): three-term ELBO, clustering accuracy, NMI, component usage"
+    Config = Config
+    headline = ("test.accuracy", "test.nmi", "test.elbo")
+
+    def run(self, cfg: Config, run) -> dict:
+        key = jax.random.PRNGKey(cfg.seed)
+        k_data, k_init, k_fit, k_eval, k_fig = jax.random.split(key, 5)
+        ds = vdata.load(cfg.data, k_data)
+        run.log(f"data: {ds.description}")
+        spec_ = model_spec(cfg, ds.x_train.shape[1])
+        mx = cfg.mixture
+        K, n = mx.k, cfg.n_seeds
+        sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
+        init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
+                                              mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
+        models = jax.vmap(init)(jax.random.split(k_init, n))
+        dtype = jax.tree.leaves(models)[0].dtype
+        params = {"model": models, "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
+        loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, warmup_steps=cfg.warmup_steps,
+                                      n_samples=cfg.n_samples)
+        batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
+        res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,
+                  steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
+                  data=ds.x_train, batch_fn=batch_fn, n_members=n, run=run, name="gmvae",
+                  checkpoint_every=cfg.train.checkpoint_every)
+        run.log(f"trained {n} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
+                f"({cfg.train.steps / max(res.train_s, 1e-9):.0f} steps/s)")
+
+        x_test, x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]
+
+        @jax.jit
+        def evaluate(models, k):
+            def one(m, kk):
+                k1, k2 = jax.random.split(kk)
+                te = objective.gmvae_terms(m, spec_, x_test, k1, qz=mx.qz, learn_pi=mx.learn_pi)
+                tr = objective.gmvae_terms(m, spec_, x_train, k2, qz=mx.qz, learn_pi=mx.learn_pi)
+                z, q = objective.assign(m, spec_, x_test, qz=mx.qz, learn_pi=mx.learn_pi)
+                w_mean, _ = encode(m["vae"], spec_, x_test)
+                return {"test": te._asdict(), "train": tr._asdict(), "assign": z, "q": q, "w": w_mean}
+
+            return jax.vmap(one)(models, jax.random.split(k, n))
+
+        with run.timed("evaluate"):
+            ev = jax.tree.map(np.asarray, evaluate(res.params["model"], k_eval))
+        labels = np.asarray(ds.y_test)
+        rows = []
+        for i in range(n):
+            acc, mapping = vmetrics.clustering_accuracy(labels, ev["assign"][i])
+            counts = np.bincount(ev["assign"][i], minlength=K)
+            rows.append({
+                "accuracy": acc, "nmi": vmetrics.nmi(labels, ev["assign"][i]), "mapping": mapping,
+                "usage": (counts / counts.sum()).tolist(), "mean_q": ev["q"][i].mean(0).tolist(),
+                **{f"test_{t}": float(ev["test"][t][i].mean()) for t in ("elbo", "rec", "w_term", "z_term")},
+                **{f"train_{t}": float(ev["train"][t][i].mean()) for t in ("elbo", "rec", "w_term", "z_term")},
+            })
+            low = [k for k in range(K) if rows[-1]["mean_q"][k] < cfg.usage_warning / K]
+            if low:
+                run.warn(f"seed {i}: component(s) {low} collapsed (usage below {cfg.usage_warning:g}/K = "
+                         f"{cfg.usage_warning / K:.3g}); {int(np.sum(counts == 0))} of {K} components have no "
+                         "test point assigned")
+
+        def agg(key: str) -> Any:
+            return summarise([r[key] for r in rows], n)
+
+        prior_sigma = np.exp(np.asarray(res.params["model"]["prior"]["log_sigma"]))
+        prior_pi = np.asarray(jax.nn.softmax(res.params["model"]["prior"]["logits"], -1))
+        metrics = {
+            "test": {"accuracy": agg("accuracy"), "nmi": agg("nmi"),
+                     **{t: agg(f"test_{t}") for t in ("elbo", "rec", "w_term", "z_term")}},
+            "train": {t: agg(f"train_{t}") for t in ("elbo", "rec", "w_term", "z_term")},
+            "component_usage": [r["usage"] for r in rows] if n > 1 else rows[0]["usage"],
+            "component_mean_q": [r["mean_q"] for r in rows] if n > 1 else rows[0]["mean_q"],
+            "prior": {"sigma": prior_sigma.tolist() if n > 1 else prior_sigma[0].tolist(),
+                      "pi": prior_pi.tolist() if n > 1 else prior_pi[0].tolist()},
+            "qz": mx.qz, "k": K, "n_seeds": n,
+            "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
+        }
+        for i, r in enumerate(rows):
+            terms = r["test_rec"] + r["test_w_term"] + r["test_z_term"]
+            run.check(f"ELBO = sum of its three terms (seed {i})", r["test_elbo"], terms, 1e-3)
+
+        with run.timed("plots"):
+            self._figures(run, cfg, spec_, jax.tree.map(lambda a: a[0], res.params["model"]), ds, ev, rows[0],
+                          res.history, k_fig)
+        return metrics
+
+    @staticmethod
+    def _figures(run, cfg: Config, spec_, model, ds, ev, row, history, key) -> None:
+        K = cfg.mixture.k
+        labels = np.asarray(ds.y_test)
+        assign = ev["assign"][0]
+        w = ev["w"][0]
+        mu = np.asarray(model["prior"]["mu"])
+        sig = np.exp(np.asarray(model["prior"]["log_sigma"]))
+        if spec_.z_dim > 2:  # project onto the first two principal directions of the component means and points
+            centre = w.mean(0)
+            _, _, vt = np.linalg.svd(np.concatenate([w, mu]) - centre, full_matrices=False)
+            proj = lambda a: (a - centre) @ vt[:2].T
+        else:
+            proj = lambda a: a
+        pw, pmu = proj(w), proj(mu)
+        fig, axes = plots.figure(1, 3, size=(15, 4.6))
+        ax = axes[0]
+        for k in range(K):
+            sel = assign == k
+            c = label_color(k, K)
+            ax.scatter(pw[sel, 0], pw[sel, 1] if pw.shape[1] > 1 else np.zeros(sel.sum()), s=4, color=c,
+                       label=f"{k} ({row['usage'][k]:.0%})")
+            t = np.linspace(0, 2 * np.pi, 100)
+            ax.plot(pmu[k, 0] + 2 * sig[k] * np.cos(t), pmu[k, -1] + 2 * sig[k] * np.sin(t), color=c, lw=1.5)
+        ax.set_title("q(w|x) means by assigned component; 2-sigma circles" + (" (projected)" if spec_.z_dim > 2
+                                                                               else ""))
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
+        ax = axes[1]
+        conf = vmetrics.confusion_matrix(labels, assign, n_clusters=K)
+        im = ax.imshow(conf, cmap="Blues")
+        for (i, j), v in np.ndenumerate(conf):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=6 if conf.size > 60 else 8,
+                    color="white" if v > conf.max() / 2 else "black")
+        ax.set_xlabel("true label")
+        ax.set_ylabel("component")
+        ax.set_title(f"confusion: accuracy {row['accuracy']:.3f}, NMI {row['nmi']:.3f}")
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax = axes[2]
+        steps = history["step"]
+        h = {k: np.asarray(v).reshape(len(v), -1)[:, 0] for k, v in history.items() if k != "step"}
+        ax.plot(steps, h["elbo"], color=plots.color(0), label="ELBO")
+        ax.plot(steps, h["rec"], color=plots.color(2), label="(1) E log p(x|w)")
+        ax.plot(steps, h["w_term"], color=plots.color(1), label="(2) w term")
+        ax.plot(steps, h["z_term"], color=plots.color(3), label="(3) z term")
+        lo = np.percentile(np.concatenate([h["elbo"], h["w_term"]]), 3)
+        hi = max(np.max(h["rec"]), np.max(h["z_term"]))
+        ax.set_ylim(lo - 0.1 * abs(hi - lo), hi + 0.1 * abs(hi - lo))
+        ax.set_xlabel("step")
+        ax.set_title("training curves (train batches)")
+        ax.legend(fontsize=8)
+        run.save_figure(fig, "latent_confusion_curves")
+
+        # samples from each component: w ~ N(mu_k, sigma_k^2 I), x = E[x | w]
+        n_per = 10
+        eps = jax.random.normal(key, (K, n_per, spec_.z_dim))
+        ws = jnp.asarray(mu)[:, None] + jnp.asarray(sig)[:, None, None] * eps
+        xs = np.asarray(decoder_mean(model["vae"], spec_, ws.reshape(K * n_per, -1)))
+        if ds.image_shape is not None:
+            fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1))
+            show_images(ax, image_grid(xs, ds.image_shape, n_per), "samples of each component (rows)")
+        else:
+            fig, ax = plots.figure(1, 1, size=(5.5, 5))
+            xd = np.asarray(ds.x_test)
+            ax.scatter(xd[:, 0], xd[:, 1] if xd.shape[1] > 1 else np.zeros(len(xd)), s=3, color="0.8",
+                       label="test data")
+            many = np.asarray(decoder_mean(model["vae"], spec_, (jnp.asarray(mu)[:, None] + jnp.asarray(sig)[
+                :, None, None] * jax.random.normal(key, (K, 200, spec_.z_dim))).reshape(K * 200, -1)))
+            for k in range(K):
+                part = many[k * 200:(k + 1) * 200]
+                ax.scatter(part[:, 0], part[:, 1] if part.shape[1] > 1 else np.zeros(200), s=4,
+                           color=label_color(k, K), label=f"component {k}")
+            ax.set_title("samples E[x | w], w ~ N(mu_k, sigma_k^2 I) (first 2 dims)")
+            ax.legend(markerscale=3, fontsize=7)
+        run.save_figure(fig, "component_samples")
