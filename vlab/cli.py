@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("run_b", metavar="RUN_B")
     p_cmp.add_argument("--all", action="store_true", help="also list metrics that are equal, and timings")
 
+    p_bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite (benchmarks/run.py) against the peers",
+        description="Run every reference workload beside its peers (PyTorch, FlowJAX, normflows) and the cold "
+        "start of every config; writes benchmarks/results/summary.md. Peers come from the benchmarks' own "
+        "requirements files. Extra arguments go to benchmarks/run.py.",
+    )
+    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS")
+
     p_rep = sub.add_parser(
         "reproduce",
         help="run every config and write an index of figures and metrics",
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_reproduce(args)
     except ConfigError as e:
         print(f"vlab {args.command}: error: {e}", file=sys.stderr)
@@ -324,6 +335,20 @@ def cmd_list() -> int:
     for p in configs:
         print(f"  {p.name:<28} {config_description(p)}")
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from vlab.errors import ConfigError
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+    if not script.is_file():
+        raise ConfigError(f"benchmark suite not found at {script}: expected a source checkout of vlab")
+    return subprocess.call([sys.executable, str(script), *args.bench_args])
 
 
 # ------------------------------------------------------------------------------------------------ compare
