@@ -178,3 +178,14 @@ def test_forward_kl_exact_measures_against_closed_form(x64):
     kl_rev, _ = integrate.quad(lambda z: q.pdf(z) * (q.logpdf(z) - (stats.norm.logpdf(z)
                                + stats.norm.logpdf(x, z * z, s) - np.log(ref))), -10, 10, epsabs=1e-12)
     assert float(m["kl_reverse"][0]) == pytest.approx(kl_rev, abs=1e-7)
+
+
+def test_kl_gradients_checks_pass(tmp_path):
+    code, m = _run(tmp_path, str(ROOT / "configs" / "vae_kl_gradients.yaml"), "samples=20000")
+    assert code == 0 and all(c["ok"] for c in m["checks"])
+    assert m["additivity"]["sum_of_dims"] == pytest.approx(m["additivity"]["full_covariance"], abs=1e-10)
+
+
+def test_kl_gradients_bad_pairs(tmp_path, capsys):
+    code, _ = _run(tmp_path, str(ROOT / "configs" / "vae_kl_gradients.yaml"), "mu=[1,2]", "sigma=[1]")
+    assert code == 2 and "key 'sigma'" in capsys.readouterr().err
