@@ -1,0 +1,106 @@
+"""The four GAN experiments end to end through the command line, small, and their bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vlab.cli import main
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def run(tmp_path: Path, name: str, *overrides: str) -> dict:
+    out = tmp_path / name
+    assert main(["run", str(CONFIGS / f"{name}.yaml"), *overrides, "-q", "--out", str(out)]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_dynamics_matches_seed_and_closed_forms(tmp_path):
+    m = run(tmp_path, "gan_dynamics", "steps=60", "stability.points=9", "stability.steps=40", "step_size=0.4")
+    assert m["simultaneous"]["rho_measured"] == pytest.approx(math.sqrt(1 + 0.4**2), rel=1e-6)
+    assert m["alternating"]["rho_measured"] == pytest.approx(1.0, rel=1e-6)
+    assert m["seed002_q4"]["update_matrix_max_abs_error"] < 1e-12
+    assert m["seed002_q4"]["norm_max_rel_error"] < 1e-10
+    assert m["stability"]["max_rel_error"] < 1e-6
+    assert m["extragradient"]["distance_final"] < m["extragradient"]["distance_initial"]
+    for fig in ("vector_field", "eigenvalues", "distance", "stability"):
+        assert (tmp_path / "gan_dynamics" / f"{fig}.png").is_file()
+
+
+def test_dynamics_reports_divergence_with_its_step(tmp_path):
+    m = run(
+        tmp_path,
+        "gan_dynamics",
+        "steps=80",
+        "stability.points=4",
+        "stability.steps=30",
+        "step_size=1.0",
+        "escape=100",
+        "rules=[simultaneous,extragradient]",
+    )
+    # simultaneous grows by sqrt(2) a step from |z0| = sqrt(1.25): it passes radius 100 at step 13
+    assert m["simultaneous"]["diverged_at"] == 13
+    assert m["extragradient"]["diverged_at"] == -1
+    assert all(math.isfinite(v) for v in (m["simultaneous"]["distance_final"], m["simultaneous"]["rho_measured"]))
+
+
+def test_dirac_regularisers_converge_simultaneous_diverges(tmp_path):
+    m = run(tmp_path, "gan_dirac", "losses=[non_saturating]", "rules=[simultaneous,optimistic]", "steps=300")
+    assert m["max_rel_error_measured"] < 1e-6
+    plain, r1 = m["non_saturating"]["none"], m["non_saturating"]["R1"]
+    assert plain["simultaneous"]["rho_predicted"] == pytest.approx(math.sqrt(1 + 0.05**2), rel=1e-12)
+    assert plain["optimistic"]["rho_predicted"] < 1 and r1["simultaneous"]["rho_predicted"] < 1
+
+
+def test_gaussian_gan_recovers_the_real_mean(tmp_path):
+    m = run(
+        tmp_path,
+        "gan_gaussian_1d",
+        "n_seeds=2",
+        "train.steps=1500",
+        "train.chunk_size=500",
+        "threshold.mc_samples=20000",
+        "optimal_d.train.steps=800",
+    )
+    assert m["mu_g_error"] < 0.05
+    assert m["optimal_discriminator"]["w_error"] < 1e-3
+    assert m["best_threshold_max_error"] < 1e-5
+    assert m["seed003_gradients"]["max_abs_error"] < 1e-5
+
+
+def test_mixture_gan_runs(tmp_path):
+    m = run(tmp_path, "gan_mixture_2d", "hidden=[8]", "n_seeds=2", "train.steps=20", "train.chunk_size=20",
+            "train.log_every=10", "eval_samples=200", "snapshot_samples=20", "snapshots=2",
+            "variants=[{name: r1 optimistic, r1: 0.1, r2: 0.1, noise_std: 0.1, optimistic: true}]")
+    assert 0 <= m["modes_covered"]["r1 optimistic"] <= 8
+    assert len(m["variants"]["r1 optimistic"]["modes_covered_per_seed"]) == 2
+    assert (tmp_path / "gan_mixture_2d" / "samples.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "needle"),
+    [
+        ("gan_dynamics", "step_size=0", "step_size"),
+        ("gan_dynamics", "step_size=-0.1", "step_size"),
+        ("gan_dynamics", "rules=[simultaneous,adagrad]", "adagrad"),
+        ("gan_dynamics", "stability.a_min=3.0", "stability.a_max"),
+        ("gan_dynamics", "z0=[0,0]", "z0"),
+        ("gan_dirac", "losses=[hinge]", "hinge"),
+        ("gan_dirac", "regularisers=[{name: bad, r1: -1.0}]", "r1"),
+        ("gan_gaussian_1d", "loss=hinge", "loss"),
+        ("gan_gaussian_1d", "r2=-0.5", "r2"),
+        ("gan_gaussian_1d", "optimal_d.mu_g=1.0", "optimal_d.mu_g"),
+        ("gan_mixture_2d", "variants=[{name: a, noise_std: -1.0}]", "noise_std"),
+        ("gan_mixture_2d", "train.optimizer.lr=0", "lr"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, override, needle):
+    code = main(["run", str(CONFIGS / f"{name}.yaml"), override, "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "bad" / "metrics.json").exists()
