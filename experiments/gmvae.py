@@ -76,6 +76,19 @@ class Config(BaseConfig):
                                 optimizer=OptimizerConfig(name="adam", lr=2e-3))
 
 
+def _confusion(ax, fig, conf: np.ndarray, row: dict) -> None:
+    """Components (rows) against true labels (columns), with counts."""
+    im = ax.imshow(conf, cmap="Blues")
+    for (i, j), v in np.ndenumerate(conf):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6 if conf.size > 60 else 8,
+                color="white" if v > conf.max() / 2 else "black")
+    ax.set_xlabel("true label")
+    ax.set_ylabel("component")
+    ax.set_title(f"confusion: accuracy {row['accuracy']:.3f}, NMI {row['nmi']:.3f}")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+
+
 class Experiment(_Experiment):
     name = "gmvae"
     description = "Gaussian-mixture VAE (seed 001 P7): three-term ELBO, clustering accuracy, NMI, component usage"
@@ -122,13 +135,18 @@ class Experiment(_Experiment):
 
         with run.timed("evaluate"):
             ev = jax.tree.map(np.asarray, evaluate(res.params["model"], k_eval))
-        labels = np.asarray(ds.y_test)
+        labels = None if ds.y_test is None else np.asarray(ds.y_test)
+        if labels is None:
+            run.warn("the data have no labels: clustering accuracy, NMI and the confusion matrix are skipped")
         rows = []
         for i in range(n):
-            acc, mapping = vmetrics.clustering_accuracy(labels, ev["assign"][i])
             counts = np.bincount(ev["assign"][i], minlength=K)
+            scores = {}
+            if labels is not None:
+                acc, mapping = vmetrics.clustering_accuracy(labels, ev["assign"][i])
+                scores = {"accuracy": acc, "nmi": vmetrics.nmi(labels, ev["assign"][i]), "mapping": mapping}
             rows.append({
-                "accuracy": acc, "nmi": vmetrics.nmi(labels, ev["assign"][i]), "mapping": mapping,
+                **scores,
                 "usage": (counts / counts.sum()).tolist(), "mean_q": ev["q"][i].mean(0).tolist(),
                 **{f"test_{t}": float(ev["test"][t][i].mean()) for t in ("elbo", "rec", "w_term", "z_term")},
                 **{f"train_{t}": float(ev["train"][t][i].mean()) for t in ("elbo", "rec", "w_term", "z_term")},
@@ -145,7 +163,7 @@ class Experiment(_Experiment):
         prior_sigma = np.exp(np.asarray(res.params["model"]["prior"]["log_sigma"]))
         prior_pi = np.asarray(jax.nn.softmax(res.params["model"]["prior"]["logits"], -1))
         metrics = {
-            "test": {"accuracy": agg("accuracy"), "nmi": agg("nmi"),
+            "test": {**({"accuracy": agg("accuracy"), "nmi": agg("nmi")} if labels is not None else {}),
                      **{t: agg(f"test_{t}") for t in ("elbo", "rec", "w_term", "z_term")}},
             "train": {t: agg(f"train_{t}") for t in ("elbo", "rec", "w_term", "z_term")},
             "component_usage": [r["usage"] for r in rows] if n > 1 else rows[0]["usage"],
@@ -193,16 +211,13 @@ class Experiment(_Experiment):
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
         ax = axes[1]
-        conf = vmetrics.confusion_matrix(labels, assign, n_clusters=K)
-        im = ax.imshow(conf, cmap="Blues")
-        for (i, j), v in np.ndenumerate(conf):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=6 if conf.size > 60 else 8,
-                    color="white" if v > conf.max() / 2 else "black")
-        ax.set_xlabel("true label")
-        ax.set_ylabel("component")
-        ax.set_title(f"confusion: accuracy {row['accuracy']:.3f}, NMI {row['nmi']:.3f}")
-        ax.grid(False)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        if ds.y_test is None:
+            ax.bar(np.arange(K), row["usage"], color=[label_color(k, K) for k in range(K)])
+            ax.set_xlabel("component")
+            ax.set_ylabel("fraction of test points")
+            ax.set_title("component usage (no labels: no confusion matrix)")
+        else:
+            _confusion(ax, fig, vmetrics.confusion_matrix(labels, assign, n_clusters=K), row)
         ax = axes[2]
         steps = history["step"]
         h = {k: np.asarray(v).reshape(len(v), -1)[:, 0] for k, v in history.items() if k != "step"}

@@ -229,7 +229,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
         run.save_figure(fig, "reconstructions_and_samples")
 
     mu = np.asarray(ev["mu"])
-    labels = np.asarray(ds.y_test)
+    labels = np.zeros(len(mu), int) if ds.y_test is None else np.asarray(ds.y_test)
     d0, d1 = (order[0], order[1]) if spec_.z_dim > 1 else (0, 0)
     fig, axes = plots.figure(1, 3, size=(15, 4.2))
     ax = axes[0]
@@ -240,7 +240,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
                    color=label_color(i, len(classes)), label=str(c))
     ax.set_xlabel(f"mu_{d0}")
     ax.set_ylabel(f"mu_{d1}")
-    ax.set_title("test set latent means, coloured by label")
+    ax.set_title("test set latent means" + (", coloured by label" if ds.y_test is not None else " (no labels)"))
     ax.legend(markerscale=3, fontsize=7, ncol=2)
     ax = axes[1]
     ax.bar(np.arange(spec_.z_dim), kl_dims, color=plots.color(0))

@@ -128,3 +128,11 @@ def test_real_fashion_mnist():
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert sorted(np.unique(np.asarray(ds.y_test)).tolist()) == list(range(10))
     assert np.bincount(np.asarray(ds.y_train)).tolist() == [6000] * 10
+
+
+def test_missing_labels_file_gives_unlabelled_data(tmp_path):
+    _write_set(tmp_path)
+    for split in ("train", "test"):
+        (tmp_path / f"{data.IDX_FILES[split][1]}.gz").unlink()
+    ds = data.load(data.DataConfig(source="idx", root=str(tmp_path), image_shape=[4, 5]), jax.random.PRNGKey(0))
+    assert ds.y_train is None and ds.y_test is None and ds.x_train.shape == (12, 20)

@@ -52,3 +52,20 @@ def test_gmvae_bad_input(tmp_path, capsys, override, needle):
     code, _ = _run(tmp_path, *override)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and needle in err[-1]
+
+
+def test_unlabelled_data_skip_clustering_metrics_with_a_warning(tmp_path, capsys):
+    import numpy as np
+
+    from vlab import data
+
+    root = tmp_path / "idx"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        data.write_idx(root / data.IDX_FILES[split][0], rng.integers(0, 256, size=(40, 4, 4), dtype=np.uint8))
+    code, m = _run(tmp_path, "data.source=idx", f"data.root={root}", "data.image_shape=[4,4]",
+                   "model.likelihood=bernoulli", "train.steps=50", "mixture.k=3", "usage_warning=0")
+    assert code == 0
+    assert "accuracy" not in m["test"] and "elbo" in m["test"] and len(m["component_usage"]) == 3
+    assert "no labels" in capsys.readouterr().err

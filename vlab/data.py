@@ -74,12 +74,13 @@ class DataConfig:
 
 
 class Dataset(NamedTuple):
-    """Training and test arrays (``x`` flattened to ``(n, d)``, float in the default dtype) and integer labels."""
+    """Training and test arrays (``x`` flattened to ``(n, d)``, float in the default dtype) and integer labels
+    (``None`` for unlabelled IDX data)."""
 
     x_train: jax.Array
-    y_train: jax.Array
+    y_train: jax.Array | None
     x_test: jax.Array
-    y_test: jax.Array
+    y_test: jax.Array | None
     image_shape: tuple[int, int] | None
     description: str
 
@@ -123,26 +124,27 @@ def _find(root: Path, stem: str) -> Path | None:
     return None
 
 
-def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Images ``(n, h, w)`` uint8 and labels ``(n,)`` of the ``train`` or ``test`` split under ``root``.
 
-    A missing file is a :class:`ConfigError` naming every file looked for and how to get them.
+    Missing images are a :class:`ConfigError` naming every file looked for and how to get them; a missing labels
+    file gives ``labels = None`` (unlabelled data: models train, label-based metrics are skipped).
     """
     root = Path(root)
-    stems = IDX_FILES[split]
-    found = [_find(root, s) for s in stems]
-    if any(f is None for f in found):
-        looked = ", ".join(f"{s}[.gz]" for s, f in zip(stems, found, strict=True) if f is None)
+    stem_i, stem_l = IDX_FILES[split]
+    f_images, f_labels = _find(root, stem_i), _find(root, stem_l)
+    if f_images is None:
         raise ConfigError(
-            f"key 'data.root': no MNIST-format files in '{root}': looked for {looked}; install Fashion-MNIST with "
-            f"'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}) or set data.root=DIR to a folder "
-            "holding your own MNIST-format files"
+            f"key 'data.root': no MNIST-format images in '{root}': looked for {stem_i}[.gz] (and {stem_l}[.gz]); "
+            f"install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}) or "
+            "set data.root=DIR to a folder holding your own MNIST-format files"
         )
-    images, labels = (read_idx(f) for f in found)
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+    images = read_idx(f_images)
+    labels = read_idx(f_labels) if f_labels is not None else None
+    if images.ndim != 3 or (labels is not None and (labels.ndim != 1 or labels.shape[0] != images.shape[0])):
         raise ConfigError(
             f"key 'data.root': files in '{root}' do not hold images (n, h, w) and labels (n,): got "
-            f"{images.shape} and {labels.shape}"
+            f"{images.shape} and {None if labels is None else labels.shape}"
         )
     return images, labels
 
@@ -158,14 +160,15 @@ def _load_idx(cfg: DataConfig, key: jax.Array) -> Dataset:
             )
         n = min(limit, images.shape[0]) if limit else images.shape[0]
         x = images[:n].reshape(n, -1).astype(np.float32) / 255.0
-        parts[split] = (x, labels[:n].astype(np.int32))
+        parts[split] = (x, None if labels is None else labels[:n].astype(np.int32))
     (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
     if cfg.binarize == "static":
         k1, k2 = jax.random.split(key)
         x_tr = np.asarray(jax.random.bernoulli(k1, x_tr)).astype(np.float32)
         x_te = np.asarray(jax.random.bernoulli(k2, x_te)).astype(np.float32)
     h, w = cfg.image_shape
-    return Dataset(jnp.asarray(x_tr), jnp.asarray(y_tr), jnp.asarray(x_te), jnp.asarray(y_te), (h, w),
+    as_labels = lambda y: None if y is None else jnp.asarray(y)
+    return Dataset(jnp.asarray(x_tr), as_labels(y_tr), jnp.asarray(x_te), as_labels(y_te), (h, w),
                    f"IDX files in {cfg.root} ({x_tr.shape[0]} train, {x_te.shape[0]} test, {h}x{w})")
 
 
