@@ -75,7 +75,7 @@ def test_gaussian_gan_recovers_the_real_mean(tmp_path):
 def test_mixture_gan_runs(tmp_path):
     m = run(tmp_path, "gan_mixture_2d", "hidden=[8]", "n_seeds=2", "train.steps=20", "train.chunk_size=20",
             "train.log_every=10", "eval_samples=200", "snapshot_samples=20", "snapshots=2",
-            "variants=[{name: r1 optimistic, r1: 0.1, r2: 0.1, noise_std: 0.1, optimistic: true}]")
+            "variants=[{name: r1 optimistic, r1: 0.1, optimistic: true}]")
     assert 0 <= m["modes_covered"]["r1 optimistic"] <= 8
     assert len(m["variants"]["r1 optimistic"]["modes_covered_per_seed"]) == 2
     assert (tmp_path / "gan_mixture_2d" / "samples.png").is_file()

@@ -112,14 +112,15 @@ def test_gradient_penalty_closed_forms(x64):
 
 
 def test_mode_coverage():
+    coverage = jax.jit(gan.mode_coverage, static_argnames=("k_sigma", "min_fraction"))
     centres = circle_mixture_centres(8, 2.0)
     x, _ = circle_mixture(jax.random.key(0), 4000, 8, 2.0, 0.05)
-    covered, good = gan.mode_coverage(x, centres, 0.05)
+    covered, good = coverage(x, centres, 0.05)
     assert int(covered) == 8 and float(good) > 0.98  # 2-D: P(r < 3 std) = 1 - exp(-9/2)
     collapsed = centres[3] + 0.01 * jax.random.normal(jax.random.key(1), (1000, 2))
-    covered, good = gan.mode_coverage(collapsed, centres, 0.05)
+    covered, good = coverage(collapsed, centres, 0.05)
     assert int(covered) == 1 and float(good) == 1.0
-    covered, good = gan.mode_coverage(jnp.zeros((100, 2)), centres, 0.05)
+    covered, good = coverage(jnp.zeros((100, 2)), centres, 0.05)
     assert int(covered) == 0 and float(good) == 0.0
 
 
