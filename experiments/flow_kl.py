@@ -58,8 +58,9 @@ class Config(BaseConfig):
     n_seeds: int = spec(1, ge=1, help="independent initialisations trained as one vmapped program")
     batch_size: int = spec(256, ge=2, help="data points (forward) or flow samples (reverse) per step")
     n_eval: int = spec(10000, ge=2, help="fresh test points and flow samples for the estimates")
+    stick_the_landing: bool = spec(False, help="reverse KL: drop the score term from the gradient (Roeder 2017)")
     coverage_share: float = spec(0.5, gt=0, le=1, help="a mode is covered with >= this share of its mass")
-    grid: int = spec(200, ge=16, help="heat-map resolution per axis")
+    grid: int = spec(160, ge=16, help="heat-map resolution per axis")
     flow: FlowConfig = nested(FlowConfig)
     train: TrainConfig = nested(TrainConfig, steps=2000, chunk_size=500, log_every=20,
                                 optimizer=OptimizerConfig(lr=5e-3, schedule="cosine", clip_norm=5.0))
@@ -213,7 +214,7 @@ class Experiment(_Experiment):
             for i in range(cfg.n_seeds):
                 tol = 3 * float(np.hypot(kx[i, 1], ku[i, 1]))
                 run.check(f"KL[P_X||P_F(U)] = KL[P_F^-1(X)||P_U] (seed {i})", float(kx[i, 0]), float(ku[i, 0]), tol)
-        u = jax.vmap(lambda v: flow.inverse(jax.tree.map(lambda a: a[0], res.params), v)[0])(x)
+        u = jax.jit(jax.vmap(flow.inverse, in_axes=(None, 0)))(jax.tree.map(lambda a: a[0], res.params), x)[0]
         m["pullback_mean"], m["pullback_cov"] = np.asarray(u.mean(0)), np.atleast_2d(np.cov(np.asarray(u).T))
         if target.modes is not None:
             m["mode_coverage"] = self.coverage(cfg, target, flow, res.params, k_q)
@@ -231,7 +232,8 @@ class Experiment(_Experiment):
         flow = _flow(cfg, target.dim, (lo + hi) / 2, (hi - lo) / 6)
         params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
         opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
-        res = fit(fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim), params0, opt, k_train,
+        loss = fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim, cfg.stick_the_landing)
+        res = fit(loss, params0, opt, k_train,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
                   n_members=cfg.n_seeds, run=run, name="reverse", checkpoint_every=cfg.train.checkpoint_every)
         keys = jax.random.split(k_eval, cfg.n_seeds)
@@ -305,7 +307,7 @@ class Experiment(_Experiment):
         for name, (flow, res) in fits.items():
             p = first(res)
             lq = jax.jit(jax.vmap(flows.log_prob, in_axes=(None, None, 0)), static_argnums=0)(flow, p, pts)
-            xs = flows.sample_and_log_prob(flow, p, key, 1000, 2)[0]
+            xs = jax.jit(flows.sample_and_log_prob, static_argnums=(0, 3, 4))(flow, p, key, 1000, 2)[0]
             label = "forward KL (mass covering)" if name == "forward" else "reverse KL (mode seeking)"
             panels.append((f"{label}", np.exp(np.asarray(lq)), xs))
         fig, axes = plots.figure(1, len(panels), size=(4.2 * len(panels), 4.0), squeeze=False)
@@ -334,11 +336,12 @@ class Experiment(_Experiment):
         x = jnp.linspace(lo, hi, 800)[:, None]
         fig, ax = plots.figure(1, 1, size=(6.0, 3.5))
         if target.log_prob is not None:
-            lp = jax.vmap(target.log_prob)(x) - (densities.target_log_z(target) if target.kind == "energy" else 0)
+            lp = jax.jit(jax.vmap(target.log_prob))(x)
+            lp = lp - (densities.target_log_z(target) if target.kind == "energy" else 0.0)
             ax.fill_between(np.asarray(x[:, 0]), np.exp(np.asarray(lp)), color="0.85", label="target")
         for i, (name, (flow, res)) in enumerate(fits.items()):
             p = first(res)
-            lq = jax.vmap(lambda v, p=p, flow=flow: flows.log_prob(flow, p, v))(x)
+            lq = jax.jit(jax.vmap(flows.log_prob, in_axes=(None, None, 0)), static_argnums=0)(flow, p, x)
             ax.plot(np.asarray(x[:, 0]), np.exp(np.asarray(lq)), color=plots.color(i + 1), label=f"{name} KL fit")
         ax.set_xlabel("x")
         ax.set_ylabel("density")
@@ -350,7 +353,7 @@ class Experiment(_Experiment):
         flow, res = fit_
         p = first(res)
         x = target.sample(key, 2000)
-        u = np.asarray(jax.vmap(lambda v: flow.inverse(p, v)[0])(x))
+        u = np.asarray(jax.jit(jax.vmap(flow.inverse, in_axes=(None, 0)))(p, x)[0])
         x = np.asarray(x)
         if target.dim == 1:
             fig, axes = plots.figure(1, 2, size=(9.0, 3.5))

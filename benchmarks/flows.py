@@ -1,0 +1,274 @@
+"""Normalizing-flow speed and quality: vlab against FlowJAX and normflows (PyTorch), side by side in one run.
+
+W3 (forward KL): two moons (noise 0.05), 8 affine coupling layers, conditioner MLP width 64 depth 2, batch 256,
+2000 steps, test NLL on 10k fresh points (the data's entropy, 0.289 nats, is the floor). Peers train with Adam
+1e-3 (their usual recipe); each sees 2000 * 256 fresh points, FlowJAX as one epoch of ``fit_to_data``.
+W4 (reverse KL): Rezende & Mohamed's U1 ring, the same flow shape, 256 samples a step, 2000 steps; the reverse KL
+is ``log Z - ELBO`` with the grid ``log Z``, estimated on 10k samples of each trained flow.
+
+vlab's recipe (what the README describes): couplings affine in the data-to-base direction, a last elementwise
+affine layer started at the data's mean and scale, Adam with a cosine schedule from 5e-3 and clipping at norm 5
+(forward); for U1 the sticking-the-landing gradient and a cosine schedule from 2e-3.
+
+Sides alternate in order seed by seed (vlab, FlowJAX, normflows; then FlowJAX, normflows, vlab; ...), and each
+ratio is taken within this run on this machine. FlowJAX's warm speed is its second ``fit_to_data`` call (compiled
+step cached); vlab's is the training time of ``vlab.train.fit`` after its one compilation.
+
+    pip install -r benchmarks/requirements-flows.txt   (run by this script if the peers are missing)
+    python benchmarks/flows.py [--seeds 3] [--steps 2000] [--out benchmarks/results/flows.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vlab import densities, flows, toy_data
+from vlab.objectives import flow as fo
+from vlab.train import fit
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH, WIDTH, DEPTH, LAYERS, N_TEST = 256, 64, 2, 8, 10_000
+
+
+def ensure_peers() -> None:
+    """Install FlowJAX, normflows and the CPU torch build from requirements-flows.txt when missing."""
+    if all(importlib.util.find_spec(m) for m in ("flowjax", "normflows", "torch")):
+        return
+    req = ROOT / "benchmarks" / "requirements-flows.txt"
+    print(f"installing peers from {req} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(req)], check=True)
+
+
+def moons(seed: int, n: int) -> np.ndarray:
+    return np.asarray(toy_data.two_moons(jax.random.key(seed), n, 0.05)[0])
+
+
+# ------------------------------------------------------------------------------------------------ vlab
+
+
+def vlab_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
+    target = densities.get("two_moons")
+    ref = target.sample(jax.random.key(10_000 + seed), 10_000)
+    flow = flows.build("affine", 2, LAYERS, hidden=WIDTH, depth=DEPTH, loc=ref.mean(0), scale=ref.std(0))
+    opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(5e-3, steps)))
+    r = fit(fo.forward_kl_loss(flow), flow.init(jax.random.key(seed)), opt, jax.random.key(100 + seed),
+            steps=steps, chunk_size=steps, log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH),
+            progress=False)
+    nll = float(jax.jit(lambda p: fo.forward_kl(flow, p, jnp.asarray(x_test)))(r.params))
+    return {"steps_per_s": steps / r.train_s, "steps_per_s_with_compile": steps / (r.train_s + r.compile_s),
+            "compile_s": r.compile_s, "test_nll": nll}
+
+
+def vlab_forward_seeds(n: int, steps: int, x_test: np.ndarray) -> dict:
+    """All seeds as one vmapped program (vlab's seeds-as-an-axis): seed-steps per second."""
+    target = densities.get("two_moons")
+    ref = target.sample(jax.random.key(10_000), 10_000)
+    flow = flows.build("affine", 2, LAYERS, hidden=WIDTH, depth=DEPTH, loc=ref.mean(0), scale=ref.std(0))
+    opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(5e-3, steps)))
+    p0 = jax.vmap(flow.init)(jax.random.split(jax.random.key(0), n))
+    r = fit(fo.forward_kl_loss(flow), p0, opt, jax.random.key(1), steps=steps, chunk_size=steps,
+            log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH), n_members=n, progress=False)
+    nll = jax.jit(jax.vmap(lambda p: fo.forward_kl(flow, p, jnp.asarray(x_test))))(r.params)
+    return {"seed_steps_per_s": n * steps / r.train_s, "test_nll": np.asarray(nll).tolist()}
+
+
+def vlab_reverse(seed: int, steps: int, log_z: float) -> dict:
+    target = densities.get("u1")
+    flow = flows.build("affine", 2, LAYERS, hidden=WIDTH, depth=DEPTH, loc=jnp.zeros(2), scale=jnp.full(2, 4 / 3))
+    opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(2e-3, steps)))
+    r = fit(fo.reverse_kl_loss(flow, target.log_prob, BATCH, 2, stick_the_landing=True),
+            flow.init(jax.random.key(seed)), opt, jax.random.key(200 + seed), steps=steps, chunk_size=steps,
+            log_every=steps, progress=False)
+    _, log_w = jax.jit(lambda p: fo.log_weights(flow, p, jax.random.key(300 + seed), target.log_prob, N_TEST, 2))(
+        r.params)
+    return {"steps_per_s": steps / r.train_s, "kl": log_z - float(jnp.mean(log_w))}
+
+
+# ------------------------------------------------------------------------------------------------ FlowJAX
+
+
+def flowjax_flow(seed: int, invert: bool):
+    from flowjax.distributions import Normal
+    from flowjax.flows import coupling_flow
+
+    return coupling_flow(jax.random.key(seed), base_dist=Normal(jnp.zeros(2)), flow_layers=LAYERS,
+                         nn_width=WIDTH, nn_depth=DEPTH, invert=invert)
+
+
+def flowjax_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
+    from flowjax.train import fit_to_data
+
+    val_prop = 0.1
+    n = math.ceil(steps * BATCH / (1 - val_prop)) + BATCH
+    x = jnp.asarray(moons(20_000 + seed, n))
+    kw = dict(learning_rate=1e-3, max_epochs=1, batch_size=BATCH, val_prop=val_prop, show_progress=False)
+    t0 = time.perf_counter()
+    dist, _ = fit_to_data(jax.random.key(seed), flowjax_flow(seed, True), x, **kw)
+    jax.block_until_ready(jax.tree.leaves(dist))
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dist, _ = fit_to_data(jax.random.key(seed), flowjax_flow(seed, True), x, **kw)
+    jax.block_until_ready(jax.tree.leaves(dist))
+    warm = time.perf_counter() - t0
+    nll = -float(jnp.mean(dist.log_prob(jnp.asarray(x_test))))
+    return {"steps_per_s": steps / warm, "steps_per_s_with_compile": steps / cold, "test_nll": nll}
+
+
+def flowjax_reverse(seed: int, steps: int, log_z: float) -> dict:
+    from flowjax.train import fit_to_key_based_loss
+    from flowjax.train.losses import ElboLoss
+
+    target = densities.get("u1")
+    loss = ElboLoss(target.log_prob, num_samples=BATCH)
+    dist = flowjax_flow(seed, False)
+    t0 = time.perf_counter()
+    dist, _ = fit_to_key_based_loss(jax.random.key(seed), dist, loss_fn=loss, steps=steps, learning_rate=1e-3,
+                                    show_progress=False)
+    jax.block_until_ready(jax.tree.leaves(dist))
+    dt = time.perf_counter() - t0
+    x, log_q = dist.sample_and_log_prob(jax.random.key(300 + seed), (N_TEST,))
+    log_w = jax.vmap(target.log_prob)(x) - log_q
+    return {"steps_per_s_with_compile": steps / dt, "kl": log_z - float(jnp.mean(log_w))}
+
+
+# ------------------------------------------------------------------------------------------------ normflows
+
+
+def normflows_model(seed: int, target=None):
+    import normflows as nf
+    import torch
+
+    torch.manual_seed(seed)
+    layers = []
+    for _ in range(LAYERS):
+        net = nf.nets.MLP([1, *([WIDTH] * DEPTH), 2], init_zeros=True)
+        layers += [nf.flows.AffineCouplingBlock(net), nf.flows.Permute(2, mode="swap")]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers, p=target)
+
+
+def normflows_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = normflows_model(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.tensor(moons(30_000 + seed, steps * BATCH), dtype=torch.float32).reshape(steps, BATCH, 2)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        opt.zero_grad()
+        loss = model.forward_kld(x[i])
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t0
+    with torch.no_grad():
+        nll = -float(model.log_prob(torch.tensor(x_test, dtype=torch.float32)).mean())
+    return {"steps_per_s": steps / dt, "test_nll": nll}
+
+
+def normflows_reverse(seed: int, steps: int, log_z: float) -> dict:
+    import normflows as nf
+    import torch
+
+    class U1(nf.distributions.Target):
+        def log_prob(self, z):
+            r = torch.linalg.norm(z, dim=1)
+            lobes = torch.logaddexp(-0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2)
+            return -(0.5 * ((r - 2) / 0.4) ** 2 - lobes)
+
+    model = normflows_model(seed, U1())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model.reverse_kld(BATCH)
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t0
+    with torch.no_grad():
+        z, log_q = model.sample(N_TEST)
+        log_w = model.p.log_prob(z) - log_q
+        finite = torch.isfinite(log_w)
+    return {"steps_per_s": steps / dt, "kl": log_z - float(log_w[finite].mean())}
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+FORWARD = {"vlab": vlab_forward, "flowjax": flowjax_forward, "normflows": normflows_forward}
+REVERSE = {"vlab": vlab_reverse, "flowjax": flowjax_reverse, "normflows": normflows_reverse}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["forward", "reverse", "vmapped"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "flows.json"))
+    args = ap.parse_args(argv)
+    ensure_peers()
+    x_test = moons(999, N_TEST)
+    h_moons = -float(jnp.mean(jax.jit(jax.vmap(densities.two_moons_log_prob))(jnp.asarray(x_test))))
+    t = densities.get("u1")
+    log_z = float(densities.grid_log_z(t.log_prob, t.box, 1000))
+    sides = list(FORWARD)
+    results: dict = {"forward": {s: [] for s in sides}, "reverse": {s: [] for s in sides}}
+    for seed in range(args.seeds):
+        order = sides[seed % 3:] + sides[:seed % 3]
+        for kind, table in (("forward", FORWARD), ("reverse", REVERSE)):
+            if kind in args.skip:
+                continue
+            for side in order:
+                arg = x_test if kind == "forward" else log_z
+                r = table[side](seed, args.steps, arg)
+                results[kind][side].append(r)
+                print(f"seed {seed} {kind:7s} {side:9s} " + "  ".join(f"{k} {v:.4g}" for k, v in r.items()),
+                      flush=True)
+    if "vmapped" not in args.skip and "forward" not in args.skip:
+        results["vlab_vmapped_seeds"] = vlab_forward_seeds(args.seeds, args.steps, x_test)
+    summary = summarise(results, h_moons)
+    results.update(summary=summary, data_entropy=h_moons, u1_log_z=log_z,
+                   machine={"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def summarise(results: dict, h_moons: float) -> dict:
+    med = lambda rows, k: statistics.median(r[k] for r in rows) if rows and k in rows[0] else float("nan")
+    out: dict = {"data_entropy": h_moons}
+    fwd, rev = results["forward"], results["reverse"]
+    for side in fwd:
+        out[side] = {"forward_steps_per_s": med(fwd[side], "steps_per_s"),
+                     "forward_steps_per_s_with_compile": med(fwd[side], "steps_per_s_with_compile"),
+                     "test_nll_median": med(fwd[side], "test_nll"),
+                     "test_nll_range": [min((r["test_nll"] for r in fwd[side]), default=float("nan")),
+                                        max((r["test_nll"] for r in fwd[side]), default=float("nan"))],
+                     "u1_reverse_kl_median": med(rev[side], "kl")}
+    if fwd["vlab"] and fwd["flowjax"]:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(fwd["vlab"], fwd["flowjax"], strict=True)]
+        out["vlab_over_flowjax_warm_steps_per_s"] = {"per_seed": ratios, "median": statistics.median(ratios)}
+    if fwd["vlab"] and fwd["normflows"]:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(fwd["vlab"], fwd["normflows"], strict=True)]
+        out["vlab_over_normflows_steps_per_s"] = {"per_seed": ratios, "median": statistics.median(ratios)}
+    if "vlab_vmapped_seeds" in results:
+        out["vlab_vmapped_seed_steps_per_s"] = results["vlab_vmapped_seeds"]["seed_steps_per_s"]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
