@@ -195,7 +195,8 @@ class Experiment(_Experiment):
     headline = ("max_rel_error_measured", "converged_fraction")
 
     def run(self, cfg: Config, run) -> dict:
-        tol = 1e-6 if jax.config.jax_enable_x64 else 1e-3
+        # measured radii to 1e-6 and exact identities to 1e-9 in float64; float32 rounding allows far less
+        tol, exact = (1e-6, 1e-9) if jax.config.jax_enable_x64 else (1e-3, 1e-5)
         pairs, inputs = combinations(cfg)
         with run.timed("simulate"):
             out = jax.device_get(program(cfg)(*inputs))
@@ -217,7 +218,7 @@ class Experiment(_Experiment):
                     "converged": ok,
                 }
                 where = f"{loss}.{reg.name}.{name}"
-                run.check(f"{where}.rho_jacobian", float(r["rho_jacobian"]), pred, 1e-9 * pred)
+                run.check(f"{where}.rho_jacobian", float(r["rho_jacobian"]), pred, exact * pred)
                 run.check(f"{where}.rho_measured", float(r["rho_measured"]), pred, tol * pred)
                 worst = max(worst, abs(float(r["rho_measured"]) - pred) / pred)
                 converged += ok

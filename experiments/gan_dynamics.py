@@ -215,7 +215,8 @@ class Experiment(_Experiment):
     headline = ("simultaneous.rho_measured", "stability.max_rel_error", "seed002_q4.norm_max_rel_error")
 
     def run(self, cfg: Config, run) -> dict:
-        tol = 1e-6 if jax.config.jax_enable_x64 else 1e-3
+        # measured radii to 1e-6 and exact identities to 1e-9 in float64; float32 rounding allows far less
+        tol, exact = (1e-6, 1e-9) if jax.config.jax_enable_x64 else (1e-3, 1e-5)
         a = jnp.asarray(cfg.step_size, float)
         metrics: dict = {}
         per_rule, matrix_rho = jax.device_get(analysis_program(cfg)(a))
@@ -233,7 +234,7 @@ class Experiment(_Experiment):
                 "eigenvalues": [[float(e.real), float(e.imag)] for e in ev],
             }
             pred = float(res["rho_predicted"])
-            run.check(f"{name}.rho_jacobian", float(res["rho_jacobian"]), pred, 1e-9 * pred)
+            run.check(f"{name}.rho_jacobian", float(res["rho_jacobian"]), pred, exact * pred)
             run.check(f"{name}.rho_measured", float(res["rho_measured"]), pred, tol * pred)
             if int(res["diverged_at"]) >= 0:
                 run.log(f"[{name}] diverged at step {int(res['diverged_at'])} (left the ball of radius "
@@ -256,8 +257,8 @@ class Experiment(_Experiment):
             "norm_max_rel_error": norm_err,
             "steps_compared": int(dist.size),
         }
-        run.check("seed002_q4.update_matrix", float(np.max(np.abs(jac - seed_matrix))), 0.0, 1e-12)
-        run.check("seed002_q4.determinant", float(np.linalg.det(jac)), 1 + cfg.step_size**2, 1e-12)
+        run.check("seed002_q4.update_matrix", float(np.max(np.abs(jac - seed_matrix))), 0.0, exact)
+        run.check("seed002_q4.determinant", float(np.linalg.det(jac)), 1 + cfg.step_size**2, exact)
         run.check("seed002_q4.norm_growth", norm_err, 0.0, tol)
 
         # V = d^T A g: the radius is the worst singular value's
@@ -271,7 +272,7 @@ class Experiment(_Experiment):
             pred = max(float(gda.bilinear_spectral_radius(name, cfg.step_size, s,
                                                           consensus_weight=cfg.consensus_weight)) for s in svals)
             metrics["matrix_game"][name] = {"rho_jacobian": rho, "rho_predicted": pred}
-            run.check(f"matrix_game.{name}", rho, pred, 1e-9 * pred)
+            run.check(f"matrix_game.{name}", rho, pred, exact * pred)
 
         # the stability diagram: one vmapped program over the step-size grid
         grid = np.linspace(cfg.stability.a_min, cfg.stability.a_max, cfg.stability.points)
