@@ -95,6 +95,8 @@ def program(cfg: Config):
     scale = cfg.probe_radius / float(np.hypot(*cfg.z0))
     probe = (z0[0] * scale, z0[1] * scale)
     key = jax.random.key(cfg.seed)
+    # below this distance rounding in the field (e.g. the noise nodes' mean, 0 only to rounding) drives the run
+    floor = cfg.probe_radius * (1e-6 if jax.config.jax_enable_x64 else 1e-2)
 
     def one(loss: str, name: str, r1, r2, noise_std):
         game = gan.dirac_gan(loss, r1=r1, r2=r2, noise_std=noise_std, n_noise=cfg.n_noise)
@@ -112,7 +114,7 @@ def program(cfg: Config):
             "rho_predicted": gda.spectral_radius(closed),
             "rho_jacobian": gda.spectral_radius(gda.update_jacobian(rule, game, z_star)),
             "rho_measured": gda.dmd_spectral_radius(near, skip=1 if name == "optimistic" else 0,
-                                                    floor=1e-6 * cfg.probe_radius),
+                                                    floor=floor),
             "dist": traj.dist, "z_path": traj.z_path, "diverged_at": traj.diverged_at,
         }
 
