@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
-from experiments.gan_dynamics import check_rules
 from vlab import games, gda, plots
 from vlab.config import BaseConfig, spec, validate
 from vlab.errors import ConfigError
@@ -62,7 +61,7 @@ class Config(BaseConfig):
     n_noise: int = spec(64, ge=2, help="deterministic nodes of the instance-noise expectation")
 
     def check(self, prefix: str) -> None:
-        check_rules(self.rules, f"{prefix}rules")
+        gda.check_rule_names(self.rules, f"{prefix}rules")
         if not self.losses:
             raise ConfigError(f"key '{prefix}losses': value [] is not valid: expected some of "
                               f"{', '.join(gan.LOSSES)}")

@@ -41,17 +41,6 @@ class StabilityConfig:
                               f"{prefix}a_min = {self.a_min}")
 
 
-def check_rules(rules: list[str], key: str) -> None:
-    """A non-empty list of distinct names from :data:`vlab.gda.RULES`."""
-    if not rules:
-        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
-    for r in rules:
-        if r not in gda.RULES:
-            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
-    if len(set(rules)) != len(rules):
-        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
-
-
 @dataclass
 class Config(BaseConfig):
     experiment: str = "gan_dynamics"
@@ -66,7 +55,7 @@ class Config(BaseConfig):
     stability: StabilityConfig = nested(StabilityConfig)
 
     def check(self, prefix: str) -> None:
-        check_rules(self.rules, f"{prefix}rules")
+        gda.check_rule_names(self.rules, f"{prefix}rules")
         if len(self.z0) != 2 or not any(self.z0):
             raise ConfigError(f"key '{prefix}z0': value {self.z0} is not valid: expected [d_0, g_0], not both 0")
         if not self.matrix or len({len(r) for r in self.matrix}) != 1 or not self.matrix[0]:

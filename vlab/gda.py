@@ -156,6 +156,19 @@ def from_optax(tx: optax.GradientTransformation) -> UpdateRule:
     return UpdateRule(lambda z: OptaxState(z, tx.init(z)), step)
 
 
+def check_rule_names(rules: list[str], key: str) -> None:
+    """A config's list of rules: non-empty, distinct names from :data:`RULES`, else a one-line ConfigError."""
+    from vlab.errors import ConfigError
+
+    if not rules:
+        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(RULES)}")
+    for r in rules:
+        if r not in RULES:
+            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(RULES)}")
+    if len(set(rules)) != len(rules):
+        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
+
+
 def make_rule(name: str, a: float | jax.Array, *, consensus_weight: float = 1.0) -> UpdateRule:
     """The rule called ``name`` (one of :data:`RULES`) with step size ``a``."""
     if name not in RULES:
