@@ -14,19 +14,18 @@ from vlab.cli import main, run_experiment
 
 
 def _setup(d=5, m=3):
-    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(0), 4)
-    a = jax.random.normal(k1, (d, d))
-    x_cov = a @ a.T / d + 0.5 * jnp.eye(d)
-    b = jax.random.normal(k2, (d, d))
-    noise_cov = 0.2 * b @ b.T / d + 0.1 * jnp.eye(d)
-    return x_cov, noise_cov, jax.random.normal(k3, (m, d)), jax.random.normal(k4, (m, m))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+    x_cov = a @ a.T / d + 0.5 * np.eye(d)
+    noise_cov = 0.2 * b @ b.T / d + 0.1 * np.eye(d)
+    return tuple(jnp.asarray(v) for v in (x_cov, noise_cov, rng.normal(size=(m, d)), rng.normal(size=(m, m))))
 
 
 def test_expected_loss_matches_monte_carlo(x64):
     x_cov, noise_cov, w, wp = _setup()
     j = float(ss.expected_loss(w, wp, x_cov, noise_cov, True, True))
-    mc = float(ss.sampled_loss(jax.random.PRNGKey(5), w, wp, x_cov, noise_cov, 400_000))
-    assert mc == pytest.approx(j, rel=0.02)
+    mc = float(ss.sampled_loss(jax.random.PRNGKey(5), w, wp, x_cov, noise_cov, 200_000))
+    assert mc == pytest.approx(j, rel=0.03)
 
 
 def test_expected_loss_equals_the_seed_trace_form(x64):

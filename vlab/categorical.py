@@ -20,16 +20,19 @@ def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, y, 1.0)), 0.0)
 
 
+@jax.jit
 def kl_categorical(p: jax.Array, q: jax.Array) -> jax.Array:
     """KL(p || q) = sum_y p(y) log(p(y) / q(y)) over the last axis (0 log 0 = 0)."""
     return jnp.sum(_xlogy(p, p) - _xlogy(p, q), axis=-1)
 
 
+@jax.jit
 def entropy_categorical(p: jax.Array) -> jax.Array:
     """H(p) = -sum_y p(y) log p(y) over the last axis."""
     return -jnp.sum(_xlogy(p, p), axis=-1)
 
 
+@jax.jit
 def convexity_sides(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array):
     """(LHS, RHS) of the convexity inequality: KL(mixed p || mixed q) and the mixture of the two KLs."""
     lam_ = jnp.asarray(lam)[..., None]
@@ -38,6 +41,7 @@ def convexity_sides(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, 
     return lhs, rhs
 
 
+@jax.jit
 def log_sum_terms(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array) -> jax.Array:
     """Per-outcome slack of the log-sum inequality, (..., n); each entry is >= 0 and they sum to RHS - LHS."""
     lam_ = jnp.asarray(lam)[..., None]

@@ -10,6 +10,7 @@ Parameters are a :class:`vlab.distributions.Mixture1D` (weights, means, stds); r
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -18,21 +19,25 @@ import jax.numpy as jnp
 from vlab.distributions import Mixture1D, normal_log_prob
 
 
+@jax.jit
 def log_joint(x: jax.Array, p: Mixture1D) -> jax.Array:
     """log p_theta(x_n, z_n = k) = log pi_k + log N(x_n; mu_k, sigma_k^2), shape (N, K)."""
     return jnp.log(p.weights) + normal_log_prob(x[:, None], p.means, p.stds)
 
 
+@jax.jit
 def log_likelihood(x: jax.Array, p: Mixture1D) -> jax.Array:
     """log p_theta(x) = sum_n logsumexp_k log p_theta(x_n, z_n = k)."""
     return jnp.sum(jax.scipy.special.logsumexp(log_joint(x, p), axis=1))
 
 
+@jax.jit
 def e_step(x: jax.Array, p: Mixture1D) -> jax.Array:
     """argmax_q F(theta, q) = the posterior p_theta(z_n = k | x_n) (responsibilities), shape (N, K)."""
     return jax.nn.softmax(log_joint(x, p), axis=1)
 
 
+@jax.jit
 def m_step(x: jax.Array, q: jax.Array) -> Mixture1D:
     """argmax_theta ECLL(theta; q): pi_k = N_k / N, mu_k = sum_n q_nk x_n / N_k,
     sigma_k^2 = sum_n q_nk (x_n - mu_k)^2 / N_k, with N_k = sum_n q_nk."""
@@ -42,21 +47,25 @@ def m_step(x: jax.Array, q: jax.Array) -> Mixture1D:
     return Mixture1D(nk / x.shape[0], mu, jnp.sqrt(var))
 
 
+@jax.jit
 def ecll(x: jax.Array, p: Mixture1D, q: jax.Array) -> jax.Array:
     """The expected complete-data log-likelihood E_q[log p_theta(x, z)] = sum_nk q_nk log p_theta(x_n, k)."""
     return jnp.sum(q * log_joint(x, p))
 
 
+@jax.jit
 def entropy(q: jax.Array) -> jax.Array:
     """H(q) = -sum_nk q_nk log q_nk (0 log 0 = 0)."""
     return -jnp.sum(jnp.where(q > 0, q * jnp.log(jnp.where(q > 0, q, 1.0)), 0.0))
 
 
+@jax.jit
 def free_energy(x: jax.Array, p: Mixture1D, q: jax.Array) -> jax.Array:
     """F(theta, q) = E_q[log p_theta(x, z)] + H(q): the ELBO."""
     return ecll(x, p, q) + entropy(q)
 
 
+@jax.jit
 def posterior_kl(x: jax.Array, p: Mixture1D, q: jax.Array) -> jax.Array:
     """KL(q || p_theta(z | x)) = sum_nk q_nk (log q_nk - log p_theta(k | x_n)), computed directly."""
     log_post = jax.nn.log_softmax(log_joint(x, p), axis=1)
@@ -74,6 +83,7 @@ class EMTrace(NamedTuple):
     params: Mixture1D
 
 
+@partial(jax.jit, static_argnames=("iters",))
 def em(x: jax.Array, p0: Mixture1D, iters: int) -> EMTrace:
     """``iters`` EM iterations from ``p0`` in one ``lax.scan``; see :class:`EMTrace`."""
 
@@ -97,12 +107,14 @@ def constrained(u: dict) -> Mixture1D:
     return Mixture1D(jax.nn.softmax(u["logits"]), u["means"], jnp.exp(u["log_stds"]))
 
 
+@jax.jit
 def m_step_gradient(x: jax.Array, p_new: Mixture1D, q: jax.Array) -> jax.Array:
     """max |d F(theta, q) / d theta| at theta = m_step(x, q): zero when the M-step is the argmax."""
     g = jax.grad(lambda u: free_energy(x, constrained(u), q))(unconstrained(p_new))
     return jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(g)]))
 
 
+@jax.jit
 def e_step_gradient(x: jax.Array, p: Mixture1D) -> jax.Array:
     """max |d F(theta, softmax(a)) / d a| at q = e_step(x, p): zero when the E-step is the argmax over q."""
     a0 = log_joint(x, p)
@@ -110,6 +122,7 @@ def e_step_gradient(x: jax.Array, p: Mixture1D) -> jax.Array:
     return jnp.max(jnp.abs(g))
 
 
+@jax.jit
 def likelihood_gradient(x: jax.Array, p: Mixture1D) -> jax.Array:
     """max |d log p_theta(x) / d theta| in unconstrained coordinates: zero at an EM fixed point."""
     g = jax.grad(lambda u: log_likelihood(x, constrained(u)))(unconstrained(p))

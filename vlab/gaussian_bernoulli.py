@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -27,6 +28,7 @@ class GBParams(NamedTuple):
     b: jax.Array
 
 
+@jax.jit
 def energy(x: jax.Array, h: jax.Array, p: GBParams) -> jax.Array:
     """E(x, h) = -h^T W^T x - c^T x + b^T h + x^T x / 2 (seed 000, eq. 11)."""
     return -(h @ p.w.T) @ x - p.c @ x + p.b @ h + 0.5 * x @ x
@@ -37,6 +39,7 @@ def hidden_states(k: int) -> jax.Array:
     return jnp.asarray(list(itertools.product((0.0, 1.0), repeat=k)))
 
 
+@jax.jit
 def prior_logits(p: GBParams) -> jax.Array:
     """log p(h) + const = |W h + c|^2 / 2 - b^T h for every h in :func:`hidden_states`."""
     hs = hidden_states(p.w.shape[1]).astype(p.w.dtype)
@@ -44,17 +47,20 @@ def prior_logits(p: GBParams) -> jax.Array:
     return 0.5 * jnp.sum(m * m, -1) - hs @ p.b
 
 
+@jax.jit
 def prior(p: GBParams) -> jax.Array:
     """p(h) for every h in :func:`hidden_states` (seed 000, question 4(b))."""
     return jax.nn.softmax(prior_logits(p))
 
 
+@jax.jit
 def log_partition(p: GBParams) -> jax.Array:
     """log Z = (d/2) log(2 pi) + logsumexp_h (|W h + c|^2 / 2 - b^T h)."""
     d = p.w.shape[0]
     return 0.5 * d * math.log(2 * math.pi) + jax.scipy.special.logsumexp(prior_logits(p))
 
 
+@jax.jit
 def posterior_probs(x: jax.Array, p: GBParams) -> jax.Array:
     """p(h_j = 1 | x) = sigmoid((W^T x - b)_j): the hidden units are conditionally independent given x."""
     return jax.nn.sigmoid(x @ p.w - p.b)
@@ -65,6 +71,7 @@ def conditional_mean(h: jax.Array, p: GBParams) -> jax.Array:
     return h @ p.w.T + p.c
 
 
+@jax.jit
 def log_marginal(x: jax.Array, p: GBParams) -> jax.Array:
     """log p(x) = -|x|^2/2 + c^T x + sum_j softplus((W^T x - b)_j) - log Z.
 
@@ -73,6 +80,7 @@ def log_marginal(x: jax.Array, p: GBParams) -> jax.Array:
     return -0.5 * jnp.sum(x * x, -1) + x @ p.c + jnp.sum(jax.nn.softplus(x @ p.w - p.b), -1) - log_partition(p)
 
 
+@partial(jax.jit, static_argnames=("i",))
 def marginal_1d(xs: jax.Array, i: int, p: GBParams) -> jax.Array:
     """p(x_i) = sum_h p(h) N(x_i; (W h + c)_i, 1) on the points ``xs``."""
     means = conditional_mean(hidden_states(p.w.shape[1]).astype(p.w.dtype), p)[:, i]
@@ -80,6 +88,7 @@ def marginal_1d(xs: jax.Array, i: int, p: GBParams) -> jax.Array:
     return dens @ prior(p)
 
 
+@partial(jax.jit, static_argnames=("lo", "hi", "n"))
 def prior_by_quadrature(p: GBParams, lo: float, hi: float, n: int) -> tuple[jax.Array, jax.Array]:
     """Z_h = int exp(-E(x, h)) dx for every h by a Riemann sum on an n^d grid over [lo, hi]^d (spectrally
     accurate for these Gaussian integrands); returns (p(h) = Z_h / sum Z_h, Z = sum_h Z_h)."""
@@ -93,6 +102,7 @@ def prior_by_quadrature(p: GBParams, lo: float, hi: float, n: int) -> tuple[jax.
     return z_h / jnp.sum(z_h), jnp.sum(z_h)
 
 
+@partial(jax.jit, static_argnames=("n_chains", "n_steps"))
 def gibbs(key: jax.Array, p: GBParams, n_chains: int, n_steps: int) -> tuple[jax.Array, jax.Array]:
     """Block Gibbs sampling: h ~ p(h | x) = prod Bernoulli(sigmoid(W^T x - b)), then x ~ N(W h + c, I).
 

@@ -20,6 +20,7 @@ H >= lambda_min(X') I, so without the stop-gradient ||W(t)|| <= exp(-lambda_min(
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -33,6 +34,7 @@ class SimSiamState(NamedTuple):
     wp: jax.Array
 
 
+@jax.jit
 def expected_loss(w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.Array,
                   stop_grad: jax.Array | bool, predictor: jax.Array | bool) -> jax.Array:
     """J = 1/2 E ||A x1 - B x2||^2 = 1/2 [tr(A (X+X') A^T) - 2 tr(A X B^T) + tr(B (X+X') B^T)]
@@ -47,6 +49,7 @@ def expected_loss(w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.
     return 0.5 * (jnp.trace(a @ s @ a.T) - 2.0 * jnp.trace(a @ x_cov @ b.T) + jnp.trace(b @ s @ b.T))
 
 
+@partial(jax.jit, static_argnames=("n",))
 def sampled_loss(key: jax.Array, w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.Array,
                  n: int) -> jax.Array:
     """Monte Carlo 1/2 mean ||W_p W x1 - W x2||^2 with x ~ N(0, X), x_i = x + e_i, e_i ~ N(0, X')."""
@@ -59,12 +62,14 @@ def sampled_loss(key: jax.Array, w: jax.Array, wp: jax.Array, x_cov: jax.Array, 
     return 0.5 * jnp.mean(jnp.sum(r * r, -1))
 
 
+@jax.jit
 def velocity(state: SimSiamState, x_cov, noise_cov, stop_grad, predictor) -> SimSiamState:
     """(dW/dt, dW_p/dt) = -(dJ/dW, dJ/dW_p) by autodiff; dW_p/dt = 0 without a predictor."""
     gw, gwp = jax.grad(expected_loss, argnums=(0, 1))(state.w, state.wp, x_cov, noise_cov, stop_grad, predictor)
     return SimSiamState(-gw, -gwp * jnp.asarray(predictor, gwp.dtype))
 
 
+@partial(jax.jit, static_argnames=("stop_grad", "predictor"))
 def seed_velocity_w(w, wp, x_cov, noise_cov, stop_grad: bool, predictor: bool) -> jax.Array:
     """dW/dt from the closed forms in the module docstring (seed 002, 5.2-5.4 with the factor 2 corrected)."""
     eye = jnp.eye(w.shape[0], dtype=w.dtype)
@@ -76,11 +81,13 @@ def seed_velocity_w(w, wp, x_cov, noise_cov, stop_grad: bool, predictor: bool) -
     return -(wp.T @ wp + eye) @ w @ noise_cov - wt.T @ wt @ w @ x_cov
 
 
+@jax.jit
 def seed_velocity_wp(w, wp, x_cov, noise_cov) -> jax.Array:
     """dW_p/dt = -W_p F1 + F12 with F1 = W (X + X') W^T, F12 = W X W^T (seed 002, 5.2)."""
     return -wp @ (w @ (x_cov + noise_cov) @ w.T) + w @ x_cov @ w.T
 
 
+@jax.jit
 def h_matrix(wp: jax.Array, x_cov: jax.Array, noise_cov: jax.Array) -> jax.Array:
     """H = X' (x) (W_p^T W_p + I) + X (x) (W_p - I)^T (W_p - I), so that d vec(W)/dt = -H vec(W) without the
     stop-gradient (vec stacks columns: vec(A W B) = (B^T (x) A) vec(W))."""
@@ -94,6 +101,7 @@ def vec(w: jax.Array) -> jax.Array:
     return w.T.reshape(-1)
 
 
+@partial(jax.jit, static_argnames=("dt", "steps", "save_every"))
 def integrate(state: SimSiamState, x_cov, noise_cov, stop_grad, predictor, dt: float, steps: int,
               save_every: int) -> SimSiamState:
     """Classical RK4 on the gradient flow, ``steps`` steps of size ``dt`` in one ``lax.scan``; returns the states at

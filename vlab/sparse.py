@@ -11,6 +11,7 @@ h = lambda + sum_j (x_k^(j))^2, whose minimiser is the soft-threshold update :fu
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -31,12 +32,14 @@ def scalar_minimiser(g: jax.Array, h: jax.Array, alpha: jax.Array | float) -> ja
     return -soft_threshold(g, alpha) / h
 
 
+@jax.jit
 def objective(w: jax.Array, x: jax.Array, y: jax.Array, alpha: float, lam: float) -> jax.Array:
     """F(w) = ||y - X w||^2 / 2 + alpha ||w||_1 + lambda ||w||^2 / 2; the rows of ``x`` are the x^(j)."""
     r = y - x @ w
     return 0.5 * r @ r + alpha * jnp.sum(jnp.abs(w)) + 0.5 * lam * w @ w
 
 
+@jax.jit
 def smooth_part(w: jax.Array, x: jax.Array, y: jax.Array, lam: float) -> jax.Array:
     """The differentiable part of F: ||y - X w||^2 / 2 + lambda ||w||^2 / 2."""
     r = y - x @ w
@@ -60,6 +63,7 @@ class CDResult(NamedTuple):
     objective: jax.Array
 
 
+@partial(jax.jit, static_argnames=("sweeps",))
 def coordinate_descent(
     x: jax.Array, y: jax.Array, alpha: float, lam: float, sweeps: int, w0: jax.Array | None = None
 ) -> CDResult:
@@ -88,17 +92,20 @@ def coordinate_descent(
     return CDResult(w, jnp.concatenate([objective(w0, x, y, alpha, lam)[None], f]))
 
 
+@jax.jit
 def ridge(x: jax.Array, y: jax.Array, lam: float) -> jax.Array:
     """The alpha = 0 special case in closed form: w = (X^T X + lambda I)^-1 X^T y."""
     d = x.shape[1]
     return jnp.linalg.solve(x.T @ x + lam * jnp.eye(d, dtype=x.dtype), x.T @ y)
 
 
+@jax.jit
 def alpha_max(x: jax.Array, y: jax.Array) -> jax.Array:
     """||X^T y||_inf: the smallest alpha for which w = 0 is optimal (whatever lambda is)."""
     return jnp.max(jnp.abs(x.T @ y))
 
 
+@jax.jit
 def kkt_violation(w: jax.Array, x: jax.Array, y: jax.Array, alpha: float, lam: float) -> jax.Array:
     """Largest violation of the subgradient optimality conditions 0 in dF(w).
 
@@ -132,11 +139,13 @@ def prox_l1(step_size: float, alpha: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
+@jax.jit
 def lipschitz(x: jax.Array, lam: float) -> jax.Array:
     """Lipschitz constant of the smooth part's gradient: the largest eigenvalue of X^T X plus lambda."""
     return jnp.linalg.eigvalsh(x.T @ x)[-1] + lam
 
 
+@partial(jax.jit, static_argnames=("sweeps",))
 def regularisation_path(x: jax.Array, y: jax.Array, alphas: jax.Array, lam: float, sweeps: int) -> jax.Array:
     """Coordinate-descent solutions for every alpha in ``alphas`` (one vmapped program): (len(alphas), d)."""
     return jax.vmap(lambda a: coordinate_descent(x, y, a, lam, sweeps).w)(alphas)
