@@ -206,8 +206,7 @@ class Experiment(_Experiment):
                        label=f"{k} ({row['usage'][k]:.0%})")
             t = np.linspace(0, 2 * np.pi, 100)
             ax.plot(pmu[k, 0] + 2 * sig[k] * np.cos(t), pmu[k, -1] + 2 * sig[k] * np.sin(t), color=c, lw=1.5)
-        ax.set_title("q(w|x) means by assigned component; 2-sigma circles" + (" (projected)" if spec_.z_dim > 2
-                                                                               else ""))
+        ax.set_title("w means by component, 2-sigma circles" + (" (projected)" if spec_.z_dim > 2 else ""))
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
         ax = axes[1]
