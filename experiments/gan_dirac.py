@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from vlab import games, gda, plots
-from vlab.config import BaseConfig, spec, validate
+from vlab.config import BaseConfig, spec
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.objectives import gan
@@ -71,8 +71,6 @@ class Config(BaseConfig):
                                   f"{', '.join(gan.LOSSES)}")
         if not self.regularisers:
             raise ConfigError(f"key '{prefix}regularisers': value [] is not valid: expected at least one entry")
-        for i, reg in enumerate(self.regularisers):  # bounds of list items are not checked by the schema walk
-            validate(reg, prefix=f"{prefix}regularisers[{i}].")
         names = [r.name for r in self.regularisers]
         if len(set(names)) != len(names):
             raise ConfigError(f"key '{prefix}regularisers': value {names} is not valid: expected distinct names")

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from vlab import games, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec, validate
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.nn import ACTIVATIONS, mlp_apply, mlp_init
@@ -76,8 +76,6 @@ class Config(BaseConfig):
                               f"of {', '.join(ACTIVATIONS)}")
         if not self.variants:
             raise ConfigError(f"key '{prefix}variants': value [] is not valid: expected at least one variant")
-        for i, v in enumerate(self.variants):  # bounds of list items are not checked by the schema walk
-            validate(v, prefix=f"{prefix}variants[{i}].")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ConfigError(f"key '{prefix}variants': value {names} is not valid: expected distinct names")

@@ -279,6 +279,11 @@ def validate(cfg: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             validate(value, prefix=f"{path}.")
             continue
+        if isinstance(value, list) and any(dataclasses.is_dataclass(v) for v in value):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    validate(item, prefix=f"{path}[{i}].")
+            continue
         err = _bound_error(path, value, dict(f.metadata))
         if err:
             raise ConfigError(err)
