@@ -136,7 +136,7 @@ class Experiment(_Experiment):
 
         return {
             "best": {"log_likelihood": float(final_ll[best]), "weights": fitted.weights, "means": fitted.means,
-                     "stds": fitted.stds, "kl_gap_after_m": diag["kl"][-1],
+                     "stds": fitted.stds, "kl_gap_after_m": float(diag["kl"][-1]),
                      "f_after_e": tb.f_after_e, "f_after_m": tb.f_after_m},
             "final_log_likelihood_per_init": final_ll,
             "max_abs_f_after_e_minus_loglik": e_gap,
