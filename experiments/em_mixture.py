@@ -184,8 +184,9 @@ class Experiment(_Experiment):
         ax.semilogy(steps_x, np.maximum(top - steps_f, floor), color=PALETTE[0], lw=1.2,
                     label=r"$F(\theta, q)$: E-step at t, M-step at t+½")
         ax.semilogy(np.arange(n + 1), np.maximum(top - np.concatenate([[ll0], ll]), floor), "x", color=PALETTE[1],
-                    ms=4, label=r"$\log p_{\theta_t}(x)$")
-        ax.set_xlim(-1, min(n, 60))
+                    ms=4, markevery=max(1, n // 40), label=r"$\log p_{\theta_t}(x)$ (every few iterations)")
+        done = np.nonzero(top - f_e <= 1e-10 * abs(top))[0]
+        ax.set_xlim(-1, min(n, int(done[0]) + 10) if len(done) else n)
         ax.set_xlabel("EM iteration t")
         ax.set_ylabel("final log p(x) minus ...")
         ax.set_title("F never decreases; after each E-step F = log p(x)")
