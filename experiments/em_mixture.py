@@ -119,6 +119,10 @@ class Experiment(_Experiment):
         fitted = Mixture1D(*(a[-1][order] for a in tb.params))
 
         scale = max(1.0, abs(float(final_ll[best])))
+        last_gain = float(tb.log_likelihood[-1] - tb.log_likelihood[-2])
+        if last_gain > 1e-9 * scale:
+            run.warn(f"EM is still climbing after {cfg.iters} iterations (last gain {last_gain:.3g} nats): the "
+                     "fixed-point checks need more iterations (iters=...)")
         tol = (1e-10 if x.dtype == jnp.float64 else 1e-4) * scale
         run.check("F after E-step = log p(x) (max abs over iterations and inits)", e_gap, 0.0, tol)
         run.check("smallest change of F over a step (>= 0)", min(min_inc, 0.0), 0.0, tol)
@@ -141,6 +145,7 @@ class Experiment(_Experiment):
             "final_log_likelihood_per_init": final_ll,
             "max_abs_f_after_e_minus_loglik": e_gap,
             "min_step_increase": min_inc,
+            "last_iteration_gain": last_gain,
             "max_abs_kl_identity": kl_identity,
             "block_gradients": {"m_step": float(diag["m_grad"]), "e_step": float(diag["e_grad"]),
                                 "log_likelihood_at_fixed_point": float(diag["lik_grad"])},
