@@ -204,7 +204,8 @@ def group_optima(mu: np.ndarray, log_sigma: np.ndarray, kl: np.ndarray, tol: flo
 
 class Experiment(_Experiment):
     name = "kl_fit"
-    description = "Inclusive vs exclusive KL fit of a Gaussian to a 1-D mixture (seed 001 problem 6.3)"
+    description = "Inclusive vs exclusive KL fit of a Gaussian to a 1-D mixture"
+    source = "seed 001, problems 1 and 6.3"
     Config = Config
     headline = ("inclusive.mu", "inclusive.sigma", "inclusive.kl", "exclusive.mu", "exclusive.sigma",
                 "exclusive.kl", "exclusive.n_optima", "inclusive.unconverged", "exclusive.unconverged")

@@ -328,7 +328,8 @@ def cmd_list() -> int:
     print("experiments:")
     for name in builtin_names():
         cls = resolve(name)
-        print(f"  {name:<22} {cls.description}")
+        source = f"  [{cls.source}]" if cls.source else ""
+        print(f"  {name:<22} {cls.description}{source}")
     cdir = config_dir()
     configs = sorted(cdir.glob("*.yaml"))
     print(f"\nconfigs ({cdir}):")

@@ -21,11 +21,12 @@ BUILTIN_PACKAGE = "experiments"
 class Experiment:
     """Base class of an experiment: a schema, a description and a ``run`` method.
 
-    ``headline`` lists dotted metric keys shown in ``vlab reproduce``'s index.
+    ``headline`` lists dotted metric keys shown in ``vlab reproduce``'s index; ``source`` names the seed question.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # the seed question it answers, e.g. "seed 001, problem 6.3"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
     headline: ClassVar[tuple[str, ...]] = ()
 

@@ -58,7 +58,8 @@ def write_index(root: Path, entries: list[dict], *, quick: bool = False) -> tupl
         if s["checks"]:
             md.append("\n| check | value | reference | tol | ok |\n|---|---|---|---|---|")
             for c in s["checks"]:
-                md.append(f"| {c['name']} | {c['value']:.6g} | {c['reference']:.6g} | {c['tol']:.1g} | "
+                name = c["name"].replace("|", "\\|")
+                md.append(f"| {name} | {c['value']:.6g} | {c['reference']:.6g} | {c['tol']:.1g} | "
                           f"{'yes' if c['ok'] else 'NO'} |")
         md.append("")
         for f in s["figures"]:
