@@ -307,7 +307,7 @@ class Experiment(_Experiment):
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.PRNGKey(cfg.seed)
-        k_data, k_init, k_fit, k_eval, k_fig, k_am, k_bin = jax.random.split(key, 7)
+        k_data, k_init, k_fit, k_eval, k_fig, k_am = jax.random.split(key, 6)
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
@@ -329,7 +329,7 @@ class Experiment(_Experiment):
         with run.timed("evaluate"):
             x_test, x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]
             if binarize != "none":
-                kb1, kb2 = jax.random.split(k_bin)  # a binarised evaluation set, drawn once
+                kb1, kb2 = jax.random.split(jax.random.fold_in(k_eval, 1))  # a binarised evaluation set, once
                 x_test = jax.random.bernoulli(kb1, x_test).astype(x_test.dtype)
                 x_train = jax.random.bernoulli(kb2, x_train).astype(x_train.dtype)
             e = cfg.eval
