@@ -42,6 +42,7 @@ class MixtureConfig:
     k: int = spec(5, ge=1, help="number of components K")
     pi: list[float] = spec([], ge=0, help="mixture weights (empty: uniform 1/K)")
     learn_pi: bool = False
+    learn_sigma: bool = True
     sigma_init: list[float] = spec([0.5], gt=0, help="initial sigma_k: one value for all, or K values")
     mu_spread: float = spec(1.5, ge=0, help="initial mu_k ~ N(0, mu_spread^2 I)")
     qz: Literal["network", "exact"] = "network"
@@ -109,7 +110,8 @@ class Experiment(_Experiment):
         models = jax.vmap(init)(jax.random.split(k_init, n))
         dtype = jax.tree.leaves(models)[0].dtype
         params = {"model": models, "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
-        loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, warmup_steps=cfg.warmup_steps,
+        loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
+                                      warmup_steps=cfg.warmup_steps,
                                       n_samples=cfg.n_samples)
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
         res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,

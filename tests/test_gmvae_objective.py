@@ -107,3 +107,13 @@ def test_pi_gets_no_gradient_unless_learned(x64):
         g = jax.grad(lambda p, learn=learn: gmvae.make_loss(spec, learn_pi=learn)(p, x, jax.random.PRNGKey(0))[0])(
             wrapped)
         assert bool(jnp.any(g["model"]["prior"]["logits"] != 0)) == nonzero
+
+
+def test_sigma_gets_no_gradient_when_held(x64):
+    spec, params = _tiny("exact")
+    wrapped = vae_obj.init_params(params, 1.0)
+    x = jnp.array([[0.9]])
+    for learn in (False, True):
+        loss = gmvae.make_loss(spec, qz="exact", learn_sigma=learn)
+        g = jax.grad(lambda p, loss=loss: loss(p, x, jax.random.PRNGKey(0))[0])(wrapped)
+        assert bool(jnp.any(g["model"]["prior"]["log_sigma"] != 0)) == learn

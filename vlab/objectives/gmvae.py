@@ -34,6 +34,8 @@ from vlab.distributions import normal_log_prob
 from vlab.encoders import VAESpec, encode, init_vae, log_likelihood
 from vlab.objectives.vae import kl_weight
 
+LossFn = Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
+
 
 class GMVAETerms(NamedTuple):
     """Per-example ELBO and its three terms, and q(z|w,x) at the first sample (B, K)."""
@@ -98,13 +100,18 @@ def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, qz
     return GMVAETerms(rec + w_term + z_term, rec, w_term, z_term, q_z[0])
 
 
-def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, warmup_steps: int = 0,
-              n_samples: int = 1) -> Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, dict]]:
+def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, learn_sigma: bool = True,
+              warmup_steps: int = 0, n_samples: int = 1) -> LossFn:
     """-(mean rec + beta_t (w term + z term)) over the batch: the negative ELBO with the latent terms warmed up
-    linearly from 0 to beta. ``aux`` has the true ELBO, each term and the batch usage of each component."""
+    linearly from 0 to beta. ``aux`` has the true ELBO, each term and the batch usage of each component.
+    ``learn_sigma=False`` holds every sigma_k at its initial value (no component can widen to absorb the rest)."""
 
     def loss_fn(params: dict, x: jax.Array, key: jax.Array):
-        t = gmvae_terms(params["model"], spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
+        model = params["model"]
+        if not learn_sigma:
+            prior = {**model["prior"], "log_sigma": jax.lax.stop_gradient(model["prior"]["log_sigma"])}
+            model = {**model, "prior": prior}
+        t = gmvae_terms(model, spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
         beta = kl_weight(jax.lax.stop_gradient(params["beta"]), jax.lax.stop_gradient(params["step"]),
                          warmup_steps)
         loss = -(jnp.mean(t.rec) + beta * jnp.mean(t.w_term + t.z_term))
