@@ -39,6 +39,7 @@ class FlowConfig:
     hidden: int = spec(64, ge=1, help="conditioner MLP width")
     depth: int = spec(2, ge=1, help="conditioner MLP hidden layers")
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
+    affine_scale: Literal["exp", "softplus"] = spec("softplus", help="coupling scale: exp(c tanh(s/c)) or softplus")
     bins: int = spec(8, ge=2, help="spline bins (kind: spline)")
     bound: float = spec(4.0, gt=0, help="splines act on [-bound, bound], identity outside")
     direction: Literal["data_to_base", "base_to_data"] = spec(
@@ -63,7 +64,8 @@ class Config(BaseConfig):
     grid: int = spec(160, ge=16, help="heat-map resolution per axis")
     flow: FlowConfig = nested(FlowConfig)
     train: TrainConfig = nested(TrainConfig, steps=2000, chunk_size=500, log_every=20,
-                                optimizer=OptimizerConfig(lr=5e-3, schedule="cosine", clip_norm=5.0))
+                                optimizer=OptimizerConfig(lr=5e-3, schedule="warmup_cosine", warmup_steps=200,
+                                                          clip_norm=5.0))
 
     def check(self, prefix: str) -> None:
         names = sorted(densities.TARGETS)
@@ -135,7 +137,8 @@ def _file_target(x: np.ndarray) -> tuple[densities.Target, np.ndarray]:
 def _flow(cfg: Config, dim: int, loc=None, scale=None) -> flows.Bijection:
     f = cfg.flow
     return flows.build(f.kind, dim, f.layers, hidden=f.hidden, depth=f.depth, bins=f.bins, bound=f.bound,
-                       activation=f.activation, invert_couplings=f.direction == "data_to_base",
+                       activation=f.activation, scale_fn=f.affine_scale,
+                       invert_couplings=f.direction == "data_to_base",
                        loc=loc if f.standardize else None, scale=scale if f.standardize else None)
 
 

@@ -34,11 +34,9 @@ UNITS = {
                                                                     scale_fn="softplus")),
     "chain": lambda: flows.chain([flows.affine_coupling(DIM, [True, False, True], hidden=8),
                                   flows.permutation([1, 2, 0]),
-                                  flows.spline_coupling(DIM, [False, True, True], bins=4, bound=2.0,
-                                                        hidden=8),
+                                  flows.rotation(DIM, jax.random.key(9)),
                                   flows.planar(DIM, init_scale=1.0),
                                   flows.elementwise_affine(DIM)]),
-    "build_spline": lambda: flows.build("spline", DIM, 2, hidden=8, bins=6, bound=3.0),
 }
 
 

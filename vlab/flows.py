@@ -181,7 +181,9 @@ def affine_coupling(
     """RealNVP affine coupling: the coordinates where ``mask`` is True pass through and condition the rest.
 
     ``x_A = u_A``, ``x_B = u_B * exp(s(u_A)) + t(u_A)``, ``log|det J| = sum s(u_A)`` (Dinh et al. 2017), with
-    ``s = c tanh(raw / c)`` softly clamped to ``|s| < c = max_log_scale`` for stable training. ``s`` and ``t``
+    ``s = c tanh(raw / c)`` softly clamped to ``|s| < c = max_log_scale`` for stable training, or with
+    ``scale_fn="softplus"`` ``exp(s) = softplus(raw + softplus^-1(1 - 1e-3)) + 1e-3`` (FlowJAX's choice: the scale
+    grows linearly, not exponentially, in the network output). ``s`` and ``t``
     come from one MLP of ``depth`` hidden layers of width ``hidden``; its last layer starts at zero, so the
     layer starts as the identity.
     """
