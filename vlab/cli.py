@@ -409,7 +409,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from vlab.errors import ConfigError
+    from vlab.errors import ConfigError, DataNotFound
     from vlab.report import write_index
     from vlab.runs import Run
 
@@ -426,18 +426,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(configs)}] {cfg_path.name}", file=sys.stderr, flush=True)
         out = root / cfg_path.stem
         t0 = time.perf_counter()
-        error = None
+        error = skipped = None
         try:
             path = run_experiment(str(cfg_path), [], out=str(out), quiet=args.quiet, quick=args.quick)
             if path is None:
                 error = "training diverged"
+        except DataNotFound as e:
+            skipped = str(e)
+            print(f"  skipped: {skipped}", file=sys.stderr)
         except Exception as e:  # one failing config must not stop the others
             error = f"{type(e).__name__}: {e}"
             print(f"  failed: {error}", file=sys.stderr)
-        entries.append({"config": cfg_path, "run": out, "error": error, "seconds": time.perf_counter() - t0})
+        entries.append({"config": cfg_path, "run": out, "error": error, "skipped": skipped,
+                        "seconds": time.perf_counter() - t0})
     md, html = write_index(root, entries, quick=args.quick)
     n_bad = sum(e["error"] is not None for e in entries)
-    print(f"reproduced {len(entries) - n_bad}/{len(entries)} configs; index: {html} and {md}")
+    n_skip = sum(e["skipped"] is not None for e in entries)
+    skipped = f", {n_skip} skipped for missing data" if n_skip else ""
+    failed = f", {n_bad} failed" if n_bad else ""
+    print(f"reproduced {len(entries) - n_bad - n_skip}/{len(entries)} configs{skipped}{failed}")
+    print(f"index: {html}")
+    print(f"       {md}")
     return EXIT_OK if n_bad == 0 else EXIT_FAILED
 
 

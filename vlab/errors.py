@@ -18,5 +18,12 @@ class ConfigError(VlabError, ValueError):
     """
 
 
+class DataNotFound(ConfigError):
+    """Data files a config needs are not on this machine; the message says which files and how to get them.
+
+    ``vlab reproduce`` reports such a config as skipped rather than failed.
+    """
+
+
 class TrainingDiverged(VlabError):
     """A loss or metric became NaN or infinite during training."""

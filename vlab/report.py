@@ -32,12 +32,13 @@ def _section(entry: dict, quick: bool) -> dict:
             head = headline_metrics(cls, metrics)
         except Exception:  # the index still lists a config whose experiment no longer loads
             head = {}
-    command = f"vlab run {entry['config']}"
+    command = f"vlab run {entry['config']}" + (" (with its quick: overrides)" if quick else "")
     return {
         "name": Path(entry["config"]).stem,
         "command": command,
         "run": run,
         "error": entry["error"],
+        "skipped": entry.get("skipped"),
         "seconds": entry["seconds"],
         "headline": head,
         "checks": metrics.get("checks", []),
@@ -53,6 +54,8 @@ def write_index(root: Path, entries: list[dict], *, quick: bool = False) -> tupl
         md.append(f"## {s['name']}\n\n`{s['command']}` ({s['seconds']:.1f} s)\n")
         if s["error"]:
             md.append(f"**failed:** {s['error']}\n")
+        if s["skipped"]:
+            md.append(f"**skipped:** {s['skipped']}\n")
         for k, v in s["headline"].items():
             md.append(f"- {k}: {_fmt(v)}")
         if s["checks"]:
@@ -75,17 +78,19 @@ def write_index(root: Path, entries: list[dict], *, quick: bool = False) -> tupl
         "section{border-top:1px solid #ddd;padding:1em 0}code{background:#f4f4f4;padding:2px 4px}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}"
         ".ok{background:#d8f3dc}.bad{background:#ffd6d6}img{max-width:100%;margin:.5em 0;display:block}"
-        ".err{color:#b00020}</style></head><body>",
+        ".err{color:#b00020}.skip{color:#8a6d00}</style></head><body>",
         f"<h1>vlab reproduce{' --quick' if quick else ''}</h1><ul>",
     ]
-    parts += [f"<li><a href='#{e(s['name'])}'>{e(s['name'])}</a>{' (failed)' if s['error'] else ''}</li>"
-              for s in sections]
+    tag = lambda s: " (failed)" if s["error"] else " (skipped: data not installed)" if s["skipped"] else ""
+    parts += [f"<li><a href='#{e(s['name'])}'>{e(s['name'])}</a>{tag(s)}</li>" for s in sections]
     parts.append("</ul>")
     for s in sections:
         parts.append(f"<section id='{e(s['name'])}'><h2>{e(s['name'])}</h2>"
                      f"<p><code>{e(s['command'])}</code> ({s['seconds']:.1f} s)</p>")
         if s["error"]:
             parts.append(f"<p class='err'>failed: {e(s['error'])}</p>")
+        if s["skipped"]:
+            parts.append(f"<p class='skip'>skipped: {e(s['skipped'])}</p>")
         if s["headline"]:
             parts.append("<table><tr><th>metric</th><th>value</th></tr>")
             parts += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in s["headline"].items()]
