@@ -30,7 +30,7 @@ import numpy as np
 
 from vlab import toy_data
 from vlab.config import spec
-from vlab.errors import ConfigError
+from vlab.errors import ConfigError, DataNotFound
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = {
@@ -134,7 +134,7 @@ def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     stem_i, stem_l = IDX_FILES[split]
     f_images, f_labels = _find(root, stem_i), _find(root, stem_l)
     if f_images is None:
-        raise ConfigError(
+        raise DataNotFound(
             f"key 'data.root': no MNIST-format images in '{root}': looked for {stem_i}[.gz] (and {stem_l}[.gz]); "
             f"install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}) or "
             "set data.root=DIR to a folder holding your own MNIST-format files"
