@@ -235,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["forward", "reverse", "vmapped"])
     ap.add_argument("--out", default=str(ROOT / "runs" / "benchmarks" / "flows.json"))
+    ap.add_argument("--plot", metavar="JSON", help="only draw the figure of an earlier run's JSON")
     args = ap.parse_args(argv)
+    if args.plot:
+        print(f"wrote {figure(json.loads(Path(args.plot).read_text()), Path(args.plot).with_suffix('.png'))}")
+        return 0
     ensure_peers()
     x_test = moons(999, N_TEST)
     h_moons = -float(jnp.mean(jax.jit(jax.vmap(densities.two_moons_log_prob))(jnp.asarray(x_test))))
@@ -262,7 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out} and {figure(results, Path(args.out).with_suffix('.png'))}")
     return 0
+
+
+def figure(results: dict, path: Path) -> Path:
+    """Per-seed dots and medians: W3 warm steps/s, W3 test NLL (data entropy dashed), U1 reverse KL."""
+    from vlab import plots
+
+    fig, axes = plots.figure(1, 3, size=(13.5, 3.8))
+    panels = [("forward", "steps_per_s", "W3 training speed (warm steps/s)"),
+              ("forward", "test_nll", "W3 test NLL on 10k points (nats)"),
+              ("reverse", "kl", "U1 reverse KL = log Z - ELBO (nats)")]
+    for ax, (kind, key, title) in zip(axes, panels, strict=True):
+        sides = [s for s, rows in results[kind].items() if rows and key in rows[0]]
+        for i, side in enumerate(sides):
+            v = [r[key] for r in results[kind][side]]
+            ax.scatter([i] * len(v), v, color=plots.color(i), s=18, zorder=3)
+            ax.hlines(statistics.median(v), i - 0.3, i + 0.3, color=plots.color(i), lw=2)
+        ax.set_xticks(range(len(sides)), sides)
+        ax.set_title(title)
+        if key == "test_nll":
+            ax.axhline(results["data_entropy"], color="k", ls="--", lw=1, label="data entropy")
+            ax.legend()
+        if key == "kl":
+            ax.set_yscale("log")
+    fig.suptitle(f"flows: vlab vs FlowJAX vs normflows, {results['machine']['cpus']}-core CPU, one run "
+                 "(dots: seeds, bars: medians)", y=1.0)
+    return plots.save(fig, path)
 
 
 def summarise(results: dict, h_moons: float) -> dict:
