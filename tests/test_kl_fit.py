@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,17 @@ KL = str(Path(__file__).resolve().parent.parent / "configs" / "kl_fit.yaml")
 
 
 def scipy_exclusive_kl(mu, sigma, w, m, s):
+    """KL(N(mu, sigma^2) || sum_k w_k N(m_k, s_k^2)) by scipy quadrature (scalar math: fast enough to optimise)."""
     comps = list(zip(w, m, s, strict=True))
-    log_p = lambda x: np.logaddexp.reduce([np.log(a) + stats.norm.logpdf(x, b, c) for a, b, c in comps])
-    f = lambda x: stats.norm.pdf(x, mu, sigma) * (stats.norm.logpdf(x, mu, sigma) - log_p(x))
+    log_n = lambda x, a, b: -0.5 * ((x - a) / b) ** 2 - math.log(b) - 0.5 * math.log(2 * math.pi)
+
+    def f(x):
+        lq = log_n(x, mu, sigma)
+        terms = [math.log(a) + log_n(x, b, c) for a, b, c in comps]
+        top = max(terms)
+        lp = top + math.log(sum(math.exp(t - top) for t in terms))
+        return math.exp(lq) * (lq - lp)
+
     return integrate.quad(f, mu - 30 * sigma, mu + 30 * sigma, points=[mu], limit=400, epsabs=1e-13)[0]
 
 
