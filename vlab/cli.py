@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlab run configs/kl_fit.yaml\n"
         "  vlab run configs/kl_fit.yaml n_inits=256 target.weights=[0.5,0.5] --out runs/equal\n"
         "  vlab run --resume runs/kl_fit/20261126-120000-ab12cd\n"
+        "  vlab run configs/kl_fit.yaml --sweep train.optimizer.lr=0.03,0.1,0.3\n"
+        "  vlab compare runs/kl_fit/A runs/kl_fit/B\n"
         "  vlab list\n"
         "  vlab reproduce --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlab run configs/kl_fit.yaml\n"
         "  vlab run configs/kl_fit.yaml estimator.kind=mc train.steps=500\n"
         "  vlab run configs/kl_fit.yaml --out runs/mine\n"
+        "  vlab run configs/kl_fit.yaml --sweep seed=0,1,2 --sweep n_inits=16,64\n"
         "  vlab run --resume runs/kl_fit/20261126-120000-ab12cd",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
