@@ -211,8 +211,8 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         rdir = Path(resume)
         if not (rdir / "config.yaml").is_file():
             raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
-        status = Run(rdir, resume=True, quiet=quiet).status().get("status")
-        if status == "complete":
+        run = Run(rdir, resume=True, quiet=quiet)
+        if run.status().get("status") == "complete":
             raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
         cls, cfg = load(str(rdir / "config.yaml"), [])
     else:
@@ -226,7 +226,6 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         out, resume, quiet = tempfile.mkdtemp(prefix="vlab-worker-"), None, True
 
     if resume:
-        run = Run(resume, resume=True, quiet=quiet)
         created = False
     else:
         if out:

@@ -12,6 +12,7 @@ Layout of ``runs/<experiment>/<timestamp>-<id>/`` (or ``--out DIR``)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -149,8 +150,8 @@ class Run:
     def warn(self, message: str) -> None:
         """A warning: printed and recorded in run.json."""
         print(f"warning: {message}", file=sys.stderr, flush=True)
-        warnings = self.status().get("warnings", [])
-        self.set_status(self.status().get("status", "running"), warnings=[*warnings, message])
+        info = self.status()
+        self.set_status(info.get("status", "running"), warnings=[*info.get("warnings", []), message])
 
     def append_history(self, rows: list[dict]) -> None:
         """Append metric rows to history.jsonl."""
@@ -204,15 +205,11 @@ class Run:
             return {k: z[k] for k in z.files}
 
     # ----------------------------------------------------------------------------------- timing
+    @contextlib.contextmanager
     def timed(self, name: str):
         """Context manager adding the wall time of its block to ``timings[name]``."""
-        run = self
-
-        class _Timer:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - self.t0
-
-        return _Timer()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
