@@ -52,17 +52,20 @@ def _where(pred, new, old):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: Callable | None):
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: Callable | None,
+              with_step: bool = False):
     """One optimisation step of one member.
 
     ``(params, opt_state, key, step, data) -> (params, opt_state, loss, aux)`` with the step's randomness drawn
-    from ``fold_in(key, step)``: one key for the batch, one for the objective.
+    from ``fold_in(key, step)``: one key for the batch, one for the objective. With ``with_step`` the objective is
+    called as ``loss_fn(params, batch, key, step)`` (annealed or tempered objectives).
     """
 
     def step_fn(params, opt_state, key, step, data):
         k_batch, k_loss = jax.random.split(jax.random.fold_in(key, step))
         batch = batch_fn(data, k_batch) if batch_fn is not None else data
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, k_loss)
+        extra = (step,) if with_step else ()
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, k_loss, *extra)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_opt_state, loss, aux
 
@@ -94,6 +97,8 @@ def fit(
     name: str = "fit",
     checkpoint_every: int = 0,
     progress: bool = True,
+    with_step: bool = False,
+    lr_scale: Any = None,
 ) -> FitResult:
     """Minimise ``loss_fn`` for ``steps`` optax steps, compiled once, in chunks of ``chunk_size``.
 
@@ -106,15 +111,32 @@ def fit(
     ``checkpoint_every`` steps and at the end, and a run opened with ``resume=True`` continues from its
     checkpoint. A non-finite loss or metric raises :class:`TrainingDiverged` naming the step, member and metric;
     the parameters of the last finite chunk are checkpointed first.
+
+    ``with_step=True`` passes the global step (an int32 scalar, counted from 0 and restored on resume) as a fourth
+    argument, ``loss_fn(params, batch, key, step)``, for objectives that change over training (KL warm-up, a
+    tempered target). ``lr_scale``, one positive number per member, multiplies each member's update: every optax
+    rule here is linear in its learning rate, so member ``i`` trains with learning rate ``lr_scale[i] * lr`` (and
+    its schedule) -- a learning-rate sweep in one vmapped program.
     """
     chunk = int(min(chunk_size, steps))
     mesh = getattr(run, "mesh", None)
     if mesh is not None and batch_fn is not None:
         batch_fn = _split_batches(mesh, batch_fn)
-    step_fn = make_step(loss_fn, optimizer, batch_fn)
     vmapped = n_members is not None
+    if lr_scale is not None:
+        if not vmapped:
+            raise ValueError("lr_scale needs n_members: one learning-rate factor per vmapped member")
+        lr_scale = jnp.asarray(lr_scale, dtype=jax.tree.leaves(params)[0].dtype).reshape(n_members)
+        optimizer = optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+    step_fn = make_step(loss_fn, optimizer, batch_fn, with_step)
     if vmapped:
-        init = jax.jit(lambda p, k: TrainState(p, jax.vmap(optimizer.init)(p), jax.random.split(k, n_members)))
+        def init_members(p, k):
+            opt_state = jax.vmap(optimizer.init)(p)
+            if lr_scale is not None:
+                opt_state[1].hyperparams["step_size"] = lr_scale
+            return TrainState(p, opt_state, jax.random.split(k, n_members))
+
+        init = jax.jit(init_members)
         member_step = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))
     else:
         init = jax.jit(lambda p, k: TrainState(p, optimizer.init(p), k))
