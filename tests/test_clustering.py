@@ -1,0 +1,100 @@
+"""k-means against exact answers: separated blobs, a brute-force optimum over every partition, monotone inertia."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vlab import clustering
+from vlab.metrics import clustering_accuracy
+
+
+def _blobs(seed: int = 0, n_per: int = 50):
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = np.concatenate([m + 0.5 * rng.standard_normal((n_per, 2)) for m in means])
+    return x, np.repeat(np.arange(4), n_per)
+
+
+def test_squared_distances_match_the_direct_sum(x64):
+    rng = np.random.default_rng(1)
+    x, c = rng.standard_normal((7, 3)), rng.standard_normal((4, 3))
+    direct = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(clustering.squared_distances(jnp.asarray(x), jnp.asarray(c)), direct, atol=1e-12)
+
+
+def test_separated_blobs_give_the_blob_means(x64):
+    x, y = _blobs()
+    res = clustering.kmeans(jax.random.PRNGKey(0), jnp.asarray(x), 4, n_init=3, n_iter=20)
+    acc, mapping = clustering_accuracy(y, np.asarray(res.labels))
+    assert acc == 1.0
+    for k, label in mapping.items():  # the optimal centres are the sample means of the blobs
+        np.testing.assert_allclose(res.centers[k], x[y == label].mean(0), atol=1e-12)
+    expected = sum(((x[y == j] - x[y == j].mean(0)) ** 2).sum() for j in range(4))
+    assert float(res.inertia) == pytest.approx(expected, rel=1e-12)
+
+
+def test_inertia_never_increases(x64):
+    x = jax.random.normal(jax.random.PRNGKey(3), (300, 5))  # no cluster structure: many Lloyd steps matter
+    c0 = clustering.kmeans_plusplus(jax.random.PRNGKey(4), x, 8)
+    res = clustering.lloyd(x, c0, 30)
+    trace = np.asarray(res.inertia_trace)
+    assert np.all(np.diff(trace) <= 1e-9 * trace[0]) and trace[-1] < trace[0]
+    assert float(res.inertia) <= trace[-1] + 1e-9
+
+
+def test_matches_the_brute_force_optimum_and_assignment(x64):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0, 1, (3, 2)), rng.normal(3, 1, (3, 2)), rng.normal([0, 4], 1, (3, 2))])
+    k = 3
+    # every assignment of the 9 points to 3 groups (3^9 of them), inertia of each, vectorised
+    labels = np.array(list(itertools.product(range(k), repeat=len(x))))
+    onehot = labels[..., None] == np.arange(k)  # (P, n, k)
+    counts = onehot.sum(1)
+    sums = np.einsum("pnk,nd->pkd", onehot, x)
+    cost = (x**2).sum() - np.sum((sums**2).sum(-1) / np.maximum(counts, 1), -1)
+    best = cost.min()
+    res = clustering.kmeans(jax.random.PRNGKey(0), jnp.asarray(x), k, n_init=10, n_iter=20)
+    assert float(res.inertia) == pytest.approx(best, rel=1e-10)
+    c = np.asarray(res.centers)
+    nearest = [int(np.argmin([np.sum((p - cj) ** 2) for cj in c])) for p in x]
+    np.testing.assert_array_equal(res.labels, nearest)
+    np.testing.assert_array_equal(clustering.assign(jnp.asarray(x), res.centers), nearest)
+
+
+def test_kmeans_plusplus_picks_distinct_points():
+    # three distinct points, repeated: D^2 = 0 at chosen points, so the three seeds are the three points
+    base = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    x = jnp.tile(base, (5, 1))
+    for s in range(5):
+        c = np.asarray(clustering.kmeans_plusplus(jax.random.PRNGKey(s), x, 3))
+        assert sorted(map(tuple, c.tolist())) == sorted(map(tuple, base.tolist()))
+    assert float(clustering.kmeans(jax.random.PRNGKey(0), x, 3, n_init=1, n_iter=2).inertia) == 0.0
+
+
+def test_vmapped_seeds_equal_separate_runs():
+    x, _ = _blobs(1, 20)
+    x = jnp.asarray(x, jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    xs = jnp.stack([x, x + 1.0, 2.0 * x])
+    many = jax.jit(jax.vmap(lambda k, xx: clustering.kmeans(k, xx, 4, n_init=2, n_iter=10)))(keys, xs)
+    for i in range(3):
+        one = clustering.kmeans(keys[i], xs[i], 4, n_init=2, n_iter=10)
+        np.testing.assert_allclose(many.centers[i], one.centers, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(many.labels[i], one.labels)
+
+
+def test_spherical_gaussians_are_the_cluster_ml_estimates(x64):
+    x, y = _blobs(2, 30)
+    centers = np.stack([x[y == j].mean(0) for j in range(4)] + [np.array([50.0, 50.0])])  # the 5th is empty
+    sigma, pi = clustering.spherical_gaussians(jnp.asarray(x), jnp.asarray(y), jnp.asarray(centers))
+    for j in range(4):
+        assert float(sigma[j]) == pytest.approx(np.sqrt(((x[y == j] - centers[j]) ** 2).mean()), rel=1e-12)
+    pooled = np.mean([((x[y == j] - centers[j]) ** 2).sum() for j in range(4)]) * 4 / (2 * len(x))
+    assert float(sigma[4]) == pytest.approx(np.sqrt(pooled), rel=1e-12)
+    np.testing.assert_allclose(pi, np.array([30, 30, 30, 30, 1]) / 121, atol=1e-12)
+    assert float(jnp.sum(pi)) == pytest.approx(1.0)
