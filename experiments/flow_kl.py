@@ -48,6 +48,14 @@ class FlowConfig:
 
 
 @dataclass
+class TemperingConfig:
+    """Reverse KL against ``p~^beta_t`` with ``beta_t`` rising linearly from ``beta0`` to 1 over ``steps`` steps."""
+
+    beta0: float = spec(1.0, gt=0, le=1, help="starting inverse temperature (1: no tempering)")
+    steps: int = spec(0, ge=0, help="steps over which beta rises to 1 (0: no tempering)")
+
+
+@dataclass
 class Config(BaseConfig):
     """A flow fit to one target by forward KL, reverse KL or both."""
 
@@ -60,6 +68,7 @@ class Config(BaseConfig):
     batch_size: int = spec(256, ge=2, help="data points (forward) or flow samples (reverse) per step")
     n_eval: int = spec(10000, ge=2, help="fresh test points and flow samples for the estimates")
     stick_the_landing: bool = spec(False, help="reverse KL: drop the score term from the gradient (Roeder 2017)")
+    tempering: TemperingConfig = nested(TemperingConfig)
     coverage_share: float = spec(0.5, gt=0, le=1, help="a mode is covered with >= this share of its mass")
     grid: int = spec(160, ge=16, help="heat-map resolution per axis")
     flow: FlowConfig = nested(FlowConfig)
@@ -93,6 +102,9 @@ class Config(BaseConfig):
         if self.dim is not None and self.dim != target_dim:
             raise ConfigError(f"key '{prefix}dim': value {self.dim} is not valid: expected {target_dim}, the "
                               f"dimension of the data of target '{self.target}'")
+        if self.tempering.steps > self.train.steps:
+            raise ConfigError(f"key '{prefix}tempering.steps': value {self.tempering.steps} is not valid: expected "
+                              f"at most train.steps = {self.train.steps} (beta must reach 1 before training ends)")
         if self.flow.kind == "planar" and self.objective != "reverse":
             raise ConfigError(f"key '{prefix}flow.kind': value 'planar' is not valid for objective "
                               f"'{self.objective}': expected affine or spline (a planar flow has no closed-form "
@@ -237,10 +249,16 @@ class Experiment(_Experiment):
         flow = _flow(cfg, target.dim, (lo + hi) / 2, (hi - lo) / 6)
         params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
         opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
-        loss = fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim, cfg.stick_the_landing)
+        tempered = cfg.tempering.steps > 0 and cfg.tempering.beta0 < 1
+        if tempered:
+            loss = fo.tempered_reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim,
+                                               cfg.tempering.beta0, cfg.tempering.steps, cfg.stick_the_landing)
+        else:
+            loss = fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim, cfg.stick_the_landing)
         res = fit(loss, params0, opt, k_train,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  n_members=cfg.n_seeds, run=run, name="reverse", checkpoint_every=cfg.train.checkpoint_every)
+                  n_members=cfg.n_seeds, run=run, name="reverse", checkpoint_every=cfg.train.checkpoint_every,
+                  with_step=tempered)
         self.floor = {**getattr(self, "floor", {}), "reverse": (-log_z, "-log Z (KL = 0)")}
         keys = jax.random.split(k_eval, cfg.n_seeds)
         est = jax.jit(jax.vmap(lambda p, k: fo.log_z_estimates(
@@ -256,6 +274,8 @@ class Experiment(_Experiment):
             "ess": float(est["ess"][mid]), "ess_fraction": float(est["ess_fraction"][mid]),
             "steps_per_s": cfg.train.steps / res.train_s, "compile_s": res.compile_s,
         }
+        if tempered:
+            m["tempering"] = {"beta0": cfg.tempering.beta0, "steps": cfg.tempering.steps}
         covered = np.ones(cfg.n_seeds, bool)
         if target.modes is not None:
             m["mode_coverage"] = self.coverage(cfg, target, flow, res.params, k_q)
@@ -293,12 +313,17 @@ class Experiment(_Experiment):
         fig, axes = plots.figure(1, len(fits), squeeze=False)
         for ax, (name, (_, res)) in zip(axes[0], fits.items(), strict=True):
             h = res.history
-            loss = h["loss"].reshape(len(h["step"]), -1)
+            # reverse: -ELBO of the untempered target (the training loss itself unless tempering is on)
+            curve = -h["elbo"] if name == "reverse" and "elbo" in h else h["loss"]
+            loss = curve.reshape(len(h["step"]), -1)
             for s in range(loss.shape[1]):
                 ax.plot(h["step"], loss[:, s], color=plots.color(s), lw=1, label=f"seed {s}" if s < 4 else None)
             if name in getattr(self, "floor", {}):
                 level, label = self.floor[name]
                 ax.axhline(level, color="k", ls="--", lw=1, label=label)
+            if name == "reverse" and "beta" in h:
+                ax.axvline(cfg.tempering.steps, color="0.5", ls=":", lw=1,
+                           label=f"tempering ends (beta {cfg.tempering.beta0:g} -> 1)")
             ax.set_xlabel("step")
             ax.set_ylabel("NLL (nats)" if name == "forward" else "KL - log Z = -ELBO (nats)")
             ax.set_title(f"{name} KL training, {target.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -57,6 +58,8 @@ def test_samples_from_a_file(tmp_path):
     (["flow.kind=planar"], "flow.kind"),
     (["target=file"], "data_path"),
     (["target=file", "data_path=/nonexistent.npy"], "data_path"),
+    (["objective=reverse", "tempering.beta0=0", "tempering.steps=10"], "tempering.beta0"),
+    (["objective=reverse", "tempering.beta0=0.1", "tempering.steps=5000"], "tempering.steps"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, overrides, key):
     assert main(["run", CFG, "-q", "--out", str(tmp_path / "bad"), *overrides]) == 2
@@ -70,3 +73,22 @@ def test_file_data_of_the_wrong_dimension(tmp_path, capsys):
     assert main(["run", CFG, "-q", "target=file", f"data_path={tmp_path / 'x3.npy'}", "dim=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'dim'" in err and "expected 3" in err
+
+
+def test_energy_returning_nan_on_part_of_the_space_stops_the_run(tmp_path, capsys, monkeypatch):
+    from vlab import densities
+
+    u1 = densities.get("u1")
+    nan_u1 = u1._replace(name="nan_u1", log_z=1.0, log_prob=lambda z: jnp.where(z[0] > 1.0, jnp.nan, u1.log_prob(z)))
+    monkeypatch.setitem(densities.TARGETS, "nan_u1", nan_u1)
+    out = tmp_path / "nan"
+    assert main(["run", CFG, "-q", "--out", str(out), *TINY, "target=nan_u1", "objective=reverse"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite" in err and "step 0" in err
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+def test_tempered_reverse_run(tmp_path):
+    m = run(tmp_path, "target=two_mode", "objective=reverse", "tempering.beta0=0.1", "tempering.steps=20")
+    r = m["reverse"]
+    assert r["tempering"] == {"beta0": 0.1, "steps": 20} and np.isfinite(r["kl"]) and r["kl"] > -0.05

@@ -136,3 +136,51 @@ def test_forward_kl_training_lowers_the_nll():
     nll = float(fo.forward_kl(b, res.params, data))
     entropy = float(np.log(2 * math.pi * math.e * 0.25))
     assert nll < entropy + 0.1 and target is not None
+
+
+def test_tempering_schedule_endpoints():
+    beta = fo.tempering_schedule(0.1, 200)
+    np.testing.assert_allclose([beta(0), beta(100), beta(200), beta(500)], [0.1, 0.55, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(fo.tempering_schedule(0.3, 0)(0), 1.0)
+    for bad in ((0.0, 10), (1.5, 10), (0.5, -1)):
+        with pytest.raises(ValueError):
+            fo.tempering_schedule(*bad)
+
+
+def test_tempered_reverse_kl_is_the_kl_to_the_tempered_gaussian(x64):
+    """p~^beta of a Gaussian is N(m, s^2 / beta): loss + log Z_beta = KL(q || N(m, s^2 / beta)) in closed form."""
+    b, p = _affine_flow()
+    m, s = np.array([1.0, 0.0]), np.array([1.2, 0.8])
+    log_p = lambda v: jnp.sum(-0.5 * ((v - m) / s) ** 2)
+    key = jax.random.key(4)
+    for beta in (0.25, 0.6, 1.0):
+        loss = fo.tempered_reverse_kl_loss(b, log_p, 100_000, 2, beta0=beta, anneal_steps=1000)
+        value, aux = loss(p, None, key, jnp.int32(0))
+        s_beta = s / math.sqrt(beta)
+        log_z_beta = float(np.sum(np.log(math.sqrt(2 * math.pi) * s_beta)))
+        _, log_w = fo.log_weights(b, p, key, lambda v, beta=beta: beta * log_p(v), 100_000, 2)
+        se = float(fo.log_z_estimates(log_w)["elbo_se"])
+        assert abs(float(value) + log_z_beta - _gauss_kl(LOC, SCALE, m, s_beta)) < 4 * se + 1e-9
+        # the same samples: the tempered loss is E[log q] - beta E[log p~]; aux holds the untempered ELBO
+        np.testing.assert_allclose(value, fo.reverse_kl(b, p, key, lambda v, beta=beta: beta * log_p(v), 100_000, 2),
+                                   rtol=1e-10)
+        np.testing.assert_allclose(aux["elbo"], -fo.reverse_kl(b, p, key, log_p, 100_000, 2), rtol=1e-10)
+        np.testing.assert_allclose(aux["beta"], beta)
+    # at beta = 1 (end of annealing) the objective is the untempered one, with and without sticking the landing
+    for stl in (False, True):
+        tempered = fo.tempered_reverse_kl_loss(b, log_p, 512, 2, beta0=0.1, anneal_steps=10, stick_the_landing=stl)
+        plain = fo.reverse_kl_loss(b, log_p, 512, 2, stick_the_landing=stl)
+        v1, g1 = jax.value_and_grad(lambda q, f=tempered: f(q, None, key, jnp.int32(10))[0])(p)
+        v0, g0 = jax.value_and_grad(lambda q, f=plain: f(q, None, key)[0])(p)
+        np.testing.assert_allclose(v1, v0, rtol=1e-10)
+        jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-8, atol=1e-12), g1, g0)
+
+
+def test_tempered_fit_follows_the_schedule_through_the_global_step():
+    import optax
+
+    b = flows.build("affine", 2, 1, hidden=8)
+    loss = fo.tempered_reverse_kl_loss(b, lambda z: -densities.u1(z), 32, 2, beta0=0.2, anneal_steps=8)
+    res = fit(loss, b.init(jax.random.key(0)), optax.adam(1e-3), jax.random.key(1), steps=12, chunk_size=5,
+              log_every=1, progress=False, with_step=True)
+    np.testing.assert_allclose(res.history["beta"], 0.2 + 0.8 * np.minimum(np.arange(12) / 8, 1.0), rtol=1e-6)

@@ -408,19 +408,24 @@ def build(
     invert_couplings: bool = True,
     loc: jax.Array | None = None,
     scale: jax.Array | None = None,
+    mixing: str = "alternate",
 ) -> Bijection:
     """A flow of ``layers`` units of one ``kind`` (``affine``, ``spline`` or ``planar``), base side first.
 
     Couplings alternate their masks (in 1-D, where no coordinate can pass through, the conditioner sees a
     constant, so each layer is one learned elementwise map). With ``invert_couplings`` each coupling is written
     in the data-to-base direction (``u_B = x_B exp(s(x_A)) + t(x_A)``, affine in the data: the direction maximum
-    likelihood differentiates, and the one FlowJAX defaults to); otherwise in the base-to-data direction. A final
+    likelihood differentiates, and the one FlowJAX defaults to); otherwise in the base-to-data direction. With
+    ``mixing="rotation"`` a fixed random orthogonal :func:`rotation` (``log|det J| = 0``) sits between successive
+    couplings, so they split the coordinates along different directions, not only the axes. A final
     :func:`elementwise_affine` layer maps to the data's location ``loc`` and ``scale`` when given.
     """
     if layers < 1:
         raise ValueError(f"a flow needs at least one layer (got {layers})")
     if kind not in ("affine", "spline", "planar"):
         raise ValueError(f"unknown flow kind '{kind}': expected affine, spline or planar")
+    if mixing not in ("alternate", "rotation"):
+        raise ValueError(f"unknown mixing '{mixing}': expected alternate or rotation")
     units: list[Bijection] = []
     if kind == "planar":
         units = [planar(dim) for _ in range(layers)]
@@ -434,6 +439,8 @@ def build(
             else:
                 u = spline_coupling(d, mask, bins, bound, hidden, depth, activation)
             u = _padded(u) if dim == 1 else u
+            if mixing == "rotation" and dim > 1 and units:
+                units.append(rotation(dim, jax.random.key(len(units))))
             units.append(invert(u) if invert_couplings else u)
     if loc is not None or scale is not None:
         units.append(elementwise_affine(dim, loc, scale))

@@ -94,6 +94,50 @@ def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_
     return loss
 
 
+def tempering_schedule(beta0: float, anneal_steps: int) -> Callable[[jax.Array], jax.Array]:
+    """The inverse temperature ``beta_t = beta0 + (1 - beta0) min(t / T, 1)`` at step ``t``: it rises linearly
+    from ``beta0`` at ``t = 0`` to 1 at ``t = T = anneal_steps`` and stays there (``T = 0``: always 1)."""
+    if not 0.0 < beta0 <= 1.0:
+        raise ValueError(f"tempering needs 0 < beta0 <= 1 (got {beta0})")
+    if anneal_steps < 0:
+        raise ValueError(f"tempering needs anneal_steps >= 0 (got {anneal_steps})")
+
+    def beta(step):
+        if anneal_steps == 0:
+            return jnp.ones((), jnp.result_type(float))
+        frac = jnp.minimum(jnp.asarray(step, jnp.result_type(float)) / anneal_steps, 1.0)
+        return beta0 + (1.0 - beta0) * frac
+
+    return beta
+
+
+def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, beta0: float,
+                             anneal_steps: int, stick_the_landing: bool = False):
+    """The reverse KL to the tempered target ``p~_beta(x) = p~(x)^beta_t`` (annealing, :func:`tempering_schedule`):
+    ``loss(params, batch, key, step) = E_{u ~ P_U}[log q(F(u)) - beta_t log p~(F(u))]``, for
+    :func:`vlab.train.fit` with ``with_step=True``.
+
+    ``KL[q || p_beta] = loss + log Z_beta``. A small ``beta0`` flattens the target (``beta`` scales every
+    log-density gap between modes and the barriers between them), so a mode-seeking fit can spread over several
+    modes before ``beta_t`` reaches 1 and the objective becomes the untempered :func:`reverse_kl_loss`. ``aux``
+    reports the untempered ``elbo = E[log p~ - log q]`` and ``beta``.
+    """
+    beta_fn = tempering_schedule(beta0, anneal_steps)
+
+    def loss(params, batch, key, step):
+        beta = beta_fn(step)
+        u = jax.random.normal(key, (n, dim))
+        x, ld = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
+        if stick_the_landing:
+            log_q = flow_log_prob(flow, jax.lax.stop_gradient(params), x)
+        else:
+            log_q = jax.vmap(standard_normal_log_prob)(u) - ld
+        lp = jax.vmap(log_p)(x)
+        return jnp.mean(log_q - beta * lp), {"elbo": jnp.mean(lp - log_q), "beta": beta}
+
+    return loss
+
+
 # ------------------------------------------------------------------------------------------------ estimates
 
 
