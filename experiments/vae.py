@@ -26,6 +26,7 @@ from vlab.distributions import kl_to_standard_normal
 from vlab.encoders import VAESpec, decoder_mean, encode, init_vae, log_likelihood
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.members import Members
 from vlab.objectives import vae as objective
 from vlab.train import fit
 
@@ -94,11 +95,10 @@ def model_spec(cfg: Config, x_dim: int) -> VAESpec:
                    likelihood=m.likelihood, sigma_x=m.sigma_x)
 
 
-def init_members(key: jax.Array, spec_: VAESpec, betas: list[float], n_seeds: int) -> dict:
-    """Training parameters of every (beta, seed) member, stacked on a leading axis (beta-major)."""
-    members = len(betas) * n_seeds
-    models = jax.vmap(lambda k: init_vae(k, spec_))(jax.random.split(key, members))
-    beta = jnp.repeat(jnp.asarray(betas, dtype=jax.tree.leaves(models)[0].dtype), n_seeds)
+def init_members(keys: jax.Array, spec_: VAESpec, betas: np.ndarray) -> dict:
+    """Training parameters of every member (one initialisation key and one KL weight each), stacked."""
+    models = jax.vmap(lambda k: init_vae(k, spec_))(keys)
+    beta = jnp.asarray(betas, dtype=jax.tree.leaves(models)[0].dtype)
     return {"model": models, "beta": beta, "step": jnp.zeros_like(beta)}
 
 
@@ -304,25 +304,28 @@ class Experiment(_Experiment):
     description = "Gaussian VAE / beta-VAE: ELBO, KL per dimension, active units, IWAE log-likelihood bound"
     Config = Config
     headline = ("test.elbo", "test.iwae", "test.active_units")
+    member_keys = ("seed", "train.optimizer.lr", "objective.beta")
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.PRNGKey(cfg.seed)
-        k_data, k_init, k_fit, k_eval, k_fig, k_am = jax.random.split(key, 6)
+        k_data, _, _, k_eval, k_fig, k_am = jax.random.split(key, 6)
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
-        betas, n_seeds = list(cfg.objective.beta), cfg.n_seeds
-        n_members = len(betas) * n_seeds
-        params = init_members(k_init, spec_, betas, n_seeds)
+        members = Members.of(cfg, run).expand("objective.beta", list(cfg.objective.beta))
+        n_seeds, n_members = members.n_seeds, len(members)
+        stream = lambda i: lambda root: jax.random.split(root, 6)[i]  # noqa: E731  the run's i-th key
+        params = init_members(members.keys(stream(1)), spec_, members.values("objective.beta"))
         o = cfg.objective
         loss_fn = objective.make_loss(spec_, kl_estimator=o.kl_estimator, free_bits=o.free_bits,
                                       warmup_steps=o.warmup_steps, n_samples=o.n_samples)
         binarize = cfg.data.binarize
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, binarize)
         optimizer = objective.vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps))
-        res = fit(loss_fn, params, optimizer, k_fit, steps=cfg.train.steps, chunk_size=cfg.train.chunk_size,
-                  log_every=cfg.train.log_every, data=ds.x_train, batch_fn=batch_fn, n_members=n_members,
-                  run=run, name="vae", checkpoint_every=cfg.train.checkpoint_every)
+        res = fit(loss_fn, params, optimizer, members.keys(stream(2)), steps=cfg.train.steps,
+                  chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, data=ds.x_train,
+                  batch_fn=batch_fn, n_members=n_members, lr_scale=members.lr_scale(), run=run, name="vae",
+                  checkpoint_every=cfg.train.checkpoint_every)
         run.log(f"trained {n_members} VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
                 f"({n_members * cfg.train.steps / max(res.train_s, 1e-9):.0f} member-steps/s)")
 
@@ -336,7 +339,7 @@ class Experiment(_Experiment):
             n_iwae = min(e.iwae_points, x_test.shape[0])
 
             @jax.jit
-            def evaluate(models, k):
+            def evaluate(models, keys):
                 def one(m, kk):
                     k1, k2, k3 = jax.random.split(kk, 3)
                     te = objective.evaluate(m, spec_, x_test, k1, batch_size=e.batch_size)
@@ -347,9 +350,9 @@ class Experiment(_Experiment):
                                                          iwae_k=e.iwae_k)["iwae"]
                     return out
 
-                return jax.vmap(one)(models, jax.random.split(k, n_members))
+                return jax.vmap(one)(models, keys)
 
-            ev = jax.tree.map(np.asarray, evaluate(res.params["model"], k_eval))
+            ev = jax.tree.map(np.asarray, evaluate(res.params["model"], members.keys(stream(3))))
 
         per_member = []
         for i in range(n_members):
@@ -369,9 +372,10 @@ class Experiment(_Experiment):
                 "elbo_iwae_points": float(ev["test"]["elbo"][i][:n_iwae].mean()) if n_iwae else None,
             })
 
-        def group(b: int) -> dict:
-            rows = per_member[b * n_seeds: (b + 1) * n_seeds]
-            out = {"beta": betas[b]}
+        def group(point: dict, sl: slice) -> dict:
+            rows = per_member[sl]
+            out = {**{k: v for k, v in point.items() if k != "objective.beta"},
+                   "beta": float(point["objective.beta"])}
             for k in ("elbo", "rec", "kl", "active_units", "mean_abs_corr", "iwae"):
                 if rows[0][k] is not None:
                     out[k] = summarise([r[k] for r in rows], n_seeds)
@@ -379,20 +383,26 @@ class Experiment(_Experiment):
             out["train"] = {k: summarise([r[f"train_{k}"] for r in rows], n_seeds) for k in ("elbo", "rec", "kl")}
             return out
 
-        groups = [group(b) for b in range(len(betas))]
+        groups = [group(p, sl) for p, sl in members.groups()]
         first = groups[0]
         metrics: dict[str, Any] = {
             "train": first["train"],
             "test": {k: first[k] for k in ("elbo", "rec", "kl", "kl_per_dim", "active_units", "iwae")
                      if k in first},
-            "beta": betas[0],
+            "beta": first["beta"],
             "iwae_k": e.iwae_k if n_iwae else 0,
             "iwae_points": n_iwae,
             "n_seeds": n_seeds,
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
-        if len(betas) > 1:
-            metrics["by_beta"] = groups
+        betas = sorted({g["beta"] for g in groups})
+        if len(groups) > 1:
+            metrics["by_beta" if len(betas) == len(groups) else "by_point"] = groups
+        if getattr(run, "members", None):
+            metrics["members"] = members.rows({
+                "test.elbo": [r["elbo"] for r in per_member], "test.iwae": [r["iwae"] for r in per_member],
+                "test.kl": [r["kl"] for r in per_member], "test.active_units": [r["active_units"] for r in per_member],
+                "train.elbo": [r["train_elbo"] for r in per_member]})
         for i in range(n_members):
             if n_iwae:
                 # IWAE_k >= ELBO holds in expectation; on the same points the means differ by more than the noise
@@ -423,7 +433,7 @@ class Experiment(_Experiment):
             ev0 = {"kl_dims": ev["test"]["kl_dims"][0], "mu": ev["test"]["mu"][0]}
             hist = {k: np.asarray(v).reshape(len(v), -1) for k, v in res.history.items()}
             draw_figures(run, cfg, spec_, model0, ds, ev0, hist, k_fig)
-            if len(betas) > 1:
+            if len(betas) > 1 and len(betas) == len(groups):
                 draw_beta_figure(run, groups)
         return metrics
 

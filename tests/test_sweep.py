@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vlab import sweep
@@ -63,3 +64,57 @@ def test_every_point_is_validated_before_anything_runs(tmp_path, capsys):
     assert not out.exists()
     assert main(["run", str(KL), "--sweep", "no_such_key=1,2", "--out", str(out)]) == 2
     assert "unknown key 'no_such_key'" in capsys.readouterr().err
+
+
+VAE = Path(__file__).resolve().parent.parent / "configs" / "vae.yaml"
+VAE_FAST = ["train.steps=60", "train.chunk_size=60", "data.n_train=512", "data.n_test=128", "eval.iwae_points=0",
+            "model.hidden=[32]", "n_seeds=2"]
+
+
+def test_shape_equal_keys_run_as_one_vmapped_program_equal_to_separate_runs(tmp_path):
+    """lr and beta are member keys of the VAE: the 2 x 2 grid times 2 seeds is one run folder (one compiled
+    program), and each row equals the separately compiled run of its point."""
+    out = tmp_path / "sw"
+    assert main(["run", str(VAE), *VAE_FAST, "--sweep", "train.optimizer.lr=1e-3,4e-3", "--sweep",
+                 "objective.beta=0.5,1", "-q", "--out", str(out)]) == 0
+    info = json.loads((out / "sweep.json").read_text())
+    assert info["keys"] == {"vmapped": ["train.optimizer.lr", "objective.beta"], "separate": []}
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["00-vmapped"]
+    rows = list(csv.DictReader((out / "sweep.csv").read_text().splitlines()))
+    assert len(rows) == 8 and {r["seed_index"] for r in rows} == {"0", "1"}
+    assert len({r["test.elbo"] for r in rows}) == 8
+    one = tmp_path / "one"
+    assert main(["run", str(VAE), *VAE_FAST, "train.optimizer.lr=4e-3", "objective.beta=0.5", "-q", "--out",
+                 str(one)]) == 0
+    separate = json.loads((one / "metrics.json").read_text())["test"]["elbo"]["values"]
+    vmapped = [float(r["test.elbo"]) for r in rows if r["train.optimizer.lr"] == "0.004" and
+               r["objective.beta"] == "0.5"]
+    np.testing.assert_allclose(vmapped, separate, rtol=1e-4)
+
+
+def test_shape_changing_keys_compile_separately_around_the_vmapped_ones(tmp_path):
+    out = tmp_path / "sw"
+    assert main(["run", str(VAE), *VAE_FAST, "n_seeds=1", "--sweep", "model.z_dim=2,3", "--sweep", "seed=0,1",
+                 "-q", "--out", str(out)]) == 0
+    info = json.loads((out / "sweep.json").read_text())
+    assert info["keys"] == {"vmapped": ["seed"], "separate": ["model.z_dim"]}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00-z_dim=2", "01-z_dim=3"]
+    rows = list(csv.DictReader((out / "sweep.csv").read_text().splitlines()))
+    assert [(r["model.z_dim"], r["seed"]) for r in rows] == [("2", "0"), ("2", "1"), ("3", "0"), ("3", "1")]
+    assert rows[0]["test.elbo"] != rows[1]["test.elbo"]
+    assert (out / "sweep.png").exists()
+
+
+def test_separate_runs_every_point_as_its_own_program(tmp_path):
+    out = tmp_path / "sw"
+    assert main(["run", str(VAE), *VAE_FAST, "n_seeds=1", "--sweep", "seed=0,1", "--separate", "-q", "--out",
+                 str(out)]) == 0
+    assert json.loads((out / "sweep.json").read_text())["keys"] == {"vmapped": [], "separate": ["seed"]}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00-seed=0", "01-seed=1"]
+
+
+def test_a_scalar_for_a_list_valued_key_is_a_one_element_list():
+    from vlab.cli import load
+
+    _, cfg = load(str(VAE), ["objective.beta=0.5"])
+    assert cfg.objective.beta == [0.5]

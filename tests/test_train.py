@@ -113,3 +113,51 @@ def test_every_optimizer_and_schedule_builds_and_descends(name, schedule):
         updates, state = opt.update(jax.grad(loss)(params), state, params)
         params = optax.apply_updates(params, updates)
     assert loss(params) < start
+
+
+def test_lr_scale_trains_each_member_with_its_own_learning_rate():
+    """Member i with lr_scale[i] follows exactly the separate run with learning rate lr_scale[i] * lr (and the
+    same schedule), because every optax rule is linear in its learning rate."""
+    keys = jax.random.split(jax.random.key(3), 3)
+    scales = [0.25, 1.0, 4.0]
+    sched = lambda lr: optax.warmup_cosine_decay_schedule(0.0, lr, 20, 150)  # noqa: E731
+    res = fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(sched(0.02)), keys, steps=150, chunk_size=60,
+              data=DATA, batch_fn=batch_fn, n_members=3, lr_scale=scales, progress=False)
+    for i, s in enumerate(scales):
+        one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(sched(0.02 * s)), keys[i], steps=150,
+                  chunk_size=60, data=DATA, batch_fn=batch_fn, progress=False)
+        np.testing.assert_allclose(res.params["x"][i], one.params["x"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(res.params["x"][0], res.params["x"][2])
+    with pytest.raises(ValueError, match="n_members"):
+        fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.1), jax.random.key(0), steps=2, lr_scale=[1.0],
+            progress=False)
+
+
+def test_a_batch_of_member_keys_is_used_as_given():
+    keys = jax.random.split(jax.random.key(5), 2)
+    both = fit(
+        noisy_quadratic, {"x": jnp.zeros((2, 3))}, optax.adam(0.05), keys, steps=50, chunk_size=50, data=DATA,
+        batch_fn=batch_fn, n_members=2, progress=False)
+    for i in range(2):
+        one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.05), keys[i], steps=50, chunk_size=50,
+                  data=DATA, batch_fn=batch_fn, progress=False)
+        np.testing.assert_allclose(both.params["x"][i], one.params["x"], rtol=1e-6)
+
+
+def test_with_step_passes_the_global_step_across_chunks():
+    def tempered(params, batch, key, step):
+        t = jnp.minimum(1.0, (step + 1.0) / 40.0)
+        loss, aux = noisy_quadratic(params, batch, key)
+        return t * loss, {**aux, "t": t, "seen": step.astype(jnp.float32)}
+
+    full = fit(tempered, {"x": jnp.zeros(3)}, optax.adam(0.05), jax.random.key(0), steps=60, chunk_size=25,
+               log_every=1, data=DATA, batch_fn=batch_fn, progress=False, with_step=True)
+    np.testing.assert_array_equal(full.history["seen"], np.arange(60))
+    np.testing.assert_allclose(full.history["t"], np.minimum(1.0, (np.arange(60) + 1.0) / 40.0), rtol=1e-6)
+    assert full.compiles == 1
+
+
+def test_aux_names_may_not_shadow_the_history_columns():
+    with pytest.raises(ValueError, match="'step'"):
+        fit(lambda p, b, k: (jnp.sum(p**2), {"step": jnp.sum(p)}), jnp.ones(2), optax.sgd(0.1), jax.random.key(0),
+            steps=3, progress=False)

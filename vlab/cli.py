@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlab run configs/kl_fit.yaml estimator.kind=mc train.steps=500\n"
         "  vlab run configs/kl_fit.yaml --out runs/mine\n"
         "  vlab run configs/kl_fit.yaml --sweep seed=0,1,2 --sweep n_inits=16,64\n"
+        "  vlab run configs/vae.yaml --sweep train.optimizer.lr=1e-4,1e-3,1e-2 --sweep seed=0,1  (one program)\n"
+        "  vlab run configs/vae.yaml --quick\n"
         "  vlab run --resume runs/kl_fit/20261126-120000-ab12cd",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
     p_run.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="run every value (repeat for a grid); adds to the config's sweep: section")
+    p_run.add_argument("--separate", action="store_true",
+                       help="run every sweep point as its own compiled program (by default keys that keep shapes "
+                       "equal run as one vmapped program)")
+    p_run.add_argument("--quick", action="store_true", help="apply the config's 'quick:' overrides (seconds)")
     p_run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     sub.add_parser("list", help="list experiments and configs",
@@ -147,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its own config: give no CONFIG or KEY=VALUE with it")
         if args.out:
             raise ConfigError("--resume writes into the run folder it continues: give no --out with it")
+        if args.quick:
+            raise ConfigError("--resume continues a run with its own config: give no --quick with it")
         path = run_experiment(None, [], resume=args.resume, quiet=args.quiet)
     else:
         if not args.config:
@@ -160,9 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         grid = {**sweep.from_config(read_yaml(args.config)), **sweep.parse_cli(args.sweep)}
         if grid:
-            sweep.run_sweep(args.config, overrides, grid, out=args.out, quiet=args.quiet)
+            sweep.run_sweep(args.config, overrides, grid, out=args.out, quiet=args.quiet, vmap=not args.separate,
+                            quick=args.quick)
             return EXIT_OK
-        path = run_experiment(args.config, overrides, out=args.out, quiet=args.quiet)
+        path = run_experiment(args.config, overrides, out=args.out, quiet=args.quiet, quick=args.quick)
     return EXIT_OK if path is not None else EXIT_FAILED
 
 
@@ -195,8 +204,11 @@ def load(config: str, overrides: list[str], *, quick: bool = False):
 
 
 def run_experiment(config: str | None, overrides: list[str], *, out: str | None = None, resume: str | None = None,
-                   quiet: bool = False, quick: bool = False) -> Path | None:
-    """Run one config (or resume a run folder) and return the run folder, or None when training diverged."""
+                   quiet: bool = False, quick: bool = False, members: list[dict] | None = None) -> Path | None:
+    """Run one config (or resume a run folder) and return the run folder, or None when training diverged.
+
+    ``members`` are sweep points of shape-equal keys that the experiment trains as one vmapped program
+    (:mod:`vlab.members`); they are recorded in run.json, so a resumed run gets them back."""
     t_start = time.perf_counter()
     import jax
 
@@ -215,6 +227,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         if run.status().get("status") == "complete":
             raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
         cls, cfg = load(str(rdir / "config.yaml"), [])
+        members = run.status().get("members")
     else:
         cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
     device = runtime.configure(cfg.device, cfg.precision)
@@ -236,8 +249,10 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         (run.path / "config.yaml").write_text(to_yaml(cfg))
     run.timings["import"] = import_s
     run.mesh = mesh
+    run.members = members
     run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
-    run.set_status("running", experiment=cfg.experiment, environment=environment())
+    run.set_status("running", experiment=cfg.experiment, environment=environment(),
+                   **({"members": members} if members else {}))
     run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
     try:
         with jax.default_device(device):
@@ -279,6 +294,8 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
 
 
 def _fmt(v) -> str:
+    if isinstance(v, dict) and {"mean", "std"} <= set(v):
+        return f"{v['mean']:.6g} ± {v['std']:.2g}"
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 

@@ -234,6 +234,7 @@ def _config_error(e: Exception, schema_cls: type) -> ConfigError:
 def merge(schema_cls: type, *layers: DictConfig) -> Any:
     """Merge config layers onto the dataclass schema and return a validated dataclass instance."""
     schema = OmegaConf.structured(schema_cls)
+    layers = tuple(_lift_scalars(schema_cls, layer) for layer in layers)
     try:
         merged = OmegaConf.merge(schema, *layers)
     except oc_errors.ConfigKeyError as e:
@@ -253,6 +254,26 @@ def merge(schema_cls: type, *layers: DictConfig) -> Any:
         raise ConfigError(str(e).strip().splitlines()[0]) from None
     validate(cfg)
     return cfg
+
+
+def _lift_scalars(schema_cls: type, layer: Any) -> Any:
+    """A layer whose scalar values for list-typed fields are one-element lists (``beta=0.5`` means ``[0.5]``)."""
+    if not OmegaConf.is_dict(layer):
+        return layer
+    tree = OmegaConf.to_container(layer)
+
+    def lift(cls: type, node: dict) -> None:
+        hints = typing.get_type_hints(cls)
+        for name, value in node.items():
+            t = hints.get(name)
+            if isinstance(value, dict) and dataclasses.is_dataclass(t):
+                lift(t, value)
+            elif typing.get_origin(t) is list and isinstance(value, int | float | str | bool):
+                node[name] = [value]
+
+    if dataclasses.is_dataclass(schema_cls):
+        lift(schema_cls, tree)
+    return OmegaConf.create(tree)
 
 
 def _bound_error(path: str, value: Any, meta: dict) -> str | None:

@@ -22,6 +22,8 @@ class Experiment:
     """Base class of an experiment: a schema, a description and a ``run`` method.
 
     ``headline`` lists dotted metric keys shown in ``vlab reproduce``'s index; ``source`` names the seed question.
+    ``member_keys`` lists the dotted config keys the experiment can vary per member of one vmapped program (see
+    :mod:`vlab.members`): a sweep over only these keys runs as a single compiled program.
     """
 
     name: ClassVar[str] = ""
@@ -29,6 +31,7 @@ class Experiment:
     source: ClassVar[str] = ""  # the seed question it answers, e.g. "seed 001, problem 6.3"
     Config: ClassVar[type[BaseConfig]] = BaseConfig
     headline: ClassVar[tuple[str, ...]] = ()
+    member_keys: ClassVar[tuple[str, ...]] = ()
 
     def run(self, cfg: Any, run: Any) -> dict:  # pragma: no cover - interface
         raise NotImplementedError

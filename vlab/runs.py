@@ -105,6 +105,7 @@ class Run:
         self.figure_formats: tuple[str, ...] = ("png",)
         self.figure_dpi = 150
         self.mesh = None  # a jax.sharding.Mesh when the config asks for several devices
+        self.members: list[dict] | None = None  # sweep points trained as one vmapped program (vlab.members)
         self._history = None
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "checkpoints").mkdir(exist_ok=True)

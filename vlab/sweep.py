@@ -2,8 +2,9 @@
 
 A config's ``sweep:`` mapping (or ``vlab run CONFIG --sweep key=v1,v2,...``) names keys and their values: a list,
 or a range ``{start, stop, num, log}``. Every point of the grid (the cartesian product) is validated before anything
-runs, then runs as its own run folder under the sweep's folder, in the same process. Seeds and initialisations that an
-experiment vmaps (``n_seeds``, ``n_inits``) stay one compiled program inside each point.
+runs. Keys that keep every shape equal and that the experiment can vary per member (its ``member_keys``: learning
+rate, KL weight, seed, ...) run as the members of one vmapped program (:mod:`vlab.members`); keys that change shapes
+(a latent size, a layer count) run as separate compiled programs, one run folder per value, in the same process.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
             hi = [np.max(v) if v else math.nan for v in vals]
             ax.plot(xs, mean, "o-", color=plots.color(i))
             if any(len(v) > 1 for v in vals):
-                ax.fill_between(xs, lo, hi, color=plots.color(i), alpha=0.2, label="range over other keys")
+                ax.fill_between(xs, lo, hi, color=plots.color(i), alpha=0.2, label="range over seeds and other keys")
                 ax.legend(fontsize=8)
             if min(xs) > 0 and max(xs) / min(xs) >= 100:
                 ax.set_xscale("log")
@@ -172,8 +173,22 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     plots.save(fig, path)
 
 
-def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: str | None, quiet: bool) -> Path:
-    """Validate every point, run each as its own run folder, then write sweep.csv, sweep.json and sweep.png."""
+def split_grid(grid: dict[str, list], member_keys: tuple[str, ...]) -> tuple[dict[str, list], dict[str, list]]:
+    """The grid as ``(outer, inner)``: keys the experiment cannot vary per member (each value a separately compiled
+    run) and keys it can (all of their combinations become members of one vmapped program)."""
+    inner = {k: v for k, v in grid.items() if k in member_keys}
+    return {k: v for k, v in grid.items() if k not in inner}, inner
+
+
+def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: str | None, quiet: bool,
+              vmap: bool = True, quick: bool = False) -> Path:
+    """Validate every point, then run the grid and write sweep.csv, sweep.json and sweep.png.
+
+    Keys the experiment lists in ``member_keys`` (shape-equal hyperparameters: a learning rate, a KL weight, a
+    seed) run as members of one vmapped program per combination of the other keys; with ``vmap=False``, or for
+    the other keys, each point is its own run folder, one after another in this process. The table has one row
+    per point and seed.
+    """
     import os
 
     from vlab.cli import RUNS_ROOT_ENV, load, run_experiment
@@ -182,23 +197,36 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     pts = points(grid)
     cls = None
     for p in pts:  # every point is a valid config before anything runs
-        cls, _ = load(config, [*overrides, *as_overrides(p)])
+        cls, _ = load(config, [*overrides, *as_overrides(p)], quick=quick)
+    outer, inner = split_grid(grid, cls.member_keys if vmap else ())
     if out:
         Run.check_fresh(out)
     root = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), f"{cls.name}-sweep")
     root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "status": "running"})
+    mode = {"vmapped": list(inner), "separate": list(outer)}
+    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "keys": mode,
+                                     "status": "running"})
+    outer_pts, inner_pts = points(outer), points(inner) if inner else []
+    if inner:
+        print(f"sweep: {len(inner_pts)} point(s) of {', '.join(inner)} as one vmapped program"
+              + (f", for each of {len(outer_pts)} point(s) of {', '.join(outer)}" if outer else ""), flush=True)
     rows = []
-    for i, p in enumerate(pts):
-        name = point_name(i, p)
-        print(f"[sweep {i + 1}/{len(pts)}] {' '.join(as_overrides(p))}", flush=True)
-        path = run_experiment(config, [*overrides, *as_overrides(p)], out=str(root / name), quiet=quiet)
+    for i, p in enumerate(outer_pts):
+        name = point_name(i, p) if p else "00-vmapped"
+        if p:
+            print(f"[sweep {i + 1}/{len(outer_pts)}] {' '.join(as_overrides(p))}", flush=True)
+        path = run_experiment(config, [*overrides, *as_overrides(p)], out=str(root / name), quiet=quiet,
+                              quick=quick, members=inner_pts or None)
         metrics = json.loads((Path(path) / "metrics.json").read_text())
-        rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
+        if inner:
+            for r in metrics["members"]:
+                rows.append({"point": name, **p, **r})
+        else:
+            rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
     write_table(root / "sweep.csv", rows)
-    metric_keys = [k for k in rows[0] if k not in ("point", *grid)]
+    metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid)]
     draw(root / "sweep.png", grid, rows, metric_keys)
-    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "status": "complete",
-                                     "points": rows})
+    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "keys": mode,
+                                     "status": "complete", "points": rows})
     print(f"sweep of {len(pts)} points: {root / 'sweep.csv'}, {root / 'sweep.png'}")
     return root

@@ -105,7 +105,8 @@ def fit(
     ``data`` is a pytree of device arrays passed to every chunk (never baked into the program as constants);
     ``batch_fn(data, key)`` draws a batch inside the compiled loop (without it the batch is ``data``).
     With ``n_members = n`` every leaf of ``params`` has a leading axis of length ``n`` and each member gets its own
-    key from ``key``; the step is vmapped over members with ``data`` shared.
+    key, split from ``key`` or given as a batch of ``n`` keys (:meth:`vlab.members.Members.keys`); the step is
+    vmapped over members with ``data`` shared.
 
     With a :class:`vlab.runs.Run`, metrics rows go to its history, checkpoints named ``name`` are written every
     ``checkpoint_every`` steps and at the end, and a run opened with ``resume=True`` continues from its
@@ -134,7 +135,7 @@ def fit(
             opt_state = jax.vmap(optimizer.init)(p)
             if lr_scale is not None:
                 opt_state[1].hyperparams["step_size"] = lr_scale
-            return TrainState(p, opt_state, jax.random.split(k, n_members))
+            return TrainState(p, opt_state, k if _is_key_batch(k) else jax.random.split(k, n_members))
 
         init = jax.jit(init_members)
         member_step = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))
@@ -151,6 +152,9 @@ def fit(
 
         def body(st: TrainState, step):
             p, o, loss, aux = member_step(st.params, st.opt_state, st.keys, step, data)
+            if reserved := {"step", "loss"} & set(aux):
+                raise ValueError(f"[{name}] the objective's metric {sorted(reserved)[0]!r} shadows a history column "
+                                 "of fit: rename it")
             active = step < steps
             return TrainState(_where(active, p, st.params), _where(active, o, st.opt_state), st.keys), (loss, aux)
 
@@ -223,6 +227,12 @@ def fit(
         run.timings["train"] = run.timings.get("train", 0.0) + train_s
     hist = {k: np.stack([np.asarray(x) for x in v]) for k, v in history.items()}
     return FitResult(state.params, state.opt_state, hist, compile_s, train_s, traces[0])
+
+
+def _is_key_batch(key: jax.Array) -> bool:
+    """Whether ``key`` is a batch of keys (one per member) rather than one key, for raw or typed keys."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (1 if typed else 2)
 
 
 def _place(mesh, state: TrainState, data: Any, vmapped: bool, n_members: int | None, name: str):

@@ -1,0 +1,48 @@
+"""Members of one vmapped program: ordering, per-member values, learning-rate factors and keys."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from vlab.config import OptimizerConfig, TrainConfig
+from vlab.members import Members
+
+
+class Cfg:
+    seed = 7
+    n_seeds = 2
+    train = TrainConfig(optimizer=OptimizerConfig(lr=1e-3))
+
+
+def test_points_times_seeds_in_point_major_order():
+    m = Members(Cfg(), [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}])
+    assert len(m) == 4 and m.swept
+    np.testing.assert_allclose(m.values("train.optimizer.lr"), [1e-3, 1e-3, 4e-3, 4e-3])
+    np.testing.assert_allclose(m.lr_scale(), [1, 1, 4, 4])
+    assert [sl for _, sl in m.groups()] == [slice(0, 2), slice(2, 4)]
+    rows = m.rows({"elbo": [1, 2, 3, 4]})
+    assert rows[3] == {"train.optimizer.lr": 4e-3, "seed_index": 1, "elbo": 4.0}
+
+
+def test_without_a_sweep_there_is_one_point_and_no_lr_factor():
+    m = Members(Cfg())
+    assert len(m) == 2 and not m.swept and m.lr_scale() is None
+    assert m.values("seed").tolist() == [7, 7]
+
+
+def test_expand_adds_a_list_valued_key_unless_the_point_sets_it():
+    m = Members(Cfg(), [{"seed": 1}, {"seed": 2}]).expand("beta", [0.5, 1.0])
+    assert m.points == [{"seed": 1, "beta": 0.5}, {"seed": 1, "beta": 1.0}, {"seed": 2, "beta": 0.5},
+                        {"seed": 2, "beta": 1.0}]
+    assert Members(Cfg(), [{"beta": 3.0}]).expand("beta", [0.5, 1.0]).points == [{"beta": 3.0}]
+
+
+@pytest.mark.parametrize("stream", [lambda r: r, lambda r: jax.random.split(r, 6)[2]])
+def test_keys_are_those_a_separate_run_of_each_point_splits(stream):
+    m = Members(Cfg(), [{"seed": 3}, {}])
+    keys = np.asarray(m.keys(stream))
+    assert keys.shape[0] == 4
+    np.testing.assert_array_equal(keys[:2], np.asarray(jax.random.split(stream(jax.random.PRNGKey(3)), 2)))
+    np.testing.assert_array_equal(keys[2:], np.asarray(jax.random.split(stream(jax.random.PRNGKey(7)), 2)))
