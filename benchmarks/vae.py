@@ -7,6 +7,9 @@ vlab / PyTorch (the target is >= 1.6 with a test ELBO no worse than PyTorch's by
 
     .venv/bin/pip install -r benchmarks/requirements-vae.txt
     .venv/bin/python benchmarks/vae.py [--epochs 5] [--runs 3] [--threads 2] [--gmvae] [--root DIR]
+
+``--members 64`` measures instead what a 64-seed sweep of W1 compiles to: one vmapped program whose FLOP rate (matrix
+products of the training step, counted analytically) is set against a single seed's, alternating the two.
 """
 
 from __future__ import annotations
@@ -47,6 +50,46 @@ def run_vlab(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoc
         res.params["model"], jax.random.PRNGKey(seed + 2))
     return {"steps_per_s": steps / res.train_s, "compile_s": res.compile_s,
             "test_elbo": float(np.mean(np.asarray(ev["elbo"])))}
+
+
+def matmul_flops_per_step() -> float:
+    """FLOPs of one W1 training step in its matrix products: 2 * batch * sum(fan_in * fan_out) forward, twice that
+    backward (the gradients of inputs and weights), so 6 * batch * sum(fan_in * fan_out)."""
+    sizes = [784, *HIDDEN, 2 * Z]
+    dec = [Z, *reversed(HIDDEN), 784]
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True)) + list(zip(dec[:-1], dec[1:], strict=True))
+    return 6.0 * BATCH * sum(a * b for a, b in pairs)
+
+
+def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
+    """``n`` seeds of W1 as one vmapped program (what a seed sweep compiles): member-steps per second."""
+    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    models = jax.vmap(lambda k: init_vae(k, spec))(keys)
+    params = {"model": models, "beta": jnp.ones(n), "step": jnp.zeros(n)}
+    batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
+    res = fit(objective.make_loss(spec), params, objective.vae_optimizer(optax.adam(LR)),
+              jax.random.PRNGKey(seed + 1), steps=steps, chunk_size=steps, log_every=steps,
+              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n, progress=False)
+    return {"member_steps_per_s": n * steps / res.train_s, "compile_s": res.compile_s,
+            "final_loss": float(np.mean(res.history["loss"][-1]))}
+
+
+def members_benchmark(x_train: np.ndarray, n: int, steps: int, runs: int) -> dict:
+    """The vmapped n-seed sweep's FLOP rate against one seed's, alternating, ``runs`` times each."""
+    flops = matmul_flops_per_step()
+    single, many = [], []
+    for r in range(runs):
+        single.append(run_members(x_train, 1, steps * 8, seed=r)["member_steps_per_s"])
+        many.append(run_members(x_train, n, steps, seed=r)["member_steps_per_s"])
+        print(f"run {r}: 1 seed {single[-1] * flops / 1e9:6.1f} GFLOP/s ({single[-1]:.1f} steps/s); {n} seeds "
+              f"vmapped {many[-1] * flops / 1e9:6.1f} GFLOP/s ({many[-1]:.1f} member-steps/s)", flush=True)
+    s1, sn = statistics.median(single), statistics.median(many)
+    out = {"flops_per_step": flops, "single_gflops": s1 * flops / 1e9, "vmapped_gflops": sn * flops / 1e9,
+           "members": n, "ratio": sn / s1}
+    print(f"{n}-seed vmapped sweep keeps {out['ratio']:.2f}x the single-seed FLOP rate (median "
+          f"{out['vmapped_gflops']:.1f} vs {out['single_gflops']:.1f} GFLOP/s in matmuls; target >= 1.0)")
+    return out
 
 
 def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
@@ -118,7 +161,19 @@ def main() -> None:
     p.add_argument("--root", default=vdata.DEFAULT_ROOT)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--gmvae", action="store_true", help="also time the GM-VAE step (K = 10) at the same sizes")
+    p.add_argument("--members", type=int, default=0, metavar="N",
+                   help="instead: the FLOP rate of N seeds as one vmapped program against one seed")
+    p.add_argument("--member-steps", type=int, default=40, help="steps of the N-seed program (one seed runs 8x)")
     args = p.parse_args()
+    if args.members:
+        x_train, _ = load(args.root)
+        print(f"W1 seed sweep: {args.members} seeds vmapped vs 1 seed; jax {jax.__version__} on "
+              f"{jax.devices()[0].device_kind}", flush=True)
+        out = members_benchmark(x_train, args.members, args.member_steps, args.runs)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=2)
+        return
 
     import torch
 

@@ -67,6 +67,39 @@ def test_sharded_runs_equal_the_single_device_run(tmp_path):
     assert one[-1] < 1e-3 * one[0]
 
 
+W1_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    from vlab.cli import main
+
+    out = sys.argv[1]
+    w1 = ["run", "configs/vae.yaml", "model.hidden=[512,256]", "model.z_dim=16", "data.embedding=images",
+          "data.dim=784", "data.n_train=2048", "data.n_test=256", "eval.iwae_points=0", "batch_size=128",
+          "train.steps=120", "train.chunk_size=60", "train.log_every=1", "-q"]
+    curves = {}
+    for n in (1, 8):
+        assert main([*w1, f"parallel.data={n}", "--out", f"{out}/data{n}"]) == 0
+        rows = [json.loads(line) for line in open(f"{out}/data{n}/history.jsonl")]
+        curves[n] = [r["loss"] for r in rows if r.get("fit") == "vae"]
+        curves[f"mesh{n}"] = json.load(open(f"{out}/data{n}/run.json"))["mesh"]
+    print("RESULT" + json.dumps(curves))
+""")
+
+
+def test_data_parallel_w1_vae_on_8_devices_has_the_single_device_loss_curve(tmp_path):
+    """The W1 network (784-512-256-16, batch 128) trained with its batches split over 8 CPU devices: every step's
+    loss equals the single-device run's to float32 tolerance (XLA all-reduces the gradient)."""
+    r = subprocess.run([sys.executable, "-c", W1_SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    curves = json.loads(r.stdout.split("RESULT", 1)[1])
+    one, eight = curves["1"], curves["8"]
+    assert curves["mesh1"] is None and curves["mesh8"] == {"data": 8, "sweep": 1}
+    assert len(one) == len(eight) == 120
+    assert eight == pytest.approx(one, rel=2e-4)
+    assert one[-1] < 0.8 * one[0]
+
+
 def test_parallel_larger_than_the_machine_is_a_config_error(tmp_path, capsys):
     from vlab.cli import main
 

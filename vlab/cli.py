@@ -252,7 +252,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     run.members = members
     run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
     run.set_status("running", experiment=cfg.experiment, environment=environment(),
-                   **({"members": members} if members else {}))
+                   mesh=dict(mesh.shape) if mesh is not None else None, **({"members": members} if members else {}))
     run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
     try:
         with jax.default_device(device):
