@@ -25,6 +25,7 @@ from vlab import games, plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.members import Members
 from vlab.objectives import gan
 from vlab.train import fit
 
@@ -200,6 +201,7 @@ class Experiment(_Experiment):
     description = "Seed 000 q2 GAN: N(1,1) vs mu_g + Phi^-1(z), logistic D, D*, threshold rule, seed 003 gradients"
     Config = Config
     headline = ("mu_g", "mu_g_error", "optimal_discriminator.w_error", "best_threshold_max_error")
+    member_keys = ("seed", "train.optimizer.lr", "mu_g_init")
 
     def run(self, cfg: Config, run) -> dict:
         k_train, k_grad, k_mc, k_opt = jax.random.split(jax.random.key(cfg.seed), 4)
@@ -214,11 +216,15 @@ class Experiment(_Experiment):
             value, aux = surrogate(params, batch, key)
             return value, {**aux, "mu_g": params["g"]["mu"], "w": params["d"]["w"], "b": params["d"]["b"]}
 
-        n = cfg.n_seeds
-        params = {"d": {"w": jnp.zeros(n), "b": jnp.zeros(n)}, "g": {"mu": jnp.full(n, cfg.mu_g_init)}}
-        res = fit(loss_fn, params, build_optimizer(cfg.train.optimizer, cfg.train.steps), k_train,
+        members = Members.of(cfg, run)
+        n = len(members)
+        mu0 = jnp.asarray(members.values("mu_g_init"), jnp.zeros(()).dtype)
+        params = {"d": {"w": jnp.zeros(n), "b": jnp.zeros(n)}, "g": {"mu": mu0}}
+        keys = members.keys(lambda seed: jax.random.split(jax.random.key(seed), 4)[0])
+        res = fit(loss_fn, params, build_optimizer(cfg.train.optimizer, cfg.train.steps), keys,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  n_members=n, run=run, name="gan", checkpoint_every=cfg.train.checkpoint_every)
+                  n_members=n, lr_scale=members.lr_scale(), run=run, name="gan",
+                  checkpoint_every=cfg.train.checkpoint_every)
         hist = res.history
         mu_hist = np.asarray(hist["mu_g"])
         tail = max(1, int(round(cfg.average_last * mu_hist.shape[0])))
@@ -236,6 +242,9 @@ class Experiment(_Experiment):
         })
         for i, m in enumerate(mu_avg):
             run.check(f"mu_g.seed{i}", float(m), cfg.mu_real, cfg.tolerance)
+        if members.swept:
+            metrics["members"] = members.rows({"mu_g": mu_avg, "mu_g_error": np.abs(mu_avg - cfg.mu_real),
+                                               "mu_g_final": mu_final})
 
         # ---- D* against a discriminator trained alone on the exact (quadrature) value, generator frozen
         od = cfg.optimal_d

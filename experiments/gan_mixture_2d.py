@@ -20,6 +20,7 @@ from vlab import games, plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.members import Members
 from vlab.nn import ACTIVATIONS, mlp_apply, mlp_init
 from vlab.objectives import gan
 from vlab.toy_data import circle_mixture, circle_mixture_centres
@@ -160,13 +161,17 @@ class Experiment(_Experiment):
     description = "MLP GAN on a ring of 2-D Gaussians: mode collapse vs R1/R2, instance noise, optimistic Adam"
     Config = Config
     headline = ("modes_covered",)
+    member_keys = ("seed", "train.optimizer.lr")
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.key(cfg.seed)
-        k_init, k_train, k_eval, k_snap = jax.random.split(key, 4)
+        _, _, k_eval, k_snap = jax.random.split(key, 4)
+        stream = lambda seed: jax.random.split(jax.random.key(seed), 4)  # noqa: E731  a run's four keys
+        members = Members.of(cfg, run)
         centres = circle_mixture_centres(cfg.data.modes, cfg.data.radius)
         z_snap = jax.random.normal(k_snap, (cfg.snapshot_samples, cfg.latent_dim))
-        params = jax.vmap(lambda k: init_params(cfg, k))(jax.random.split(k_init, cfg.n_seeds))
+        params = jax.vmap(lambda k: init_params(cfg, k))(members.keys(lambda s: stream(s)[0]))
+        per_member: dict[str, list] = {}
         metrics: dict = {"modes_covered": {}, "variants": {}}
         results = {}
         for i, v in enumerate(cfg.variants):
@@ -179,9 +184,10 @@ class Experiment(_Experiment):
                 return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good,
                                "samples": x}
 
-            res = fit(loss_fn, params, optimizer(cfg, v), jax.random.fold_in(k_train, i), steps=cfg.train.steps,
-                      chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, n_members=cfg.n_seeds,
-                      run=run, name=f"variant{i}", checkpoint_every=cfg.train.checkpoint_every)
+            res = fit(loss_fn, params, optimizer(cfg, v), members.keys(lambda s, i=i: jax.random.fold_in(stream(s)[1], i)),
+                      steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
+                      n_members=len(members), lr_scale=members.lr_scale(), run=run, name=f"variant{i}",
+                      checkpoint_every=cfg.train.checkpoint_every)
             z = jax.random.normal(jax.random.fold_in(k_eval, i), (cfg.eval_samples, cfg.latent_dim))
             x = jax.vmap(lambda g, z=z: mlp_apply(g, z, cfg.activation))(res.params["g"])
             covered, good = jax.vmap(lambda x: gan.mode_coverage(x, centres, cfg.data.std))(x)
@@ -194,8 +200,12 @@ class Experiment(_Experiment):
                 "compile_s": res.compile_s, "train_s": res.train_s,
             }
             metrics["modes_covered"][v.name] = float(np.mean(covered))
+            per_member[f"modes_covered.{v.name}"] = np.asarray(covered).tolist()
+            per_member[f"high_quality.{v.name}"] = np.asarray(good).tolist()
             run.log(f"[{v.name}] modes covered {np.asarray(covered).tolist()} of {cfg.data.modes}, high-quality "
                     f"fraction {float(np.mean(good)):.3f}")
+        if members.swept:
+            metrics["members"] = members.rows(per_member)
         with run.timed("plots"):
             draw_samples(cfg, results, np.asarray(centres), run)
             draw_modes(cfg, results, run)

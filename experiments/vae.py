@@ -314,7 +314,7 @@ class Experiment(_Experiment):
         spec_ = model_spec(cfg, ds.x_train.shape[1])
         members = Members.of(cfg, run).expand("objective.beta", list(cfg.objective.beta))
         n_seeds, n_members = members.n_seeds, len(members)
-        stream = lambda i: lambda root: jax.random.split(root, 6)[i]  # noqa: E731  the run's i-th key
+        stream = lambda i: lambda seed: jax.random.split(jax.random.PRNGKey(seed), 6)[i]  # noqa: E731
         params = init_members(members.keys(stream(1)), spec_, members.values("objective.beta"))
         o = cfg.objective
         loss_fn = objective.make_loss(spec_, kl_estimator=o.kl_estimator, free_bits=o.free_bits,

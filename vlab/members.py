@@ -70,12 +70,13 @@ class Members:
             return None
         return self.values(LR_KEY, np.float64) / float(lookup_config(self.cfg, LR_KEY))
 
-    def keys(self, stream: Callable[[jax.Array], jax.Array]) -> jax.Array:
-        """Per-member random keys: for each point, ``split(stream(PRNGKey(seed)), n_seeds)`` with the point's seed
-        (or the config's), exactly the keys a separate run of that point splits for its ``n_seeds`` members.
-        ``stream`` maps the run's root key to the key of one use (initialisation, training, evaluation)."""
+    def keys(self, stream: Callable[[int], jax.Array]) -> jax.Array:
+        """Per-member random keys: for each point, ``split(stream(seed), n_seeds)`` with the point's seed (or the
+        config's), exactly the keys a separate run of that point splits for its ``n_seeds`` members. ``stream``
+        maps a seed to the run's key for one use (initialisation, training, evaluation), e.g.
+        ``lambda s: jax.random.split(jax.random.key(s), 4)[1]``."""
         seeds = [int(self.value(p, "seed")) for p in self.points]
-        return jnp.concatenate([jax.random.split(stream(jax.random.PRNGKey(s)), self.n_seeds) for s in seeds])
+        return jnp.concatenate([jax.random.split(stream(s), self.n_seeds) for s in seeds])
 
     def point_of(self, i: int) -> dict[str, Any]:
         """The point member ``i`` belongs to."""
