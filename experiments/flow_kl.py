@@ -7,6 +7,8 @@ With samples of ``P_X`` the flow minimises ``KL[P_X || P_F(U)]``: the mean negat
 KL reported is absolute. For a target with a density the run also measures both sides of question 3.1,
 ``KL[P_X || P_F(U)] = KL[P_F^-1(X) || P_U]``, on independent samples, and checks that they agree within their
 standard errors. ``objective: both`` fits one multimodal target both ways: mass covering against mode seeking.
+``tempering: {beta0, steps}`` trains the reverse KL against ``p~(x)^beta_t`` with ``beta_t`` rising linearly from
+``beta0`` to 1 over the first ``steps`` steps (annealing), which lets a mode-seeking fit spread over more modes.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class Config(BaseConfig):
         if self.dim is not None and self.dim != target_dim:
             raise ConfigError(f"key '{prefix}dim': value {self.dim} is not valid: expected {target_dim}, the "
                               f"dimension of the data of target '{self.target}'")
+        if self.tempering.steps > 0 and self.objective == "forward":
+            raise ConfigError(f"key '{prefix}tempering.steps': value {self.tempering.steps} is not valid for objective "
+                              "'forward': expected 0 (tempering acts on the reverse KL's target)")
         if self.tempering.steps > self.train.steps:
             raise ConfigError(f"key '{prefix}tempering.steps': value {self.tempering.steps} is not valid: expected "
                               f"at most train.steps = {self.train.steps} (beta must reach 1 before training ends)")

@@ -184,8 +184,8 @@ class Experiment(_Experiment):
                 return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good,
                                "samples": x}
 
-            res = fit(loss_fn, params, optimizer(cfg, v), members.keys(lambda s, i=i: jax.random.fold_in(stream(s)[1], i)),
-                      steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
+            keys = members.keys(lambda s, i=i: jax.random.fold_in(stream(s)[1], i))
+            res = fit(loss_fn, params, optimizer(cfg, v), keys, steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
                       n_members=len(members), lr_scale=members.lr_scale(), run=run, name=f"variant{i}",
                       checkpoint_every=cfg.train.checkpoint_every)
             z = jax.random.normal(jax.random.fold_in(k_eval, i), (cfg.eval_samples, cfg.latent_dim))

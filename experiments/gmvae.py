@@ -4,17 +4,20 @@ p(x, w, z) = p(z) p(w|z) p(x|w) with z ~ Categorical(pi), w | z=k ~ N(mu_k, sigm
 x | w from the decoder; q(w, z | x) = q(w|x) q(z|w, x), q(z|w,x) a network or the exact p(z|w) (config). The ELBO
 and its terms are in :mod:`vlab.objectives.gmvae`.
 
-Training procedure (problem 7.2), all in the config: Adam on every parameter; the component means start spread out
-(mu_k ~ N(0, mu_spread^2 I)) so that components begin distinguishable; the two latent terms are warmed up linearly
-from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it into clusters;
-component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component that no test
-point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent result).
-Every seed is a member of one vmapped program; metrics carry mean and spread across seeds.
+Training procedure (problem 7.2), all in the config, VaDE-style (Jiang et al. 2017): (1) ``pretrain`` the encoder and
+decoder alone as a deterministic autoencoder or a plain VAE; (2) ``mixture.init: kmeans`` fits K clusters to the
+encoded means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts; vmapped over seeds, in
+:mod:`vlab.clustering`) and starts mu_k at the centres, sigma_k at each cluster's spread and (when learned) pi at its
+share; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the two latent terms
+warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it into
+clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component
+that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent
+result). Every seed is a member of one vmapped program; metrics carry mean and spread across seeds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import jax
@@ -23,14 +26,15 @@ import numpy as np
 
 from experiments.vae import ModelConfig, image_grid, label_color, model_spec, summarise
 from experiments.vae import _show as show_images
+from vlab import clustering, plots
 from vlab import data as vdata
 from vlab import metrics as vmetrics
-from vlab import plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.encoders import decoder_mean, encode
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.objectives import gmvae as objective
+from vlab.objectives.vae import make_loss as vae_make_loss
 from vlab.objectives.vae import vae_optimizer
 from vlab.train import fit
 
@@ -47,6 +51,9 @@ class MixtureConfig:
     mu_spread: float = spec(1.5, ge=0, help="initial mu_k ~ N(0, mu_spread^2 I)")
     qz: Literal["network", "exact"] = "network"
     qz_hidden: list[int] = spec([64], gt=0, help="hidden widths of the q(z|w,x) network")
+    init: Literal["random", "kmeans"] = "random"
+    kmeans_restarts: int = spec(5, gt=0, help="k-means++ restarts (the lowest inertia is kept)")
+    kmeans_iters: int = spec(100, gt=0, help="Lloyd iterations of each k-means restart")
 
     def check(self, prefix: str) -> None:
         if self.pi and len(self.pi) != self.k:
@@ -63,12 +70,28 @@ class MixtureConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Step (1) of the procedure: the encoder and decoder trained alone before the mixture prior is fitted."""
+
+    kind: Literal["none", "autoencoder", "vae"] = "none"
+    steps: int = spec(0, ge=0, help="pretraining steps (0: none)")
+    lr: float = spec(1e-3, gt=0, help="pretraining learning rate (Adam)")
+
+    def check(self, prefix: str) -> None:
+        if self.kind != "none" and self.steps == 0:
+            raise ConfigError(f"key '{prefix}steps': value 0 is not valid with {prefix}kind = {self.kind}: expected "
+                              f"a number of steps > 0 (or {prefix}kind = none)")
+
+
+@dataclass
 class Config(BaseConfig):
     experiment: str = "gmvae"
     data: vdata.DataConfig = nested(vdata.DataConfig, embedding="linear", dim=2, noise=0.0, n_train=5000)
     model: ModelConfig = nested(ModelConfig, z_dim=2, hidden=[64, 64], likelihood="gaussian_learned", sigma_x=0.1)
     mixture: MixtureConfig = nested(MixtureConfig)
-    warmup_steps: int = spec(1000, ge=0, help="linear warm-up of the w and z terms from 0 to 1")
+    pretrain: PretrainConfig = nested(PretrainConfig)
+    warmup_steps: int = spec(1000, ge=0, help="linear warm-up of the w and z terms from 0 to beta")
+    beta: float = spec(1.0, gt=0, help="weight of the w and z terms in the training loss (1: the ELBO itself)")
     n_samples: int = spec(1, gt=0, help="reparameterised samples of w per point")
     n_seeds: int = spec(1, gt=0, help="independent initialisations, one vmapped program")
     batch_size: int = spec(256, gt=0)
@@ -98,7 +121,7 @@ class Experiment(_Experiment):
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.PRNGKey(cfg.seed)
-        k_data, k_init, k_fit, k_eval, k_fig = jax.random.split(key, 5)
+        k_data, k_init, k_fit, k_eval, k_fig, k_pre, k_km = jax.random.split(key, 7)
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
@@ -109,11 +132,16 @@ class Experiment(_Experiment):
                                               mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
         models = jax.vmap(init)(jax.random.split(k_init, n))
         dtype = jax.tree.leaves(models)[0].dtype
-        params = {"model": models, "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
+        batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
+        pre_metrics: dict[str, Any] = {}
+        if cfg.pretrain.kind != "none" and cfg.pretrain.steps > 0:
+            models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre)
+        if mx.init == "kmeans":
+            models, pre_metrics = self._kmeans_init(cfg, run, spec_, models, ds, k_km)
+        params = {"model": models, "beta": jnp.full((n,), cfg.beta, dtype), "step": jnp.zeros((n,), dtype)}
         loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
                                       warmup_steps=cfg.warmup_steps,
                                       n_samples=cfg.n_samples)
-        batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
         res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
                   data=ds.x_train, batch_fn=batch_fn, n_members=n, run=run, name="gmvae",
@@ -172,7 +200,7 @@ class Experiment(_Experiment):
             "component_mean_q": [r["mean_q"] for r in rows] if n > 1 else rows[0]["mean_q"],
             "prior": {"sigma": prior_sigma.tolist() if n > 1 else prior_sigma[0].tolist(),
                       "pi": prior_pi.tolist() if n > 1 else prior_pi[0].tolist()},
-            "qz": mx.qz, "k": K, "n_seeds": n,
+            "qz": mx.qz, "k": K, "n_seeds": n, **pre_metrics,
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
         for i, r in enumerate(rows):
@@ -183,6 +211,51 @@ class Experiment(_Experiment):
             self._figures(run, cfg, spec_, jax.tree.map(lambda a: a[0], res.params["model"]), ds, ev, rows[0],
                           res.history, k_fig)
         return metrics
+
+    @staticmethod
+    def _pretrain(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array) -> dict:
+        """Step (1): the encoder/decoder of every seed trained alone (autoencoder or plain VAE), one vmapped fit."""
+        p, n = cfg.pretrain, cfg.n_seeds
+        loss_fn = (objective.make_autoencoder_loss(spec_) if p.kind == "autoencoder" else vae_make_loss(spec_))
+        dtype = jax.tree.leaves(models)[0].dtype
+        params = {"model": models["vae"], "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
+        opt = build_optimizer(replace(cfg.train.optimizer, lr=p.lr, schedule="constant"), p.steps)
+        res = fit(loss_fn, params, vae_optimizer(opt), key, steps=p.steps,
+                  chunk_size=min(cfg.train.chunk_size, p.steps), log_every=cfg.train.log_every, data=ds.x_train,
+                  batch_fn=batch_fn, n_members=n, run=run, name="pretrain", checkpoint_every=cfg.train.checkpoint_every)
+        run.log(f"pretrained {n} {p.kind}(s) for {p.steps} steps in {res.train_s:.1f} s; reconstruction "
+                f"log p(x|w) {float(np.mean(res.history['rec'][-1])):.2f}")
+        return {**models, "vae": res.params["model"]}
+
+    @staticmethod
+    def _kmeans_init(cfg: Config, run, spec_, models: dict, ds, key: jax.Array) -> tuple[dict, dict]:
+        """Step (2): k-means on the encoded training means of every seed (vmapped); mu_k, sigma_k, pi from it."""
+        mx, n = cfg.mixture, cfg.n_seeds
+
+        @jax.jit
+        def fit_prior(models, keys):
+            def one(m, k):
+                w = objective.encoded_means(m["vae"], spec_, ds.x_train)
+                km = clustering.kmeans(k, w, mx.k, n_init=mx.kmeans_restarts, n_iter=mx.kmeans_iters)
+                sigma, pi = clustering.spherical_gaussians(w, km.labels, km.centers)
+                prior = objective.prior_from_clusters(m["prior"], km.centers, sigma,
+                                                      pi if (mx.learn_pi and not mx.pi) else None)
+                test = clustering.assign(objective.encoded_means(m["vae"], spec_, ds.x_test), km.centers)
+                return {**m, "prior": prior}, test, km.inertia
+
+            return jax.vmap(one)(models, keys)
+
+        with run.timed("kmeans"):
+            models, test_assign, inertia = fit_prior(models, jax.random.split(key, n))
+        out: dict[str, Any] = {"kmeans_inertia": summarise(np.asarray(inertia), n)}
+        if ds.y_test is not None:
+            y = np.asarray(ds.y_test)
+            a = np.asarray(test_assign)
+            acc = [vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)]
+            out["kmeans_init"] = {"accuracy": summarise(acc, n),
+                                  "nmi": summarise([vmetrics.nmi(y, a[i]) for i in range(n)], n)}
+            run.log(f"k-means on the encoded means: test accuracy {np.mean(acc):.3f} (mean over {n} seed(s))")
+        return models, out
 
     @staticmethod
     def _figures(run, cfg: Config, spec_, model, ds, ev, row, history, key) -> None:

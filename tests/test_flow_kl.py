@@ -60,6 +60,7 @@ def test_samples_from_a_file(tmp_path):
     (["target=file", "data_path=/nonexistent.npy"], "data_path"),
     (["objective=reverse", "tempering.beta0=0", "tempering.steps=10"], "tempering.beta0"),
     (["objective=reverse", "tempering.beta0=0.1", "tempering.steps=5000"], "tempering.steps"),
+    (["tempering.beta0=0.1", "tempering.steps=10"], "tempering.steps"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, overrides, key):
     assert main(["run", CFG, "-q", "--out", str(tmp_path / "bad"), *overrides]) == 2

@@ -41,12 +41,27 @@ def test_gmvae_seeds_exact_qz_and_collapse_warning(tmp_path, capsys):
     assert "collapsed" in capsys.readouterr().err
 
 
+def test_pretrained_kmeans_initialisation(tmp_path):
+    # VaDE-style: autoencoder pretraining, k-means on the encoded means, then the ELBO; two seeds in one program
+    code, m = _run(tmp_path, "train.steps=600", "train.chunk_size=300", "warmup_steps=100", "data.n_train=2000",
+                   "data.n_test=400", "n_seeds=2", "pretrain.kind=autoencoder", "pretrain.steps=300",
+                   "mixture.init=kmeans", "mixture.learn_pi=true")
+    assert code == 0 and all(c["ok"] for c in m["checks"])
+    init = m["kmeans_init"]
+    assert len(init["accuracy"]["values"]) == 2 and len(m["kmeans_inertia"]["values"]) == 2
+    assert min(init["accuracy"]["values"]) > 0.5  # k-means on a 2-D latent of the pinwheel already finds arms
+    assert all(abs(sum(p) - 1) < 1e-5 for p in m["prior"]["pi"])
+
+
 @pytest.mark.parametrize("override,needle", [
     (["mixture.k=0"], "mixture.k"),
     (["mixture.k=3", "mixture.pi=[0.5,0.5]"], "mixture.pi"),
     (["mixture.k=2", "mixture.pi=[0.5,0.6]"], "summing to 1"),
     (["mixture.sigma_init=[-1.0]"], "mixture.sigma_init"),
     (["mixture.k=3", "mixture.sigma_init=[1.0,2.0]"], "mixture.sigma_init"),
+    (["mixture.init=gmm"], "mixture.init"),
+    (["pretrain.kind=autoencoder", "pretrain.steps=0"], "pretrain.steps"),
+    (["pretrain.steps=-5"], "pretrain.steps"),
 ])
 def test_gmvae_bad_input(tmp_path, capsys, override, needle):
     code, _ = _run(tmp_path, *override)

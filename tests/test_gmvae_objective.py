@@ -117,3 +117,27 @@ def test_sigma_gets_no_gradient_when_held(x64):
         loss = gmvae.make_loss(spec, qz="exact", learn_sigma=learn)
         g = jax.grad(lambda p, loss=loss: loss(p, x, jax.random.PRNGKey(0))[0])(wrapped)
         assert bool(jnp.any(g["model"]["prior"]["log_sigma"] != 0)) == learn
+
+
+def test_autoencoder_pretraining_loss_is_the_reconstruction_at_the_mean(x64):
+    spec, params = _tiny("exact")
+    x = jnp.array([[0.9], [-0.3]])
+    loss, aux = gmvae.make_autoencoder_loss(spec)(vae_obj.init_params(params["vae"], 1.0), x, jax.random.PRNGKey(0))
+    m = 0.5 * np.asarray(x[:, 0]) + 0.1  # encoder mean; the decoder mean is 1.4 m + 0.3, sigma_x = S
+    expected = -np.mean(stats.norm.logpdf(np.asarray(x[:, 0]), 1.4 * m + 0.3, S))
+    assert float(loss) == pytest.approx(expected, rel=1e-12) and float(aux["rec"]) == pytest.approx(-expected)
+
+
+def test_encoded_means_in_batches_and_prior_from_clusters(x64):
+    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood="bernoulli")
+    params = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 4, qz="exact")
+    x = jax.random.uniform(jax.random.PRNGKey(1), (23, 5))
+    m = gmvae.encoded_means(params["vae"], spec, x, batch_size=5)  # 5 batches, the last padded
+    np.testing.assert_allclose(m, gmvae.encode(params["vae"], spec, x)[0], atol=1e-12)
+    c, s, pi = jnp.ones((4, 3)), jnp.array([0.5, 1.0, 2.0, 4.0]), jnp.array([0.1, 0.2, 0.3, 0.4])
+    prior = gmvae.prior_from_clusters(params["prior"], c, s, pi)
+    np.testing.assert_allclose(jnp.exp(prior["log_sigma"]), s, rtol=1e-12)
+    np.testing.assert_allclose(jax.nn.softmax(prior["logits"]), pi, rtol=1e-12)
+    kept = gmvae.prior_from_clusters(params["prior"], c, s)
+    np.testing.assert_array_equal(kept["logits"], params["prior"]["logits"])
+    np.testing.assert_array_equal(kept["mu"], c)

@@ -17,6 +17,11 @@ p(z|w) ∝ pi_z N(w; mu_z, sigma_z^2 I) (x is independent of z given w); with th
 E_q[log p(w) - log q(w|x)] with the mixture density p(w). With K = 1, mu = 0, sigma = 1 the ELBO is the plain
 VAE's (with the Monte Carlo KL).
 
+Training procedure (problem 7.2, VaDE-style, Jiang et al. 2017): pretrain q(w|x) and p(x|w) alone as an
+autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to the encoded means m(x) with k-means
+(:mod:`vlab.clustering`), start mu_k, sigma_k (and pi) at the clusters (:func:`prior_from_clusters`), then maximise
+the ELBO above.
+
 Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,), "logits": (K,)},
 "qz": MLP or absent}``; training wraps them with :func:`vlab.objectives.vae.init_params` (beta, step counter).
 """
@@ -120,6 +125,39 @@ def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, lea
         return loss, aux
 
     return loss_fn
+
+
+def make_autoencoder_loss(spec: VAESpec) -> LossFn:
+    """Pretraining loss -mean_x log p_theta(x | w = m(x)): the encoder mean fed to the decoder, no noise and no
+    prior term (a deterministic autoencoder). Works on ``{"model": vae params, ...}`` as the VAE losses do."""
+
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
+        m, _ = encode(params["model"], spec, x)
+        rec = jnp.mean(log_likelihood(params["model"], spec, x, m))
+        return -rec, {"rec": rec}
+
+    return loss_fn
+
+
+def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: jax.Array | None = None) -> dict:
+    """The mixture prior started at a clustering of the encoded means: mu_k = c_k, log sigma_k = log s_k and, when
+    ``pi`` is given, logits = log pi_k (else the old logits are kept)."""
+    out = {**prior, "mu": centers.astype(prior["mu"].dtype),
+           "log_sigma": jnp.log(sigma).astype(prior["log_sigma"].dtype)}
+    if pi is not None:
+        out["logits"] = jnp.log(pi).astype(prior["logits"].dtype)
+    return out
+
+
+def encoded_means(vae: dict, spec: VAESpec, x: jax.Array, batch_size: int = 5000) -> jax.Array:
+    """m(x) of the encoder q(w|x) = N(m(x), diag s^2(x)) for every row of ``x``, ``batch_size`` rows at a time
+    (``lax.map`` over padded batches, so memory does not grow with n)."""
+    n = x.shape[0]
+    b = min(batch_size, n)
+    n_batches = -(-n // b)
+    xs = jnp.concatenate([x, jnp.zeros((n_batches * b - n, x.shape[1]), x.dtype)]).reshape(n_batches, b, -1)
+    m = jax.lax.map(lambda xb: encode(vae, spec, xb)[0], xs)
+    return m.reshape(n_batches * b, -1)[:n]
 
 
 def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz: str = "network", learn_pi: bool = False):
