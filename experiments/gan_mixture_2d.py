@@ -185,8 +185,9 @@ class Experiment(_Experiment):
                                "samples": x}
 
             keys = members.keys(lambda s, i=i: jax.random.fold_in(stream(s)[1], i))
-            res = fit(loss_fn, params, optimizer(cfg, v), keys, steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                      n_members=len(members), lr_scale=members.lr_scale(), run=run, name=f"variant{i}",
+            res = fit(loss_fn, params, optimizer(cfg, v), keys, steps=cfg.train.steps,
+                      chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, n_members=len(members),
+                      lr_scale=members.lr_scale(), run=run, name=f"variant{i}",
                       checkpoint_every=cfg.train.checkpoint_every)
             z = jax.random.normal(jax.random.fold_in(k_eval, i), (cfg.eval_samples, cfg.latent_dim))
             x = jax.vmap(lambda g, z=z: mlp_apply(g, z, cfg.activation))(res.params["g"])
