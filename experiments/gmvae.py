@@ -54,6 +54,7 @@ class MixtureConfig:
     init: Literal["random", "kmeans"] = "random"
     kmeans_restarts: int = spec(5, gt=0, help="k-means++ restarts (the lowest inertia is kept)")
     kmeans_iters: int = spec(100, gt=0, help="Lloyd iterations of each k-means restart")
+    qz_fit_steps: int = spec(0, ge=0, help="network q(z|w,x): steps fitting it to the exact p(z|w) before the ELBO")
 
     def check(self, prefix: str) -> None:
         if self.pi and len(self.pi) != self.k:
@@ -121,7 +122,7 @@ class Experiment(_Experiment):
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.PRNGKey(cfg.seed)
-        k_data, k_init, k_fit, k_eval, k_fig, k_pre, k_km = jax.random.split(key, 7)
+        k_data, k_init, k_fit, k_eval, k_fig, k_pre, k_km, k_qz = jax.random.split(key, 8)
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
@@ -138,6 +139,8 @@ class Experiment(_Experiment):
             models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre)
         if mx.init == "kmeans":
             models, pre_metrics = self._kmeans_init(cfg, run, spec_, models, ds, k_km)
+        if mx.qz == "network" and mx.qz_fit_steps > 0:
+            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz)
         params = {"model": models, "beta": jnp.full((n,), cfg.beta, dtype), "step": jnp.zeros((n,), dtype)}
         loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
                                       warmup_steps=cfg.warmup_steps,
@@ -226,6 +229,21 @@ class Experiment(_Experiment):
         run.log(f"pretrained {n} {p.kind}(s) for {p.steps} steps in {res.train_s:.1f} s; reconstruction "
                 f"log p(x|w) {float(np.mean(res.history['rec'][-1])):.2f}")
         return {**models, "vae": res.params["model"]}
+
+    @staticmethod
+    def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array) -> dict:
+        """Warm start of the q(z|w,x) network: fitted to the exact p(z|w) of the initial prior, encoder held."""
+        mx, n = cfg.mixture, cfg.n_seeds
+        dtype = jax.tree.leaves(models)[0].dtype
+        params = {"model": models, "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
+        opt = build_optimizer(replace(cfg.train.optimizer, schedule="constant"), mx.qz_fit_steps)
+        res = fit(objective.make_qz_fit_loss(spec_, learn_pi=mx.learn_pi), params, vae_optimizer(opt), key,
+                  steps=mx.qz_fit_steps, chunk_size=min(cfg.train.chunk_size, mx.qz_fit_steps),
+                  log_every=cfg.train.log_every, data=ds.x_train, batch_fn=batch_fn, n_members=n, run=run,
+                  name="qz_fit", checkpoint_every=cfg.train.checkpoint_every)
+        run.log(f"fitted q(z|w,x) to p(z|w) for {mx.qz_fit_steps} steps: cross-entropy "
+                f"{float(np.mean(res.history['qz_cross_entropy'][-1])):.3f}")
+        return {**models, "qz": res.params["model"]["qz"]}
 
     @staticmethod
     def _kmeans_init(cfg: Config, run, spec_, models: dict, ds, key: jax.Array) -> tuple[dict, dict]:

@@ -141,3 +141,20 @@ def test_encoded_means_in_batches_and_prior_from_clusters(x64):
     kept = gmvae.prior_from_clusters(params["prior"], c, s)
     np.testing.assert_array_equal(kept["logits"], params["prior"]["logits"])
     np.testing.assert_array_equal(kept["mu"], c)
+
+
+def test_qz_fit_loss_is_the_cross_entropy_to_the_exact_conditional(x64):
+    spec, params = _tiny("network")
+    wrapped = vae_obj.init_params(params, 1.0)
+    x = jnp.array([[0.9], [-0.3]])
+    key = jax.random.PRNGKey(4)
+    loss_fn = gmvae.make_qz_fit_loss(spec)
+    loss, _ = loss_fn(wrapped, x, key)
+    m, s = 0.5 * x + 0.1, jnp.exp(0.5 * (0.2 * x - 1.0))
+    w = m + s * jax.random.normal(key, m.shape)
+    p = jax.nn.softmax(gmvae.q_z_logits(params, w, x, "exact", False), -1)
+    log_q = jax.nn.log_softmax(gmvae.q_z_logits(params, w, x, "network", False), -1)
+    assert float(loss) == pytest.approx(float(-jnp.mean(jnp.sum(p * log_q, -1))), rel=1e-12)
+    g = jax.grad(lambda q: loss_fn(q, x, key)[0])(wrapped)["model"]
+    assert all(float(jnp.max(jnp.abs(a))) == 0.0 for a in jax.tree.leaves((g["vae"], g["prior"])))
+    assert any(float(jnp.max(jnp.abs(a))) > 0.0 for a in jax.tree.leaves(g["qz"]))

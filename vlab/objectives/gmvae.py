@@ -139,6 +139,24 @@ def make_autoencoder_loss(spec: VAESpec) -> LossFn:
     return loss_fn
 
 
+def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
+    """Warm start of the q(z|w,x) network: the cross-entropy E_x E_{q(w|x)}[-sum_k p(k|w) log q_phi(k|w,x)] =
+    E[KL(p(z|w) || q_phi(z|w,x))] + const, which only the network's parameters feel (the encoder and the prior are
+    held). Its minimiser is the exact conditional p(z|w), the ELBO's optimal q(z|w,x)."""
+
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
+        model = params["model"]
+        held = jax.lax.stop_gradient({k: v for k, v in model.items() if k != "qz"})
+        m, s = encode(held["vae"], spec, x)
+        w = m + s * jax.random.normal(key, m.shape, m.dtype)
+        target = jax.nn.softmax(q_z_logits(held, w, x, "exact", learn_pi), axis=-1)
+        log_q = jax.nn.log_softmax(q_z_logits({**held, "qz": model["qz"]}, w, x, "network", learn_pi), axis=-1)
+        ce = -jnp.mean(jnp.sum(target * log_q, axis=-1))
+        return ce, {"qz_cross_entropy": ce}
+
+    return loss_fn
+
+
 def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: jax.Array | None = None) -> dict:
     """The mixture prior started at a clustering of the encoded means: mu_k = c_k, log sigma_k = log s_k and, when
     ``pi`` is given, logits = log pi_k (else the old logits are kept)."""
