@@ -140,3 +140,19 @@ def test_every_experiment_with_member_keys_sweeps_seeds_as_one_program(name, tmp
     metric = list(rows[0])[-1]
     by_seed = {s: [r[metric] for r in rows if r["seed"] == s] for s in ("0", "1")}
     assert by_seed["0"] != by_seed["1"] or name == "gan_mixture_2d"  # mode counts can tie
+
+
+def test_a_vmapped_run_resumes_with_its_members(tmp_path):
+    from vlab.cli import run_experiment
+
+    pts = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}]
+    path = run_experiment(str(VAE), VAE_FAST, out=str(tmp_path / "r"), quiet=True, members=pts)
+    first = json.loads((path / "metrics.json").read_text())["members"]
+    info = json.loads((path / "run.json").read_text())
+    assert info["members"] == pts
+    info["status"] = "interrupted"
+    (path / "run.json").write_text(json.dumps(info))
+    (path / "metrics.json").unlink()
+    assert main(["run", "--resume", str(path), "-q"]) == 0
+    again = json.loads((path / "metrics.json").read_text())["members"]
+    assert again == first and len(again) == 4
