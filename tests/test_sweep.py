@@ -156,3 +156,17 @@ def test_a_vmapped_run_resumes_with_its_members(tmp_path):
     assert main(["run", "--resume", str(path), "-q"]) == 0
     again = json.loads((path / "metrics.json").read_text())["members"]
     assert again == first and len(again) == 4
+
+
+def test_a_short_sweep_key_is_the_one_schema_key_it_ends(tmp_path, capsys):
+    from experiments.gan_gaussian_1d import Config as GanConfig
+    from experiments.vae import Config as VaeConfig
+
+    assert sweep.resolve_keys({"lr": [1]}, VaeConfig) == {"train.optimizer.lr": [1]}
+    assert sweep.resolve_keys({"seed": [1], "model": [2]}, VaeConfig) == {"seed": [1], "model": [2]}
+    with pytest.raises(ConfigError, match="ambiguous.*optimal_d.train.steps"):
+        sweep.resolve_keys({"steps": [1]}, GanConfig)
+    cfg = Path(__file__).resolve().parent.parent / "configs" / "gan_gaussian_1d.yaml"
+    assert main(["run", str(cfg), "--sweep", "steps=10,20", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ambiguous" in err[0] and not (tmp_path / "x").exists()

@@ -173,6 +173,43 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     plots.save(fig, path)
 
 
+def schema_keys(config_cls: type) -> list[str]:
+    """Every dotted leaf key of a config schema (``train.optimizer.lr``, ...)."""
+    import dataclasses
+
+    out: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            t = hints.get(f.name)
+            if dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+            else:
+                out.append(f"{prefix}{f.name}")
+
+    walk(config_cls, "")
+    return out
+
+
+def resolve_keys(grid: dict[str, list], config_cls: type) -> dict[str, list]:
+    """The grid with short keys spelled out: a key that is not in the schema but ends exactly one schema key
+    (``lr`` for ``train.optimizer.lr``) is that key; an ambiguous one is a ConfigError naming the candidates."""
+    known = schema_keys(config_cls)
+    out: dict[str, list] = {}
+    for key, values in grid.items():
+        if key not in known and not any(k.startswith(f"{key}.") for k in known):
+            matches = [k for k in known if k.endswith(f".{key}")]
+            if len(matches) > 1:
+                raise ConfigError(f"--sweep key '{key}' is ambiguous: expected one of {', '.join(matches)}")
+            if matches:
+                key = matches[0]
+        out[key] = values
+    return out
+
+
 def split_grid(grid: dict[str, list], member_keys: tuple[str, ...]) -> tuple[dict[str, list], dict[str, list]]:
     """The grid as ``(outer, inner)``: keys the experiment cannot vary per member (each value a separately compiled
     run) and keys it can (all of their combinations become members of one vmapped program)."""
@@ -194,8 +231,9 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     from vlab.cli import RUNS_ROOT_ENV, load, run_experiment
     from vlab.runs import Run, write_json
 
+    cls, _ = load(config, overrides, quick=quick)
+    grid = resolve_keys(grid, cls.Config)
     pts = points(grid)
-    cls = None
     for p in pts:  # every point is a valid config before anything runs
         cls, _ = load(config, [*overrides, *as_overrides(p)], quick=quick)
     outer, inner = split_grid(grid, cls.member_keys if vmap else ())
