@@ -143,33 +143,46 @@ def write_table(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[str]) -> None:
-    """Each of up to four metrics against each swept numeric key: the mean over the other keys' values, with
-    their min-max spread as a band."""
+def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[str], title: str = "sweep") -> None:
+    """Each of up to four metrics against each swept numeric key. With one other swept key of at most six values,
+    one line per value of it; otherwise the mean over the other keys. Points are the mean over seeds, the band their
+    min-max spread (across seeds, and across the other keys when they are averaged)."""
     from vlab import plots
 
-    keys = [k for k in grid if all(isinstance(v, int | float) and not isinstance(v, bool) for v in grid[k])]
+    numeric = lambda vs: all(isinstance(v, int | float) and not isinstance(v, bool) for v in vs)  # noqa: E731
+    keys = [k for k in grid if numeric(grid[k]) and (k != "seed" or len(grid) == 1)]  # seeds are the spread
     metric_keys = metric_keys[:4]
     if not keys or not metric_keys:
         return
     fig, axes = plots.figure(len(metric_keys), len(keys), squeeze=False)
     for j, key in enumerate(keys):
         xs = sorted(set(grid[key]))
+        others = [k for k in grid if k not in (key, "seed")]
+        split = others[0] if len(others) == 1 and len(grid[others[0]]) <= 6 else None
+        series = [(f"{split.split('.')[-1]} = {v}", lambda r, v=v, s=split: r.get(s) == v) for v in grid[split]] \
+            if split else [("mean" if others else None, lambda r: True)]
         for i, m in enumerate(metric_keys):
             ax = axes[i][j]
-            vals = [[r[m] for r in rows if r.get(key) == x and m in r and r[m] is not None] for x in xs]
-            mean = [np.mean(v) if v else math.nan for v in vals]
-            lo = [np.min(v) if v else math.nan for v in vals]
-            hi = [np.max(v) if v else math.nan for v in vals]
-            ax.plot(xs, mean, "o-", color=plots.color(i))
-            if any(len(v) > 1 for v in vals):
-                ax.fill_between(xs, lo, hi, color=plots.color(i), alpha=0.2, label="range over seeds and other keys")
+            banded = False
+            for c, (label, keep) in enumerate(series):
+                vals = [[r[m] for r in rows if keep(r) and r.get(key) == x and r.get(m) is not None] for x in xs]
+                mean = [np.mean(v) if v else math.nan for v in vals]
+                color = plots.color(c if split else i)
+                ax.plot(xs, mean, "o-", color=color, label=label)
+                if any(len(v) > 1 for v in vals):
+                    banded = True
+                    ax.fill_between(xs, [np.min(v) if v else math.nan for v in vals],
+                                    [np.max(v) if v else math.nan for v in vals], color=color, alpha=0.2)
+            spread = "seeds" if split or not others else "seeds and " + ", ".join(o.split(".")[-1] for o in others)
+            if banded or split:
+                ax.set_title(f"band: range over {spread}" if banded else "", fontsize=9)
+            if split:
                 ax.legend(fontsize=8)
             if min(xs) > 0 and max(xs) / min(xs) >= 100:
                 ax.set_xscale("log")
             ax.set_xlabel(key)
             ax.set_ylabel(m)
-    fig.suptitle("sweep")
+    fig.suptitle(title)
     plots.save(fig, path)
 
 
@@ -263,7 +276,8 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
             rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
     write_table(root / "sweep.csv", rows)
     metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid)]
-    draw(root / "sweep.png", grid, rows, metric_keys)
+    draw(root / "sweep.png", grid, rows, metric_keys,
+         title=f"{Path(config).stem}: sweep of {', '.join(grid)} ({len(pts)} points)")
     write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "keys": mode,
                                      "status": "complete", "points": rows})
     print(f"sweep of {len(pts)} points: {root / 'sweep.csv'}, {root / 'sweep.png'}")
