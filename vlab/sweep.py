@@ -150,7 +150,8 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     from vlab import plots
 
     numeric = lambda vs: all(isinstance(v, int | float) and not isinstance(v, bool) for v in vs)  # noqa: E731
-    keys = [k for k in grid if numeric(grid[k]) and (k != "seed" or len(grid) == 1)]  # seeds are the spread
+    keys = [k for k in grid if numeric(grid[k])]
+    keys = [k for k in keys if k != "seed"] or keys  # seeds are the spread unless nothing else is numeric
     metric_keys = metric_keys[:4]
     if not keys or not metric_keys:
         return
