@@ -95,6 +95,7 @@ class Config(BaseConfig):
     beta: float = spec(1.0, gt=0, help="weight of the w and z terms in the training loss (1: the ELBO itself)")
     n_samples: int = spec(1, gt=0, help="reparameterised samples of w per point")
     n_seeds: int = spec(1, gt=0, help="independent initialisations, one vmapped program")
+    restarts: int = spec(1, gt=0, help="runs per seed (vmapped too); the one of highest training ELBO is kept")
     batch_size: int = spec(256, gt=0)
     usage_warning: float = spec(0.1, ge=0, le=1, help="warn when a component's usage is below this times 1/K")
     train: TrainConfig = nested(TrainConfig, steps=6000, chunk_size=1000, log_every=25,
@@ -127,29 +128,31 @@ class Experiment(_Experiment):
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
         mx = cfg.mixture
-        K, n = mx.k, cfg.n_seeds
+        K, n, R = mx.k, cfg.n_seeds, cfg.restarts
+        members = n * R  # seed-major: member i is restart i % R of seed i // R
         sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
         init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
                                               mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
-        models = jax.vmap(init)(jax.random.split(k_init, n))
+        models = jax.vmap(init)(jax.random.split(k_init, members))
         dtype = jax.tree.leaves(models)[0].dtype
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
-        pre_metrics: dict[str, Any] = {}
+        km: dict[str, np.ndarray] = {}
         if cfg.pretrain.kind != "none" and cfg.pretrain.steps > 0:
-            models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre)
+            models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre, members)
         if mx.init == "kmeans":
-            models, pre_metrics = self._kmeans_init(cfg, run, spec_, models, ds, k_km)
+            models, km = self._kmeans_init(cfg, run, spec_, models, ds, k_km, members)
         if mx.qz == "network" and mx.qz_fit_steps > 0:
-            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz)
-        params = {"model": models, "beta": jnp.full((n,), cfg.beta, dtype), "step": jnp.zeros((n,), dtype)}
+            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, members)
+        params = {"model": models, "beta": jnp.full((members,), cfg.beta, dtype),
+                  "step": jnp.zeros((members,), dtype)}
         loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
                                       warmup_steps=cfg.warmup_steps,
                                       n_samples=cfg.n_samples)
         res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  data=ds.x_train, batch_fn=batch_fn, n_members=n, run=run, name="gmvae",
+                  data=ds.x_train, batch_fn=batch_fn, n_members=members, run=run, name="gmvae",
                   checkpoint_every=cfg.train.checkpoint_every)
-        run.log(f"trained {n} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
+        run.log(f"trained {members} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
                 f"({cfg.train.steps / max(res.train_s, 1e-9):.0f} steps/s)")
 
         x_test, x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]
@@ -164,10 +167,17 @@ class Experiment(_Experiment):
                 w_mean, _ = encode(m["vae"], spec_, x_test)
                 return {"test": te._asdict(), "train": tr._asdict(), "assign": z, "q": q, "w": w_mean}
 
-            return jax.vmap(one)(models, jax.random.split(k, n))
+            return jax.vmap(one)(models, jax.random.split(k, members))
 
         with run.timed("evaluate"):
             ev = jax.tree.map(np.asarray, evaluate(res.params["model"], k_eval))
+        restart_elbo = ev["train"]["elbo"].mean(-1).reshape(n, R)
+        sel = np.arange(n) * R + np.argmax(restart_elbo, axis=1)  # unsupervised choice: highest training ELBO
+        if R > 1:
+            run.log(f"kept restart(s) {(sel % R).tolist()} of {R} per seed (highest training ELBO)")
+        ev = jax.tree.map(lambda a: a[sel], ev)
+        final = jax.tree.map(lambda a: np.asarray(a)[sel], res.params["model"])
+        km = {k: v[sel] for k, v in km.items()}
         labels = None if ds.y_test is None else np.asarray(ds.y_test)
         if labels is None:
             run.warn("the data have no labels: clustering accuracy, NMI and the confusion matrix are skipped")
@@ -193,8 +203,8 @@ class Experiment(_Experiment):
         def agg(key: str) -> Any:
             return summarise([r[key] for r in rows], n)
 
-        prior_sigma = np.exp(np.asarray(res.params["model"]["prior"]["log_sigma"]))
-        prior_pi = np.asarray(jax.nn.softmax(res.params["model"]["prior"]["logits"], -1))
+        prior_sigma = np.exp(final["prior"]["log_sigma"])
+        prior_pi = np.asarray(jax.nn.softmax(jnp.asarray(final["prior"]["logits"]), -1))
         metrics = {
             "test": {**({"accuracy": agg("accuracy"), "nmi": agg("nmi")} if labels is not None else {}),
                      **{t: agg(f"test_{t}") for t in ("elbo", "rec", "w_term", "z_term")}},
@@ -203,7 +213,11 @@ class Experiment(_Experiment):
             "component_mean_q": [r["mean_q"] for r in rows] if n > 1 else rows[0]["mean_q"],
             "prior": {"sigma": prior_sigma.tolist() if n > 1 else prior_sigma[0].tolist(),
                       "pi": prior_pi.tolist() if n > 1 else prior_pi[0].tolist()},
-            "qz": mx.qz, "k": K, "n_seeds": n, **pre_metrics,
+            "qz": mx.qz, "k": K, "n_seeds": n, "restarts": R,
+            **({"restart_train_elbo": restart_elbo.tolist()} if R > 1 else {}),
+            **({"kmeans_inertia": summarise(km["inertia"], n)} if km else {}),
+            **({"kmeans_init": {"accuracy": summarise(km["accuracy"], n), "nmi": summarise(km["nmi"], n)}}
+               if "accuracy" in km else {}),
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
         for i, r in enumerate(rows):
@@ -211,14 +225,15 @@ class Experiment(_Experiment):
             run.check(f"ELBO = sum of its three terms (seed {i})", r["test_elbo"], terms, 1e-3)
 
         with run.timed("plots"):
-            self._figures(run, cfg, spec_, jax.tree.map(lambda a: a[0], res.params["model"]), ds, ev, rows[0],
-                          res.history, k_fig)
+            history = {k: (v if k == "step" else v[:, sel[0]]) for k, v in res.history.items()}
+            self._figures(run, cfg, spec_, jax.tree.map(lambda a: jnp.asarray(a[0]), final), ds, ev, rows[0],
+                          history, k_fig)
         return metrics
 
     @staticmethod
-    def _pretrain(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array) -> dict:
-        """Step (1): the encoder/decoder of every seed trained alone (autoencoder or plain VAE), one vmapped fit."""
-        p, n = cfg.pretrain, cfg.n_seeds
+    def _pretrain(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array, n: int) -> dict:
+        """Step (1): the encoder/decoder of every member trained alone (autoencoder or plain VAE), one vmapped fit."""
+        p = cfg.pretrain
         loss_fn = (objective.make_autoencoder_loss(spec_) if p.kind == "autoencoder" else vae_make_loss(spec_))
         dtype = jax.tree.leaves(models)[0].dtype
         params = {"model": models["vae"], "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
@@ -231,9 +246,9 @@ class Experiment(_Experiment):
         return {**models, "vae": res.params["model"]}
 
     @staticmethod
-    def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array) -> dict:
+    def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array, n: int) -> dict:
         """Warm start of the q(z|w,x) network: fitted to the exact p(z|w) of the initial prior, encoder held."""
-        mx, n = cfg.mixture, cfg.n_seeds
+        mx = cfg.mixture
         dtype = jax.tree.leaves(models)[0].dtype
         params = {"model": models, "beta": jnp.ones((n,), dtype), "step": jnp.zeros((n,), dtype)}
         opt = build_optimizer(replace(cfg.train.optimizer, schedule="constant"), mx.qz_fit_steps)
@@ -246,9 +261,10 @@ class Experiment(_Experiment):
         return {**models, "qz": res.params["model"]["qz"]}
 
     @staticmethod
-    def _kmeans_init(cfg: Config, run, spec_, models: dict, ds, key: jax.Array) -> tuple[dict, dict]:
-        """Step (2): k-means on the encoded training means of every seed (vmapped); mu_k, sigma_k, pi from it."""
-        mx, n = cfg.mixture, cfg.n_seeds
+    def _kmeans_init(cfg: Config, run, spec_, models: dict, ds, key: jax.Array, n: int) -> tuple[dict, dict]:
+        """Step (2): k-means on the encoded training means of every member (vmapped); mu_k, sigma_k, pi from it.
+        Returns the models and, per member, the inertia and (with labels) the test accuracy and NMI of k-means."""
+        mx = cfg.mixture
 
         @jax.jit
         def fit_prior(models, keys):
@@ -265,14 +281,14 @@ class Experiment(_Experiment):
 
         with run.timed("kmeans"):
             models, test_assign, inertia = fit_prior(models, jax.random.split(key, n))
-        out: dict[str, Any] = {"kmeans_inertia": summarise(np.asarray(inertia), n)}
+        out = {"inertia": np.asarray(inertia)}
         if ds.y_test is not None:
             y = np.asarray(ds.y_test)
             a = np.asarray(test_assign)
-            acc = [vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)]
-            out["kmeans_init"] = {"accuracy": summarise(acc, n),
-                                  "nmi": summarise([vmetrics.nmi(y, a[i]) for i in range(n)], n)}
-            run.log(f"k-means on the encoded means: test accuracy {np.mean(acc):.3f} (mean over {n} seed(s))")
+            out["accuracy"] = np.array([vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)])
+            out["nmi"] = np.array([vmetrics.nmi(y, a[i]) for i in range(n)])
+            run.log(f"k-means on the encoded means: test accuracy {np.mean(out['accuracy']):.3f} (mean over {n} "
+                    "member(s))")
         return models, out
 
     @staticmethod

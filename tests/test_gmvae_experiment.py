@@ -41,16 +41,20 @@ def test_gmvae_seeds_exact_qz_and_collapse_warning(tmp_path, capsys):
     assert "collapsed" in capsys.readouterr().err
 
 
-def test_pretrained_kmeans_initialisation(tmp_path):
-    # VaDE-style: autoencoder pretraining, k-means on the encoded means, then the ELBO; two seeds in one program
-    code, m = _run(tmp_path, "train.steps=600", "train.chunk_size=300", "warmup_steps=100", "data.n_train=2000",
-                   "data.n_test=400", "n_seeds=2", "pretrain.kind=autoencoder", "pretrain.steps=300",
-                   "mixture.init=kmeans", "mixture.learn_pi=true")
+def test_pretrained_kmeans_initialisation_and_restarts(tmp_path):
+    # VaDE-style: autoencoder pretraining, k-means on the encoded means, the q(z|w,x) network fitted to p(z|w),
+    # then the ELBO; two seeds of two restarts each in one program, the restart of higher training ELBO kept
+    code, m = _run(tmp_path, "train.steps=300", "train.chunk_size=300", "warmup_steps=100", "data.n_train=1000",
+                   "data.n_test=400", "n_seeds=2", "restarts=2", "pretrain.kind=autoencoder", "pretrain.steps=200",
+                   "mixture.init=kmeans", "mixture.learn_pi=true", "mixture.qz_fit_steps=50")
     assert code == 0 and all(c["ok"] for c in m["checks"])
     init = m["kmeans_init"]
     assert len(init["accuracy"]["values"]) == 2 and len(m["kmeans_inertia"]["values"]) == 2
     assert min(init["accuracy"]["values"]) > 0.5  # k-means on a 2-D latent of the pinwheel already finds arms
     assert all(abs(sum(p) - 1) < 1e-5 for p in m["prior"]["pi"])
+    restart = m["restart_train_elbo"]
+    assert len(restart) == 2 and len(restart[0]) == 2
+    assert sorted(m["train"]["elbo"]["values"]) == pytest.approx(sorted(max(r) for r in restart), abs=1e-6)
 
 
 @pytest.mark.parametrize("override,needle", [
