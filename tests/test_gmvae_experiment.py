@@ -11,8 +11,9 @@ from vlab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = str(ROOT / "configs" / "gmvae.yaml")
-FAST = ["train.steps=3000", "train.chunk_size=1500", "warmup_steps=500", "data.n_train=2000", "data.n_test=400",
-        "seed=1"]
+FAST = ["train.steps=2000", "train.chunk_size=1000", "warmup_steps=500", "data.n_train=2000", "data.n_test=400",
+        "seed=1", "n_seeds=1", "restarts=1", "pretrain.steps=300", "mixture.qz_fit_steps=100"]
+RANDOM_INIT = ["pretrain.kind=none", "mixture.init=random"]
 
 
 def _run(tmp_path, *args) -> tuple[int, dict]:
@@ -23,7 +24,9 @@ def _run(tmp_path, *args) -> tuple[int, dict]:
 
 
 def test_gmvae_clusters_the_pinwheel(tmp_path):
-    code, m = _run(tmp_path, *FAST)
+    # the config's procedure on one seed: a single restart of this seed stops near 0.72; three restarts, the one of
+    # highest training ELBO kept, reach 0.99
+    code, m = _run(tmp_path, *FAST, "restarts=3")
     assert code == 0 and all(c["ok"] for c in m["checks"])
     assert m["test"]["accuracy"] >= 0.9 and m["test"]["nmi"] >= 0.8
     assert len(m["component_usage"]) == 5 and abs(sum(m["component_usage"]) - 1) < 1e-9
@@ -32,8 +35,8 @@ def test_gmvae_clusters_the_pinwheel(tmp_path):
 
 def test_gmvae_seeds_exact_qz_and_collapse_warning(tmp_path, capsys):
     # two seeds in one program; 12 components for 5 arms leave some (nearly) empty, and the log says so
-    code, m = _run(tmp_path, *FAST, "n_seeds=2", "mixture.qz=exact", "mixture.learn_pi=true", "mixture.k=12",
-                   "train.steps=300")
+    code, m = _run(tmp_path, *FAST, *RANDOM_INIT, "n_seeds=2", "mixture.qz=exact", "mixture.learn_pi=true",
+                   "mixture.k=12", "train.steps=300")
     assert code == 0
     acc = m["test"]["accuracy"]
     assert set(acc) >= {"mean", "std", "values"} and len(acc["values"]) == 2
@@ -84,7 +87,8 @@ def test_unlabelled_data_skip_clustering_metrics_with_a_warning(tmp_path, capsys
     for split in ("train", "test"):
         data.write_idx(root / data.IDX_FILES[split][0], rng.integers(0, 256, size=(40, 4, 4), dtype=np.uint8))
     code, m = _run(tmp_path, "data.source=idx", f"data.root={root}", "data.image_shape=[4,4]",
-                   "model.likelihood=bernoulli", "train.steps=50", "mixture.k=3", "usage_warning=0")
+                   "model.likelihood=bernoulli", "train.steps=50", "mixture.k=3", "usage_warning=0", "n_seeds=1",
+                   "restarts=1", "pretrain.steps=20", "mixture.qz_fit_steps=10")
     assert code == 0
     assert "accuracy" not in m["test"] and "elbo" in m["test"] and len(m["component_usage"]) == 3
     assert "no labels" in capsys.readouterr().err
