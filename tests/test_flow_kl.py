@@ -93,3 +93,29 @@ def test_tempered_reverse_run(tmp_path):
     m = run(tmp_path, "target=two_mode", "objective=reverse", "tempering.beta0=0.1", "tempering.steps=20")
     r = m["reverse"]
     assert r["tempering"] == {"beta0": 0.1, "steps": 20} and np.isfinite(r["kl"]) and r["kl"] > -0.05
+
+
+def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
+    """configs/flow_kl.yaml, flow_kl's defaults and vlab.flows.build's defaults describe one recipe (the benchmark
+    builds vlab's flow from the defaults)."""
+    import dataclasses
+    import inspect
+
+    import yaml
+
+    from experiments.flow_kl import Config
+    from vlab import flows
+
+    raw = yaml.safe_load(Path(CFG).read_text())
+    cfg = Config()
+    for k, v in raw["flow"].items():
+        assert getattr(cfg.flow, k) == v, k
+    for k, v in raw["train"]["optimizer"].items():
+        assert getattr(cfg.train.optimizer, k) == v, k
+    assert raw["train"]["steps"] == cfg.train.steps and raw["batch_size"] == cfg.batch_size
+    lib = inspect.signature(flows.build).parameters
+    f = dataclasses.asdict(cfg.flow)
+    for k in ("hidden", "depth", "activation", "bias_init", "mixing"):
+        assert lib[k].default == f[k], k
+    assert lib["scale_fn"].default == f["affine_scale"]
+    assert lib["invert_couplings"].default == (f["direction"] == "data_to_base")

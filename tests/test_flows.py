@@ -64,12 +64,24 @@ def test_inverse_and_log_det(name, x64):
 
 def test_couplings_start_as_identity(x64):
     for kind in ("affine", "spline"):
-        b = flows.build(kind, 2, 4, hidden=8)
+        b = flows.build(kind, 2, 4, hidden=8, bias_init=2.0)
         p = b.init(jax.random.key(0))
         u = jax.random.normal(jax.random.key(3), (10, 2)) * 3
         x, ld = jax.vmap(b.forward, in_axes=(None, 0))(p, u)
         np.testing.assert_allclose(x, u, atol=1e-12)
         np.testing.assert_allclose(ld, 0.0, atol=1e-12)
+
+
+def test_conditioner_biases_spread_the_first_layer_kinks():
+    p = flows.conditioner_init(jax.random.key(0), [1, 256, 64, 4], bias=2.0)
+    b = np.asarray(p[0]["b"])
+    assert np.all(np.abs(b) <= 2.0) and b.std() > 0.9  # U(-2, 2) has std 2/sqrt(3)
+    kinks = -b / np.asarray(p[0]["w"][0])
+    assert 0.3 < np.mean(np.abs(kinks) < 1.0) < 0.9  # not all at x = 0
+    assert not np.any(p[1]["b"]) and not np.any(p[-1]["w"]) and not np.any(p[-1]["b"])
+    plain = flows.conditioner_init(jax.random.key(0), [1, 256, 64, 4])
+    assert not np.any(plain[0]["b"])
+    np.testing.assert_array_equal(plain[0]["w"], p[0]["w"])
 
 
 def test_one_dimensional_flows(x64):
