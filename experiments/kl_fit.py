@@ -169,9 +169,18 @@ def newton_polish(f, z0: jax.Array, steps: int = 10) -> tuple[jax.Array, jax.Arr
     """
     g = jax.grad(lambda z: f(z[0], z[1]))
     h = jax.hessian(lambda z: f(z[0], z[1]))
-    z = jax.lax.fori_loop(0, steps, lambda _, z: z - jnp.linalg.solve(h(z), g(z)), z0)
+
+    def newton_step(_, z):  # the 2 x 2 system by Cramer's rule (no LAPACK call for a 2 x 2 matrix)
+        (a, b), (c, d) = h(z)
+        r = g(z)
+        det = a * d - b * c
+        return z - jnp.stack([d * r[0] - b * r[1], a * r[1] - c * r[0]]) / det
+
+    z = jax.lax.fori_loop(0, steps, newton_step, z0)
     tol = 1e-5 if z.dtype == jnp.float32 else 1e-9
-    ok = jnp.all(jnp.isfinite(z)) & (jnp.linalg.norm(g(z)) < tol) & jnp.all(jnp.linalg.eigvalsh(h(z)) > 0)
+    (a, b), (c, d) = h(z)
+    positive_definite = (a > 0) & (a * d - b * c > 0)  # Sylvester's criterion for the symmetric 2 x 2 Hessian
+    ok = jnp.all(jnp.isfinite(z)) & (jnp.linalg.norm(g(z)) < tol) & positive_definite
     return z, ok
 
 
