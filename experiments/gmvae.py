@@ -35,6 +35,7 @@ from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimize
 from vlab.encoders import decoder_mean, encode
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.members import Members
 from vlab.objectives import gmvae as objective
 from vlab.objectives.vae import make_loss as vae_make_loss
 from vlab.objectives.vae import vae_optimizer
@@ -122,20 +123,27 @@ class Experiment(_Experiment):
     description = "Gaussian-mixture VAE (seed 001 P7): three-term ELBO, clustering accuracy, NMI, component usage"
     Config = Config
     headline = ("test.accuracy", "test.nmi", "test.elbo")
+    member_keys = ("seed", "train.optimizer.lr", "beta")
 
     def run(self, cfg: Config, run) -> dict:
         key = jax.random.PRNGKey(cfg.seed)
-        k_data, k_init, k_fit, k_eval, k_fig, k_pre, k_km, k_qz = jax.random.split(key, 8)
+        k_data, _, _, _, k_fig, _, _, _ = jax.random.split(key, 8)
+        # member i is restart i % R of seed (i // R) % n of sweep point i // (n R); its keys are those a separate
+        # run of its point would use
+        swept = Members.of(cfg, run, n_seeds=cfg.n_seeds * cfg.restarts)
+        stream = lambda i: lambda seed: jax.random.split(jax.random.PRNGKey(seed), 8)[i]  # noqa: E731
+        k_init, k_fit, k_eval, k_pre, k_km, k_qz = (swept.keys(stream(i)) for i in (1, 2, 3, 5, 6, 7))
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = model_spec(cfg, ds.x_train.shape[1])
         mx = cfg.mixture
         K, n, R = mx.k, cfg.n_seeds, cfg.restarts
-        members = n * R  # seed-major: member i is restart i % R of seed i // R
+        members = len(swept)
+        lr_scale = swept.lr_scale()
         sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
         init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
                                               mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
-        models = jax.vmap(init)(jax.random.split(k_init, members))
+        models = jax.vmap(init)(k_init)
         dtype = jax.tree.leaves(models)[0].dtype
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
         km: dict[str, np.ndarray] = {}
@@ -144,16 +152,16 @@ class Experiment(_Experiment):
         if mx.init == "kmeans":
             models, km = self._kmeans_init(cfg, run, spec_, models, ds, k_km, members)
         if mx.qz == "network" and mx.qz_fit_steps > 0:
-            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, members)
-        params = {"model": models, "beta": jnp.full((members,), cfg.beta, dtype),
+            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, members, lr_scale)
+        params = {"model": models, "beta": jnp.asarray(swept.values("beta"), dtype),
                   "step": jnp.zeros((members,), dtype)}
         loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
                                       warmup_steps=cfg.warmup_steps,
                                       n_samples=cfg.n_samples)
         res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  data=ds.x_train, batch_fn=batch_fn, n_members=members, run=run, name="gmvae",
-                  checkpoint_every=cfg.train.checkpoint_every)
+                  data=ds.x_train, batch_fn=batch_fn, n_members=members, lr_scale=lr_scale, run=run,
+                  name="gmvae", checkpoint_every=cfg.train.checkpoint_every)
         run.log(f"trained {members} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
                 f"({cfg.train.steps / max(res.train_s, 1e-9):.0f} steps/s)")
 
@@ -169,12 +177,12 @@ class Experiment(_Experiment):
                 w_mean, _ = encode(m["vae"], spec_, x_test)
                 return {"test": te._asdict(), "train": tr._asdict(), "assign": z, "q": q, "w": w_mean}
 
-            return jax.vmap(one)(models, jax.random.split(k, members))
+            return jax.vmap(one)(models, k)
 
         with run.timed("evaluate"):
             ev = jax.tree.map(np.asarray, evaluate(res.params["model"], k_eval))
-        restart_elbo = ev["train"]["elbo"].mean(-1).reshape(n, R)
-        sel = np.arange(n) * R + np.argmax(restart_elbo, axis=1)  # unsupervised choice: highest training ELBO
+        restart_elbo = ev["train"]["elbo"].mean(-1).reshape(-1, R)  # (point, seed) x restart
+        sel = np.arange(restart_elbo.shape[0]) * R + np.argmax(restart_elbo, axis=1)  # highest training ELBO
         if R > 1:
             run.log(f"kept restart(s) {(sel % R).tolist()} of {R} per seed (highest training ELBO)")
         ev = jax.tree.map(lambda a: a[sel], ev)
@@ -184,7 +192,7 @@ class Experiment(_Experiment):
         if labels is None:
             run.warn("the data have no labels: clustering accuracy, NMI and the confusion matrix are skipped")
         rows = []
-        for i in range(n):
+        for i in range(len(sel)):
             counts = np.bincount(ev["assign"][i], minlength=K)
             scores = {}
             if labels is not None:
@@ -203,7 +211,7 @@ class Experiment(_Experiment):
                          "test point assigned")
 
         def agg(key: str) -> Any:
-            return summarise([r[key] for r in rows], n)
+            return summarise([r[key] for r in rows], len(rows))
 
         prior_sigma = np.exp(final["prior"]["log_sigma"])
         prior_pi = np.asarray(jax.nn.softmax(jnp.asarray(final["prior"]["logits"]), -1))
@@ -211,17 +219,22 @@ class Experiment(_Experiment):
             "test": {**({"accuracy": agg("accuracy"), "nmi": agg("nmi")} if labels is not None else {}),
                      **{t: agg(f"test_{t}") for t in ("elbo", "rec", "w_term", "z_term")}},
             "train": {t: agg(f"train_{t}") for t in ("elbo", "rec", "w_term", "z_term")},
-            "component_usage": [r["usage"] for r in rows] if n > 1 else rows[0]["usage"],
-            "component_mean_q": [r["mean_q"] for r in rows] if n > 1 else rows[0]["mean_q"],
-            "prior": {"sigma": prior_sigma.tolist() if n > 1 else prior_sigma[0].tolist(),
-                      "pi": prior_pi.tolist() if n > 1 else prior_pi[0].tolist()},
+            "component_usage": [r["usage"] for r in rows] if len(rows) > 1 else rows[0]["usage"],
+            "component_mean_q": [r["mean_q"] for r in rows] if len(rows) > 1 else rows[0]["mean_q"],
+            "prior": {"sigma": prior_sigma.tolist() if len(rows) > 1 else prior_sigma[0].tolist(),
+                      "pi": prior_pi.tolist() if len(rows) > 1 else prior_pi[0].tolist()},
             "qz": mx.qz, "k": K, "n_seeds": n, "restarts": R,
             **({"restart_train_elbo": restart_elbo.tolist()} if R > 1 else {}),
-            **({"kmeans_inertia": summarise(km["inertia"], n)} if km else {}),
-            **({"kmeans_init": {"accuracy": summarise(km["accuracy"], n), "nmi": summarise(km["nmi"], n)}}
-               if "accuracy" in km else {}),
+            **({"kmeans_inertia": summarise(km["inertia"], len(rows))} if km else {}),
+            **({"kmeans_init": {"accuracy": summarise(km["accuracy"], len(rows)),
+                                "nmi": summarise(km["nmi"], len(rows))}} if "accuracy" in km else {}),
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
+        if swept.swept:
+            names = {"test.elbo": "test_elbo", "train.elbo": "train_elbo"}
+            if labels is not None:
+                names = {"test.accuracy": "accuracy", "test.nmi": "nmi", **names}
+            metrics["members"] = Members(cfg, swept.points, n).rows({m: [r[k] for r in rows] for m, k in names.items()})
         for i, r in enumerate(rows):
             terms = r["test_rec"] + r["test_w_term"] + r["test_z_term"]
             run.check(f"ELBO = sum of its three terms (seed {i})", r["test_elbo"], terms, 1e-3)
@@ -248,7 +261,8 @@ class Experiment(_Experiment):
         return {**models, "vae": res.params["model"]}
 
     @staticmethod
-    def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array, n: int) -> dict:
+    def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array, n: int,
+                lr_scale: Any = None) -> dict:
         """Warm start of the q(z|w,x) network: fitted to the exact p(z|w) of the initial prior, encoder held."""
         mx = cfg.mixture
         dtype = jax.tree.leaves(models)[0].dtype
@@ -256,8 +270,8 @@ class Experiment(_Experiment):
         opt = build_optimizer(replace(cfg.train.optimizer, schedule="constant"), mx.qz_fit_steps)
         res = fit(objective.make_qz_fit_loss(spec_, learn_pi=mx.learn_pi), params, vae_optimizer(opt), key,
                   steps=mx.qz_fit_steps, chunk_size=min(cfg.train.chunk_size, mx.qz_fit_steps),
-                  log_every=cfg.train.log_every, data=ds.x_train, batch_fn=batch_fn, n_members=n, run=run,
-                  name="qz_fit", checkpoint_every=cfg.train.checkpoint_every)
+                  log_every=cfg.train.log_every, data=ds.x_train, batch_fn=batch_fn, n_members=n,
+                  lr_scale=lr_scale, run=run, name="qz_fit", checkpoint_every=cfg.train.checkpoint_every)
         run.log(f"fitted q(z|w,x) to p(z|w) for {mx.qz_fit_steps} steps: cross-entropy "
                 f"{float(np.mean(res.history['qz_cross_entropy'][-1])):.3f}")
         return {**models, "qz": res.params["model"]["qz"]}
@@ -282,7 +296,7 @@ class Experiment(_Experiment):
             return jax.vmap(one)(models, keys)
 
         with run.timed("kmeans"):
-            models, test_assign, inertia = fit_prior(models, jax.random.split(key, n))
+            models, test_assign, inertia = fit_prior(models, key)
         out = {"inertia": np.asarray(inertia)}
         if ds.y_test is not None:
             y = np.asarray(ds.y_test)
