@@ -26,13 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.vae import ModelConfig, image_grid, label_color, model_spec, summarise
-from experiments.vae import _show as show_images
 from vlab import clustering, plots
 from vlab import data as vdata
 from vlab import metrics as vmetrics
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
-from vlab.encoders import decoder_mean, encode
+from vlab.encoders import ModelConfig, decoder_mean, encode, spec_of
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.members import Members
@@ -135,7 +133,7 @@ class Experiment(_Experiment):
         k_init, k_fit, k_eval, k_pre, k_km, k_qz = (swept.keys(stream(i)) for i in (1, 2, 3, 5, 6, 7))
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
-        spec_ = model_spec(cfg, ds.x_train.shape[1])
+        spec_ = spec_of(cfg.model, ds.x_train.shape[1])
         mx = cfg.mixture
         K, n, R = mx.k, cfg.n_seeds, cfg.restarts
         members = len(swept)
@@ -211,7 +209,7 @@ class Experiment(_Experiment):
                          "test point assigned")
 
         def agg(key: str) -> Any:
-            return summarise([r[key] for r in rows], len(rows))
+            return vmetrics.summarise([r[key] for r in rows], len(rows))
 
         prior_sigma = np.exp(final["prior"]["log_sigma"])
         prior_pi = np.asarray(jax.nn.softmax(jnp.asarray(final["prior"]["logits"]), -1))
@@ -225,9 +223,9 @@ class Experiment(_Experiment):
                       "pi": prior_pi.tolist() if len(rows) > 1 else prior_pi[0].tolist()},
             "qz": mx.qz, "k": K, "n_seeds": n, "restarts": R,
             **({"restart_train_elbo": restart_elbo.tolist()} if R > 1 else {}),
-            **({"kmeans_inertia": summarise(km["inertia"], len(rows))} if km else {}),
-            **({"kmeans_init": {"accuracy": summarise(km["accuracy"], len(rows)),
-                                "nmi": summarise(km["nmi"], len(rows))}} if "accuracy" in km else {}),
+            **({"kmeans_inertia": vmetrics.summarise(km["inertia"], len(rows))} if km else {}),
+            **({"kmeans_init": {"accuracy": vmetrics.summarise(km["accuracy"], len(rows)),
+                                "nmi": vmetrics.summarise(km["nmi"], len(rows))}} if "accuracy" in km else {}),
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
         if swept.swept:
@@ -326,7 +324,7 @@ class Experiment(_Experiment):
         ax = axes[0]
         for k in range(K):
             sel = assign == k
-            c = label_color(k, K)
+            c = plots.label_color(k, K)
             ax.scatter(pw[sel, 0], pw[sel, 1] if pw.shape[1] > 1 else np.zeros(sel.sum()), s=4, color=c,
                        label=f"{k} ({row['usage'][k]:.0%})")
             t = np.linspace(0, 2 * np.pi, 100)
@@ -336,7 +334,7 @@ class Experiment(_Experiment):
         ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
         ax = axes[1]
         if ds.y_test is None:
-            ax.bar(np.arange(K), row["usage"], color=[label_color(k, K) for k in range(K)])
+            ax.bar(np.arange(K), row["usage"], color=[plots.label_color(k, K) for k in range(K)])
             ax.set_xlabel("component")
             ax.set_ylabel("fraction of test points")
             ax.set_title("component usage (no labels: no confusion matrix)")
@@ -364,7 +362,7 @@ class Experiment(_Experiment):
         xs = np.asarray(decoder_mean(model["vae"], spec_, ws.reshape(K * n_per, -1)))
         if ds.image_shape is not None:
             fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1))
-            show_images(ax, image_grid(xs, ds.image_shape, n_per), "samples of each component (rows)")
+            plots.show_images(ax, plots.image_grid(xs, ds.image_shape, n_per), "samples of each component (rows)")
         else:
             fig, ax = plots.figure(1, 1, size=(5.5, 5))
             xd = np.asarray(ds.x_test)
@@ -375,7 +373,7 @@ class Experiment(_Experiment):
             for k in range(K):
                 part = many[k * 200:(k + 1) * 200]
                 ax.scatter(part[:, 0], part[:, 1] if part.shape[1] > 1 else np.zeros(200), s=4,
-                           color=label_color(k, K), label=f"component {k}")
+                           color=plots.label_color(k, K), label=f"component {k}")
             ax.set_title("samples E[x | w], w ~ N(mu_k, sigma_k^2 I) (first 2 dims)")
             ax.legend(markerscale=3, fontsize=7)
         run.save_figure(fig, "component_samples")

@@ -23,7 +23,7 @@ from vlab import metrics as vmetrics
 from vlab import plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.distributions import kl_to_standard_normal
-from vlab.encoders import VAESpec, decoder_mean, encode, init_vae, log_likelihood
+from vlab.encoders import ModelConfig, VAESpec, decoder_mean, encode, init_vae, log_likelihood, spec_of
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.members import Members
@@ -31,17 +31,6 @@ from vlab.objectives import vae as objective
 from vlab.train import fit
 
 # ------------------------------------------------------------------------------------------------ config
-
-
-@dataclass
-class ModelConfig:
-    """Encoder x -> hidden -> (mu, log sigma^2), decoder z -> reversed hidden -> likelihood parameters."""
-
-    z_dim: int = spec(2, gt=0, help="latent dimension")
-    hidden: list[int] = spec([128, 64], gt=0, help="hidden widths of the encoder (the decoder mirrors them)")
-    activation: Literal["relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu"] = "relu"
-    likelihood: Literal["bernoulli", "gaussian_fixed", "gaussian_learned", "gaussian_decoder"] = "bernoulli"
-    sigma_x: float = spec(0.1, gt=0, help="Gaussian likelihood std (fixed) or its initial value (learned)")
 
 
 @dataclass
@@ -90,9 +79,7 @@ class Config(BaseConfig):
 
 def model_spec(cfg: Config, x_dim: int) -> VAESpec:
     """The static network shape the config describes."""
-    m = cfg.model
-    return VAESpec(x_dim=x_dim, z_dim=m.z_dim, hidden=tuple(m.hidden), activation=m.activation,
-                   likelihood=m.likelihood, sigma_x=m.sigma_x)
+    return spec_of(cfg.model, x_dim)
 
 
 def init_members(keys: jax.Array, spec_: VAESpec, betas: np.ndarray) -> dict:
@@ -139,36 +126,6 @@ def amortisation_gap(model: dict, spec_: VAESpec, x: jax.Array, key: jax.Array, 
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int, pad: int = 1) -> np.ndarray:
-    """Tile flattened images ``(n, h*w)`` into one array with ``ncols`` columns and ``pad`` pixels between."""
-    h, w = shape
-    n = images.shape[0]
-    nrows = -(-n // ncols)
-    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.12)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = (
-            images[i].reshape(h, w))
-    return grid
-
-
-def _show(ax, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for side in ax.spines.values():
-        side.set_visible(False)
-
-
-def label_color(i: int, n: int) -> Any:
-    """The palette's colours for up to 8 classes, matplotlib's tab20 beyond (so 10 classes stay distinct)."""
-    import matplotlib
-
-    return plots.color(i) if n <= 8 else matplotlib.colormaps["tab20"](i % 20)
-
-
 def _pca2(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     mean = ref.mean(0)
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
@@ -193,9 +150,9 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
 
     if shape is not None:
         fig, axes = plots.figure(1, 2, size=(10, 3.2))
-        _show(axes[0], image_grid(np.concatenate([xs, recon]), shape, n_show),
+        plots.show_images(axes[0], plots.image_grid(np.concatenate([xs, recon]), shape, n_show),
               "test inputs (top) and reconstructions E[x | mu(x)] (bottom)")
-        _show(axes[1], image_grid(samples[:32], shape, 8), "samples E[x | z], z ~ N(0, I)")
+        plots.show_images(axes[1], plots.image_grid(samples[:32], shape, 8), "samples E[x | z], z ~ N(0, I)")
         run.save_figure(fig, "reconstructions_and_samples")
 
         if spec_.z_dim == 2:
@@ -211,7 +168,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
             title = f"traversal of dims {dims.tolist()} (rows, by KL) from -2.5 to 2.5"
         imgs = np.asarray(decoder_mean(model, spec_, jnp.asarray(zz, dtype=mu_show.dtype)))
         fig, ax = plots.figure(1, 1, size=(6, 6 if spec_.z_dim == 2 else 4.5))
-        _show(ax, image_grid(imgs, shape, len(q)), title)
+        plots.show_images(ax, plots.image_grid(imgs, shape, len(q)), title)
         run.save_figure(fig, "latent_traversal")
     else:
         ref = np.asarray(ds.x_train)
@@ -237,7 +194,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
     for i, c in enumerate(classes[:20]):
         sel = labels == c
         ax.scatter(mu[sel, d0], mu[sel, d1] if spec_.z_dim > 1 else np.zeros(sel.sum()), s=4,
-                   color=label_color(i, len(classes)), label=str(c))
+                   color=plots.label_color(i, len(classes)), label=str(c))
     ax.set_xlabel(f"mu_{d0}")
     ax.set_ylabel(f"mu_{d1}")
     ax.set_title("test set latent means" + (", coloured by label" if ds.y_test is not None else " (no labels)"))
@@ -291,12 +248,6 @@ def mean_abs_corr(mu: np.ndarray, active: np.ndarray) -> float:
         return 0.0
     c = np.corrcoef(mu[:, idx].T)
     return float(np.mean(np.abs(c[~np.eye(idx.size, dtype=bool)])))
-
-
-def summarise(values: list[float] | np.ndarray, n_seeds: int) -> Any:
-    """A float for one seed, else mean/std/min/max/values across seeds."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values[0]) if n_seeds == 1 else vmetrics.across_members(values)
 
 
 class Experiment(_Experiment):
@@ -378,9 +329,10 @@ class Experiment(_Experiment):
                    "beta": float(point["objective.beta"])}
             for k in ("elbo", "rec", "kl", "active_units", "mean_abs_corr", "iwae"):
                 if rows[0][k] is not None:
-                    out[k] = summarise([r[k] for r in rows], n_seeds)
+                    out[k] = vmetrics.summarise([r[k] for r in rows], n_seeds)
             out["kl_per_dim"] = np.mean([r["kl_per_dim"] for r in rows], 0).tolist()
-            out["train"] = {k: summarise([r[f"train_{k}"] for r in rows], n_seeds) for k in ("elbo", "rec", "kl")}
+            out["train"] = {k: vmetrics.summarise([r[f"train_{k}"] for r in rows], n_seeds)
+                            for k in ("elbo", "rec", "kl")}
             return out
 
         groups = [group(p, sl) for p, sl in members.groups()]

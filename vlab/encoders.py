@@ -7,11 +7,13 @@ in a frozen :class:`VAESpec`, so the functions below are pure and jit/vmap like 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from vlab import likelihoods, nn
+from vlab.config import spec
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,20 @@ def log_likelihood(params: dict, spec: VAESpec, x: jax.Array, z: jax.Array) -> j
 def decoder_mean(params: dict, spec: VAESpec, z: jax.Array) -> jax.Array:
     """E[x | z], for reconstructions, samples and traversals."""
     return likelihoods.mean(spec.likelihood, decode(params, spec, z))
+
+
+@dataclass
+class ModelConfig:
+    """Encoder x -> hidden -> (mu, log sigma^2), decoder z -> reversed hidden -> likelihood parameters."""
+
+    z_dim: int = spec(2, gt=0, help="latent dimension")
+    hidden: list[int] = spec([128, 64], gt=0, help="hidden widths of the encoder (the decoder mirrors them)")
+    activation: Literal["relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu"] = "relu"
+    likelihood: Literal["bernoulli", "gaussian_fixed", "gaussian_learned", "gaussian_decoder"] = "bernoulli"
+    sigma_x: float = spec(0.1, gt=0, help="Gaussian likelihood std (fixed) or its initial value (learned)")
+
+
+def spec_of(model: ModelConfig, x_dim: int) -> VAESpec:
+    """The static network shape a :class:`ModelConfig` describes, for data of dimension ``x_dim``."""
+    return VAESpec(x_dim=x_dim, z_dim=model.z_dim, hidden=tuple(model.hidden), activation=model.activation,
+                   likelihood=model.likelihood, sigma_x=model.sigma_x)

@@ -107,3 +107,9 @@ def across_members(values: Any) -> dict[str, Any]:
     a = np.asarray(values, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
             "min": float(a.min()), "max": float(a.max()), "values": a.tolist()}
+
+
+def summarise(values: list[float] | np.ndarray, n_seeds: int) -> Any:
+    """A float for one seed, else mean/std/min/max/values across seeds."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values[0]) if n_seeds == 1 else across_members(values)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -55,3 +56,32 @@ def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: i
 def color(i: int) -> str:
     """The ``i``-th palette colour (cycling)."""
     return PALETTE[i % len(PALETTE)]
+
+
+def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int, pad: int = 1) -> np.ndarray:
+    """Tile flattened images ``(n, h*w)`` into one array with ``ncols`` columns and ``pad`` pixels between."""
+    h, w = shape
+    n = images.shape[0]
+    nrows = -(-n // ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.12)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = (
+            images[i].reshape(h, w))
+    return grid
+
+
+def show_images(ax: Any, grid: np.ndarray, title: str) -> None:
+    """Draw an :func:`image_grid` on ``ax`` in grey levels (0 white, 1 black), without axes."""
+    ax.imshow(grid, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def label_color(i: int, n: int) -> Any:
+    """The palette's colours for up to 8 classes, matplotlib's tab20 beyond (so 10 classes stay distinct)."""
+    return color(i) if n <= 8 else matplotlib.colormaps["tab20"](i % 20)
