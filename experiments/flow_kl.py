@@ -331,6 +331,12 @@ class Experiment(_Experiment):
             if name in getattr(self, "floor", {}):
                 level, label = self.floor[name]
                 ax.axhline(level, color="k", ls="--", lw=1, label=label)
+            # the first tenth of training (the flow far from the target) would set the scale: leave it out
+            late = loss[np.asarray(h["step"]) >= 0.1 * h["step"][-1]]
+            floor_level = self.floor[name][0] if name in getattr(self, "floor", {}) else np.nanmin(late)
+            lo, hi = min(float(np.nanmin(late)), floor_level), float(np.nanmax(late))
+            if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+                ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.15 * (hi - lo))
             if name == "reverse" and "beta" in h:
                 ax.axvline(cfg.tempering.steps, color="0.5", ls=":", lw=1,
                            label=f"tempering ends (beta {cfg.tempering.beta0:g} -> 1)")

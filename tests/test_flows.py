@@ -32,7 +32,7 @@ UNITS = {
     "rotation": lambda: flows.rotation(DIM, jax.random.key(3)),
     "inverted_coupling": lambda: flows.invert(flows.affine_coupling(DIM, [True, False, True], hidden=16,
                                                                     scale_fn="softplus")),
-    "rotation_mixed_stack": lambda: flows.build("affine", DIM, 3, hidden=8, mixing="rotation"),
+    "rotation_mixed_stack": lambda: flows.build("affine", DIM, 2, hidden=4, mixing="rotation"),
     "chain": lambda: flows.chain([flows.affine_coupling(DIM, [True, False, True], hidden=8),
                                   flows.permutation([1, 2, 0]),
                                   flows.rotation(DIM, jax.random.key(9)),
