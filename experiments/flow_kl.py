@@ -26,6 +26,7 @@ from vlab import densities, flows, plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.members import Members
 from vlab.objectives import flow as fo
 from vlab.train import fit
 
@@ -180,6 +181,7 @@ class Experiment(_Experiment):
     description = "normalizing flows by forward and reverse KL, and the KL equivalence (seed 002 q3)"
     Config = Config
     headline = ("forward.test_nll", "forward.kl", "reverse.kl", "reverse.ess_fraction", "equivalence.gap_in_se")
+    member_keys = ("seed", "train.optimizer.lr")
 
     def run(self, cfg: Config, run: Any) -> dict:
         test = None
@@ -188,6 +190,7 @@ class Experiment(_Experiment):
         else:
             target = densities.get(cfg.target)
         k_fwd, k_rev, k_plot = jax.random.split(jax.random.key(cfg.seed), 3)
+        self.members = Members.of(cfg, run)
         metrics: dict[str, Any] = {"target": target.name, "dim": target.dim}
         fits: dict[str, tuple] = {}
         if cfg.objective in ("forward", "both"):
@@ -197,6 +200,16 @@ class Experiment(_Experiment):
                 metrics["equivalence"] = m.pop("equivalence")
         if cfg.objective in ("reverse", "both"):
             metrics["reverse"], fits["reverse"] = self.reverse(cfg, target, k_rev, run)
+        if self.members.swept:
+            per = {}
+            if "forward" in metrics:
+                per["forward.test_nll"] = metrics["forward"]["test_nll_seeds"]
+                if "equivalence" in metrics:
+                    per["forward.kl"] = metrics["equivalence"]["kl_data_space"]
+            if "reverse" in metrics:
+                per["reverse.kl"] = metrics["reverse"]["kl_seeds"]
+                per["reverse.ess_fraction"] = metrics["reverse"]["ess_fraction_seeds"]
+            metrics["members"] = self.members.rows(per)
         with run.timed("plots"):
             self.figures(cfg, target, fits, k_plot, run)
         return metrics
@@ -204,15 +217,20 @@ class Experiment(_Experiment):
     # -------------------------------------------------------------------------------------------- forward
     def forward(self, cfg: Config, target: densities.Target, test, key, run) -> tuple[dict, tuple]:
         """Maximum likelihood on fresh batches; test NLL, its KL to the target, both sides of question 3.1."""
-        k_ref, k_init, k_train, k_test, k_test2, k_q = jax.random.split(key, 6)
+        k_ref, _, _, k_test, k_test2, k_q = jax.random.split(key, 6)
+        # per-member keys: those of each sweep point's own run (stream 0 of the run key, then 1 / 2 of six)
+        stream = lambda i: lambda seed: jax.random.split(jax.random.split(jax.random.key(seed), 3)[0], 6)[i]  # noqa: E731
+        members = self.members
+        n = len(members)
         ref = target.sample(k_ref, 10_000)
         flow = make_flow(cfg, target.dim, ref.mean(0), ref.std(0) + 1e-6)
-        params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
+        params0 = jax.vmap(flow.init)(members.keys(stream(1)))
         batch_fn = lambda data, k: target.sample(k, cfg.batch_size)
         opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
-        res = fit(fo.forward_kl_loss(flow), params0, opt, k_train, steps=cfg.train.steps,
+        res = fit(fo.forward_kl_loss(flow), params0, opt, members.keys(stream(2)), steps=cfg.train.steps,
                   chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, batch_fn=batch_fn,
-                  n_members=cfg.n_seeds, run=run, name="forward", checkpoint_every=cfg.train.checkpoint_every)
+                  n_members=n, lr_scale=members.lr_scale(), run=run, name="forward",
+                  checkpoint_every=cfg.train.checkpoint_every)
         x = jnp.asarray(test) if test is not None else target.sample(k_test, cfg.n_eval)
         log_q = _per_seed(lambda p: fo.flow_log_prob(flow, p, x), res.params)  # (seeds, n)
         log_q = np.asarray(log_q)
@@ -238,7 +256,7 @@ class Experiment(_Experiment):
                 "kl_data_space": kx[:, 0], "kl_data_space_se": kx[:, 1],
                 "kl_base_space": ku[:, 0], "kl_base_space_se": ku[:, 1], "gap_in_se": float(gap.max()),
             }
-            for i in range(cfg.n_seeds):
+            for i in range(n):
                 tol = 3 * float(np.hypot(kx[i, 1], ku[i, 1]))
                 run.check(f"KL[P_X||P_F(U)] = KL[P_F^-1(X)||P_U] (seed {i})", float(kx[i, 0]), float(ku[i, 0]), tol)
         u = jax.jit(jax.vmap(flow.inverse, in_axes=(None, 0)))(jax.tree.map(lambda a: a[0], res.params), x)[0]
@@ -252,12 +270,15 @@ class Experiment(_Experiment):
     # -------------------------------------------------------------------------------------------- reverse
     def reverse(self, cfg: Config, target: densities.Target, key, run) -> tuple[dict, tuple]:
         """Variational fit to ``p~``; reverse KL with exact log Z, ELBO and importance-weighted log Z, ESS."""
-        k_init, k_train, k_eval, k_q = jax.random.split(key, 4)
+        _, _, k_eval, k_q = jax.random.split(key, 4)
+        stream = lambda i: lambda seed: jax.random.split(jax.random.split(jax.random.key(seed), 3)[1], 4)[i]  # noqa: E731
+        members = self.members
+        n = len(members)
         with run.timed("log_z"):
             log_z = densities.target_log_z(target)
         (lo, hi) = np.array(target.box).T
         flow = make_flow(cfg, target.dim, (lo + hi) / 2, (hi - lo) / 6)
-        params0 = jax.vmap(flow.init)(jax.random.split(k_init, cfg.n_seeds))
+        params0 = jax.vmap(flow.init)(members.keys(stream(0)))
         opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
         tempered = cfg.tempering.steps > 0 and cfg.tempering.beta0 < 1
         if tempered:
@@ -265,12 +286,12 @@ class Experiment(_Experiment):
                                                cfg.tempering.beta0, cfg.tempering.steps, cfg.stick_the_landing)
         else:
             loss = fo.reverse_kl_loss(flow, target.log_prob, cfg.batch_size, target.dim, cfg.stick_the_landing)
-        res = fit(loss, params0, opt, k_train,
+        res = fit(loss, params0, opt, members.keys(stream(1)),
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  n_members=cfg.n_seeds, run=run, name="reverse", checkpoint_every=cfg.train.checkpoint_every,
-                  with_step=tempered)
+                  n_members=n, lr_scale=members.lr_scale(), run=run, name="reverse",
+                  checkpoint_every=cfg.train.checkpoint_every, with_step=tempered)
         self.floor = {**getattr(self, "floor", {}), "reverse": (-log_z, "-log Z (KL = 0)")}
-        keys = jax.random.split(k_eval, cfg.n_seeds)
+        keys = jax.random.split(k_eval, n)
         est = jax.jit(jax.vmap(lambda p, k: fo.log_z_estimates(
             fo.log_weights(flow, p, k, target.log_prob, cfg.n_eval, target.dim)[1])))(res.params, keys)
         est = {k: np.asarray(v) for k, v in est.items()}
@@ -282,15 +303,16 @@ class Experiment(_Experiment):
             "elbo": float(est["elbo"][mid]), "elbo_se": float(est["elbo_se"][mid]),
             "iw_log_z": float(est["iw"][mid]), "iw_log_z_se": float(est["iw_se"][mid]),
             "ess": float(est["ess"][mid]), "ess_fraction": float(est["ess_fraction"][mid]),
+            "ess_fraction_seeds": est["ess_fraction"],
             "steps_per_s": cfg.train.steps / res.train_s, "compile_s": res.compile_s,
         }
         if tempered:
             m["tempering"] = {"beta0": cfg.tempering.beta0, "steps": cfg.tempering.steps}
-        covered = np.ones(cfg.n_seeds, bool)
+        covered = np.ones(n, bool)
         if target.modes is not None:
             m["mode_coverage"] = self.coverage(cfg, target, flow, res.params, k_q)
             covered = np.asarray(m["mode_coverage"]["fraction_seeds"]) == 1.0
-        for i in range(cfg.n_seeds):
+        for i in range(n):
             # importance weights only see the modes q reaches: the check holds where q covers them all
             if covered[i]:
                 run.check(f"importance-weighted log Z = log Z (seed {i})", float(est["iw"][i]), log_z,
@@ -304,7 +326,7 @@ class Experiment(_Experiment):
 
     def coverage(self, cfg, target, flow, params, key) -> dict:
         """Mode coverage of each seed's flow samples (nearest-centre assignment, :func:`fo.mode_coverage`)."""
-        keys = jax.random.split(key, cfg.n_seeds)
+        keys = jax.random.split(key, jax.tree.leaves(params)[0].shape[0])
         xs = jax.jit(jax.vmap(lambda p, k: flows.sample_and_log_prob(flow, p, k, cfg.n_eval, target.dim)[0]))(
             params, keys)
         per = [fo.mode_coverage(x, target.modes, target.mode_weights, cfg.coverage_share) for x in xs]
