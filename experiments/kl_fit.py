@@ -296,9 +296,10 @@ class Experiment(_Experiment):
         x = np.linspace(lo, hi, 800)
         mus = np.array([inc["mu"]] + [o["mu"] for o in shown])
         sigmas = np.array([inc["sigma"]] + [o["sigma"] for o in shown])
-        mu_g = np.linspace(min(cfg.init.mu[0], lo), max(cfg.init.mu[1], hi), 161)
-        ls_g = np.linspace(min(cfg.init.log_sigma[0], -1.5), max(cfg.init.log_sigma[1], 2.5), 121)
-        incl_f, excl_f = exact_kls(target, 1001)
+        # the heat-maps need no more than a figure's resolution: 121 x 91 points, 401 quadrature nodes each
+        mu_g = np.linspace(min(cfg.init.mu[0], lo), max(cfg.init.mu[1], hi), 121)
+        ls_g = np.linspace(min(cfg.init.log_sigma[0], -1.5), max(cfg.init.log_sigma[1], 2.5), 91)
+        incl_f, excl_f = exact_kls(target, 401)
 
         @jax.jit
         def compute(x, mus, sigmas, mu_g, ls_g):
@@ -331,7 +332,7 @@ class Experiment(_Experiment):
         fig, axes = plots.figure(1, 2, size=(12, 4.6))
         for ax, direction, z in ((axes[0], "inclusive", z_incl), (axes[1], "exclusive", z_excl)):
             levels = np.unique(np.quantile(z, np.linspace(0, 0.97, 25)))
-            cs = ax.contourf(M, L, z, levels=levels, cmap="viridis_r")
+            cs = ax.contourf(M, L, z, levels=levels, cmap="viridis_r", extend="max")
             fig.colorbar(cs, ax=ax, label=f"{direction} KL")
             h = fits[direction].history
             paths_mu, paths_ls = np.asarray(h["mu"]), np.log(np.asarray(h["sigma"]))
