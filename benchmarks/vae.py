@@ -67,10 +67,12 @@ def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     models = jax.vmap(lambda k: init_vae(k, spec))(keys)
     params = {"model": models, "beta": jnp.ones(n), "step": jnp.zeros(n)}
+    if n == 1:  # the baseline is W1's own, unvmapped program
+        params = jax.tree.map(lambda a: a[0], params)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
     res = fit(objective.make_loss(spec), params, objective.vae_optimizer(optax.adam(LR)),
               jax.random.PRNGKey(seed + 1), steps=steps, chunk_size=steps, log_every=steps,
-              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n, progress=False)
+              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n if n > 1 else None, progress=False)
     return {"member_steps_per_s": n * steps / res.train_s, "compile_s": res.compile_s,
             "final_loss": float(np.mean(res.history["loss"][-1]))}
 
