@@ -66,3 +66,21 @@ def test_public_api_is_listed_and_documented():
             assert f"``{name}``" in vlab.__doc__, f"vlab.{name} is not listed in the module docstring"
     with pytest.raises(AttributeError):
         vlab.not_a_name  # noqa: B018
+
+
+def test_walkthrough_sweep_is_one_vmapped_program(lab):
+    (lab / "my_lab" / "renyi_sweep.py").write_text(blocks("python")[1])
+    cfg = lab / "sweep.yaml"
+    cfg.write_text(blocks("yaml")[0].replace("my_lab.renyi_fit:RenyiFit", "my_lab.renyi_sweep:RenyiSweep"))
+    out = lab / "sw"
+    assert main(["run", str(cfg), "n_inits=4", "train.steps=600", "--sweep", "alpha=0.3,0.999", "--sweep",
+                 "seed=0,1", "-q", "--out", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "sweep.csv").read_text().splitlines()))
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["00-vmapped"] and len(rows) == 16
+    # near alpha = 1 the best of each point's fits is the exclusive-KL optimum mu = 2.99
+    for seed in ("0", "1"):
+        mine = [r for r in rows if r["alpha"] == "0.999" and r["seed"] == seed]
+        best = min(mine, key=lambda r: float(r["divergence"]))
+        assert float(best["mu"]) == pytest.approx(2.99, abs=0.05)

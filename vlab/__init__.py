@@ -17,6 +17,7 @@ name                      what it is
 ``load_config``           read a YAML file plus ``key=value`` overrides into ``(ExperimentClass, cfg)``
 ``fit``                   the training engine: optax steps in ``jit(lax.scan)`` chunks, vmapped members
 ``FitResult``             what ``fit`` returns: params, optimiser state, history, compile and train seconds
+``Members``               sweep points times seeds as the members of one vmapped program (``member_keys``)
 ``Run``                   a run folder: history, figures, checks, checkpoints
 ``ConfigError``           invalid configuration (the CLI prints one line and exits with status 2)
 ``TrainingDiverged``      a loss or metric became NaN or infinite
@@ -42,6 +43,7 @@ _API = {
     "load_config": ("vlab.cli", "load"),
     "fit": ("vlab.train", "fit"),
     "FitResult": ("vlab.train", "FitResult"),
+    "Members": ("vlab.members", "Members"),
     "Run": ("vlab.runs", "Run"),
     "ConfigError": ("vlab.errors", "ConfigError"),
     "TrainingDiverged": ("vlab.errors", "TrainingDiverged"),
