@@ -170,3 +170,12 @@ def test_a_short_sweep_key_is_the_one_schema_key_it_ends(tmp_path, capsys):
     assert main(["run", str(cfg), "--sweep", "steps=10,20", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ambiguous" in err[0] and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv", [["--separate"], ["--resume", "RUN", "--sweep", "seed=0,1"]])
+def test_sweep_options_out_of_place_are_one_line(argv, tmp_path, capsys):
+    args = ["run", *argv] if argv[0] == "--resume" else ["run", str(VAE), *argv]
+    args = [str(tmp_path) if a == "RUN" else a for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("--separate" in err[0] or "--sweep" in err[0])

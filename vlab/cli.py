@@ -153,8 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its own config: give no CONFIG or KEY=VALUE with it")
         if args.out:
             raise ConfigError("--resume writes into the run folder it continues: give no --out with it")
-        if args.quick:
-            raise ConfigError("--resume continues a run with its own config: give no --quick with it")
+        if args.quick or args.sweep or args.separate:
+            raise ConfigError("--resume continues a run with its own config: give no --quick, --sweep or --separate "
+                              "with it")
         path = run_experiment(None, [], resume=args.resume, quiet=args.quiet)
     else:
         if not args.config:
@@ -167,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from vlab.config import read_yaml
 
         grid = {**sweep.from_config(read_yaml(args.config)), **sweep.parse_cli(args.sweep)}
+        if args.separate and not grid:
+            raise ConfigError("--separate applies to a sweep: give --sweep KEY=V1,V2,... or a sweep: section")
         if grid:
             sweep.run_sweep(args.config, overrides, grid, out=args.out, quiet=args.quiet, vmap=not args.separate,
                             quick=args.quick)
