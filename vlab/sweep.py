@@ -181,6 +181,8 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
                 ax.legend(fontsize=8)
             if min(xs) > 0 and max(xs) / min(xs) >= 100:
                 ax.set_xscale("log")
+            elif all(isinstance(x, int) for x in xs) and len(xs) <= 12:
+                ax.set_xticks(xs)
             ax.set_xlabel(key)
             ax.set_ylabel(m)
     fig.suptitle(title)
