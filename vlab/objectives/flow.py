@@ -76,19 +76,31 @@ def reverse_kl_stl(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensi
     the parameters held fixed, ``log q_stop(theta)(x_theta(u))``, which drops the score term ``E_q[grad log q]``
     (zero in expectation) from the gradient: its variance vanishes as ``q`` approaches the target.
     """
-    u = jax.random.normal(key, (n, dim))
-    x, _ = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
-    log_q = flow_log_prob(flow, jax.lax.stop_gradient(params), x)
-    return jnp.mean(log_q - jax.vmap(log_p)(x))
+    log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing=True)
+    return jnp.mean(log_q - lp)
+
+
+def reverse_kl_terms(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int,
+                     stick_the_landing: bool = False) -> tuple[jax.Array, jax.Array]:
+    """``(log q(x), log p~(x))`` at ``n`` reparameterised samples ``x = F(u)``, ``u ~ P_U``: the two terms of every
+    reverse-KL objective. ``log q = log P_U(u) - log|det J_F(u)|``, or with ``stick_the_landing`` ``log q`` re-evaluated
+    at ``x`` through the inverse pass with the parameters held (:func:`reverse_kl_stl`)."""
+    if stick_the_landing:
+        u = jax.random.normal(key, (n, dim))
+        x, _ = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
+        log_q = flow_log_prob(flow, jax.lax.stop_gradient(params), x)
+    else:
+        x, log_q = sample_and_log_prob(flow, params, key, n, dim)
+    return log_q, jax.vmap(log_p)(x)
 
 
 def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_the_landing: bool = False):
     """``loss(params, batch, key) = reverse_kl(...)`` (or :func:`reverse_kl_stl`) for :func:`vlab.train.fit`;
     ``batch`` is unused."""
-    kl_fn = reverse_kl_stl if stick_the_landing else reverse_kl
 
     def loss(params, batch, key):
-        kl = kl_fn(flow, params, key, log_p, n, dim)
+        log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing)
+        kl = jnp.mean(log_q - lp)
         return kl, {"elbo": -kl}
 
     return loss
@@ -126,13 +138,7 @@ def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: in
 
     def loss(params, batch, key, step):
         beta = beta_fn(step)
-        u = jax.random.normal(key, (n, dim))
-        x, ld = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
-        if stick_the_landing:
-            log_q = flow_log_prob(flow, jax.lax.stop_gradient(params), x)
-        else:
-            log_q = jax.vmap(standard_normal_log_prob)(u) - ld
-        lp = jax.vmap(log_p)(x)
+        log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing)
         return jnp.mean(log_q - beta * lp), {"elbo": jnp.mean(lp - log_q), "beta": beta}
 
     return loss
