@@ -45,7 +45,9 @@ class Members:
     def expand(self, key: str, values: Sequence[Any]) -> Members:
         """Each point repeated for each of ``values`` of ``key`` (unless the point already sets ``key``): an
         experiment's own list-valued hyperparameter (a list of KL weights) becomes members the same way a sweep does."""
-        points = [p if key in p else {**p, key: v} for p in self.points for v in (values if key not in p else [None])]
+        points = []
+        for p in self.points:
+            points += [p] if key in p else [{**p, key: v} for v in values]
         return Members(self.cfg, points, self.n_seeds)
 
     def __len__(self) -> int:
