@@ -77,11 +77,6 @@ class Config(BaseConfig):
 # ------------------------------------------------------------------------------------------------ model
 
 
-def model_spec(cfg: Config, x_dim: int) -> VAESpec:
-    """The static network shape the config describes."""
-    return spec_of(cfg.model, x_dim)
-
-
 def init_members(keys: jax.Array, spec_: VAESpec, betas: np.ndarray) -> dict:
     """Training parameters of every member (one initialisation key and one KL weight each), stacked."""
     models = jax.vmap(lambda k: init_vae(k, spec_))(keys)
@@ -262,7 +257,7 @@ class Experiment(_Experiment):
         k_data, _, _, k_eval, k_fig, k_am = jax.random.split(key, 6)
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
-        spec_ = model_spec(cfg, ds.x_train.shape[1])
+        spec_ = spec_of(cfg.model, ds.x_train.shape[1])
         members = Members.of(cfg, run).expand("objective.beta", list(cfg.objective.beta))
         n_seeds, n_members = members.n_seeds, len(members)
         stream = lambda i: lambda seed: jax.random.split(jax.random.PRNGKey(seed), 6)[i]  # noqa: E731
