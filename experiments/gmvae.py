@@ -128,16 +128,16 @@ class Experiment(_Experiment):
         k_data, _, _, _, k_fig, _, _, _ = jax.random.split(key, 8)
         # member i is restart i % R of seed (i // R) % n of sweep point i // (n R); its keys are those a separate
         # run of its point would use
-        swept = Members.of(cfg, run, n_seeds=cfg.n_seeds * cfg.restarts)
+        members = Members.of(cfg, run, n_seeds=cfg.n_seeds * cfg.restarts)
         stream = lambda i: lambda seed: jax.random.split(jax.random.PRNGKey(seed), 8)[i]  # noqa: E731
-        k_init, k_fit, k_eval, k_pre, k_km, k_qz = (swept.keys(stream(i)) for i in (1, 2, 3, 5, 6, 7))
+        k_init, k_fit, k_eval, k_pre, k_km, k_qz = (members.keys(stream(i)) for i in (1, 2, 3, 5, 6, 7))
         ds = vdata.load(cfg.data, k_data)
         run.log(f"data: {ds.description}")
         spec_ = spec_of(cfg.model, ds.x_train.shape[1])
         mx = cfg.mixture
         K, n, R = mx.k, cfg.n_seeds, cfg.restarts
-        members = len(swept)
-        lr_scale = swept.lr_scale()
+        n_members = len(members)
+        lr_scale = members.lr_scale()
         sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
         init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
                                               mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
@@ -146,21 +146,21 @@ class Experiment(_Experiment):
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
         km: dict[str, np.ndarray] = {}
         if cfg.pretrain.kind != "none" and cfg.pretrain.steps > 0:
-            models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre, members)
+            models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre, n_members)
         if mx.init == "kmeans":
-            models, km = self._kmeans_init(cfg, run, spec_, models, ds, k_km, members)
+            models, km = self._kmeans_init(cfg, run, spec_, models, ds, k_km, n_members)
         if mx.qz == "network" and mx.qz_fit_steps > 0:
-            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, members, lr_scale)
-        params = {"model": models, "beta": jnp.asarray(swept.values("beta"), dtype),
-                  "step": jnp.zeros((members,), dtype)}
+            models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, n_members, lr_scale)
+        params = {"model": models, "beta": jnp.asarray(members.values("beta"), dtype),
+                  "step": jnp.zeros((n_members,), dtype)}
         loss_fn = objective.make_loss(spec_, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
                                       warmup_steps=cfg.warmup_steps,
                                       n_samples=cfg.n_samples)
         res = fit(loss_fn, params, vae_optimizer(build_optimizer(cfg.train.optimizer, cfg.train.steps)), k_fit,
                   steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  data=ds.x_train, batch_fn=batch_fn, n_members=members, lr_scale=lr_scale, run=run,
+                  data=ds.x_train, batch_fn=batch_fn, n_members=n_members, lr_scale=lr_scale, run=run,
                   name="gmvae", checkpoint_every=cfg.train.checkpoint_every)
-        run.log(f"trained {members} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
+        run.log(f"trained {n_members} GM-VAE(s) for {cfg.train.steps} steps in {res.train_s:.1f} s "
                 f"({cfg.train.steps / max(res.train_s, 1e-9):.0f} steps/s)")
 
         x_test, x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]
@@ -228,11 +228,12 @@ class Experiment(_Experiment):
                                 "nmi": vmetrics.summarise(km["nmi"], len(rows))}} if "accuracy" in km else {}),
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
-        if swept.swept:
+        if members.swept:
             names = {"test.elbo": "test_elbo", "train.elbo": "train_elbo"}
             if labels is not None:
                 names = {"test.accuracy": "accuracy", "test.nmi": "nmi", **names}
-            metrics["members"] = Members(cfg, swept.points, n).rows({m: [r[k] for r in rows] for m, k in names.items()})
+            kept = Members(cfg, members.points, n)  # one member per (point, seed) once restarts are chosen
+            metrics["members"] = kept.rows({m: [r[k] for r in rows] for m, k in names.items()})
         for i, r in enumerate(rows):
             terms = r["test_rec"] + r["test_w_term"] + r["test_z_term"]
             run.check(f"ELBO = sum of its three terms (seed {i})", r["test_elbo"], terms, 1e-3)
