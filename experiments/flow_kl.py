@@ -190,7 +190,7 @@ class Experiment(_Experiment):
         else:
             target = densities.get(cfg.target)
         k_fwd, k_rev, k_plot = jax.random.split(jax.random.key(cfg.seed), 3)
-        self.members = Members.of(cfg, run)
+        members = Members.of(cfg, run)
         metrics: dict[str, Any] = {"target": target.name, "dim": target.dim}
         fits: dict[str, tuple] = {}
         if cfg.objective in ("forward", "both"):
@@ -200,7 +200,7 @@ class Experiment(_Experiment):
                 metrics["equivalence"] = m.pop("equivalence")
         if cfg.objective in ("reverse", "both"):
             metrics["reverse"], fits["reverse"] = self.reverse(cfg, target, k_rev, run)
-        if self.members.swept:
+        if members.swept:
             per = {}
             if "forward" in metrics:
                 per["forward.test_nll"] = metrics["forward"]["test_nll_seeds"]
@@ -209,7 +209,7 @@ class Experiment(_Experiment):
             if "reverse" in metrics:
                 per["reverse.kl"] = metrics["reverse"]["kl_seeds"]
                 per["reverse.ess_fraction"] = metrics["reverse"]["ess_fraction_seeds"]
-            metrics["members"] = self.members.rows(per)
+            metrics["members"] = members.rows(per)
         with run.timed("plots"):
             self.figures(cfg, target, fits, k_plot, run)
         return metrics
@@ -220,7 +220,7 @@ class Experiment(_Experiment):
         k_ref, _, _, k_test, k_test2, k_q = jax.random.split(key, 6)
         # per-member keys: those of each sweep point's own run (stream 0 of the run key, then 1 / 2 of six)
         stream = lambda i: lambda seed: jax.random.split(jax.random.split(jax.random.key(seed), 3)[0], 6)[i]  # noqa: E731
-        members = self.members
+        members = Members.of(cfg, run)
         n = len(members)
         ref = target.sample(k_ref, 10_000)
         flow = make_flow(cfg, target.dim, ref.mean(0), ref.std(0) + 1e-6)
@@ -272,7 +272,7 @@ class Experiment(_Experiment):
         """Variational fit to ``p~``; reverse KL with exact log Z, ELBO and importance-weighted log Z, ESS."""
         _, _, k_eval, k_q = jax.random.split(key, 4)
         stream = lambda i: lambda seed: jax.random.split(jax.random.split(jax.random.key(seed), 3)[1], 4)[i]  # noqa: E731
-        members = self.members
+        members = Members.of(cfg, run)
         n = len(members)
         with run.timed("log_z"):
             log_z = densities.target_log_z(target)
