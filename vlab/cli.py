@@ -227,10 +227,11 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         if not (rdir / "config.yaml").is_file():
             raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
         run = Run(rdir, resume=True, quiet=quiet)
-        if run.status().get("status") == "complete":
+        status = run.status()
+        if status.get("status") == "complete":
             raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
         cls, cfg = load(str(rdir / "config.yaml"), [])
-        members = run.status().get("members")
+        members = status.get("members")
     else:
         cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
     device = runtime.configure(cfg.device, cfg.precision)
