@@ -67,22 +67,21 @@ def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     models = jax.vmap(lambda k: init_vae(k, spec))(keys)
     params = {"model": models, "beta": jnp.ones(n), "step": jnp.zeros(n)}
-    if n == 1:  # the baseline is W1's own, unvmapped program
-        params = jax.tree.map(lambda a: a[0], params)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
     res = fit(objective.make_loss(spec), params, objective.vae_optimizer(optax.adam(LR)),
               jax.random.PRNGKey(seed + 1), steps=steps, chunk_size=steps, log_every=steps,
-              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n if n > 1 else None, progress=False)
+              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n, progress=False)
     return {"member_steps_per_s": n * steps / res.train_s, "compile_s": res.compile_s,
             "final_loss": float(np.mean(res.history["loss"][-1]))}
 
 
-def members_benchmark(x_train: np.ndarray, n: int, steps: int, runs: int) -> dict:
-    """The vmapped n-seed sweep's FLOP rate against one seed's, alternating, ``runs`` times each."""
+def members_benchmark(x_train: np.ndarray, x_test: np.ndarray, n: int, steps: int, runs: int) -> dict:
+    """The vmapped n-seed sweep's FLOP rate against one seed's (W1's own unvmapped program, :func:`run_vlab`),
+    alternating, ``runs`` times each."""
     flops = matmul_flops_per_step()
     single, many = [], []
     for r in range(runs):
-        single.append(run_members(x_train, 1, steps * 8, seed=r)["member_steps_per_s"])
+        single.append(run_vlab(x_train, x_test, steps * 8, steps * 8, seed=r)["steps_per_s"])
         many.append(run_members(x_train, n, steps, seed=r)["member_steps_per_s"])
         print(f"run {r}: 1 seed {single[-1] * flops / 1e9:6.1f} GFLOP/s ({single[-1]:.1f} steps/s); {n} seeds "
               f"vmapped {many[-1] * flops / 1e9:6.1f} GFLOP/s ({many[-1]:.1f} member-steps/s)", flush=True)
@@ -168,10 +167,10 @@ def main() -> None:
     p.add_argument("--member-steps", type=int, default=40, help="steps of the N-seed program (one seed runs 8x)")
     args = p.parse_args()
     if args.members:
-        x_train, _ = load(args.root)
+        x_train, x_test = load(args.root)
         print(f"W1 seed sweep: {args.members} seeds vmapped vs 1 seed; jax {jax.__version__} on "
               f"{jax.devices()[0].device_kind}", flush=True)
-        out = members_benchmark(x_train, args.members, args.member_steps, args.runs)
+        out = members_benchmark(x_train, x_test, args.members, args.member_steps, args.runs)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=2)
