@@ -258,7 +258,8 @@ class Experiment(_Experiment):
             }
             for i in range(n):
                 tol = 3 * float(np.hypot(kx[i, 1], ku[i, 1]))
-                run.check(f"KL[P_X||P_F(U)] = KL[P_F^-1(X)||P_U] (seed {i})", float(kx[i, 0]), float(ku[i, 0]), tol)
+                run.check(f"KL[P_X||P_F(U)] = KL[P_F^-1(X)||P_U] ({members.label(i)})", float(kx[i, 0]),
+                          float(ku[i, 0]), tol)
         u = jax.jit(jax.vmap(flow.inverse, in_axes=(None, 0)))(jax.tree.map(lambda a: a[0], res.params), x)[0]
         m["pullback_mean"], m["pullback_cov"] = np.asarray(u.mean(0)), np.atleast_2d(np.cov(np.asarray(u).T))
         if target.modes is not None:
@@ -315,11 +316,12 @@ class Experiment(_Experiment):
         for i in range(n):
             # importance weights only see the modes q reaches: the check holds where q covers them all
             if covered[i]:
-                run.check(f"importance-weighted log Z = log Z (seed {i})", float(est["iw"][i]), log_z,
+                run.check(f"importance-weighted log Z = log Z ({members.label(i)})", float(est["iw"][i]), log_z,
                           4 * float(est["iw_se"][i]) + 0.02)
             else:
-                run.log(f"[flow_kl] reverse seed {i} covers {m['mode_coverage']['fraction_seeds'][i]:.0%} of the "
-                        "modes: its importance-weighted log Z misses the rest of the mass")
+                share = m["mode_coverage"]["fraction_seeds"][i]
+                run.log(f"[flow_kl] reverse {members.label(i)} covers {share:.0%} of the modes: its "
+                        "importance-weighted log Z misses the rest of the mass")
         run.log(f"[flow_kl] reverse: KL {m['kl']:.4f} +- {m['kl_se']:.4f}, log Z {log_z:.4f}, "
                 f"IW {m['iw_log_z']:.4f}, ESS {100 * m['ess_fraction']:.1f}%")
         return m, (flow, res)
@@ -336,6 +338,7 @@ class Experiment(_Experiment):
     # -------------------------------------------------------------------------------------------- figures
     def figures(self, cfg: Config, target, fits: dict, key, run) -> None:
         first = lambda res: jax.tree.map(lambda a: a[0], res.params)
+        members = Members.of(cfg, run)
         if target.dim == 2:
             self.density_figure(cfg, target, fits, key, first, run)
         else:
@@ -349,7 +352,7 @@ class Experiment(_Experiment):
             curve = -h["elbo"] if name == "reverse" and "elbo" in h else h["loss"]
             loss = curve.reshape(len(h["step"]), -1)
             for s in range(loss.shape[1]):
-                ax.plot(h["step"], loss[:, s], color=plots.color(s), lw=1, label=f"seed {s}" if s < 4 else None)
+                ax.plot(h["step"], loss[:, s], color=plots.color(s), lw=1, label=members.label(s) if s < 4 else None)
             if name in getattr(self, "floor", {}):
                 level, label = self.floor[name]
                 ax.axhline(level, color="k", ls="--", lw=1, label=label)

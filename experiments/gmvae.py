@@ -189,6 +189,7 @@ class Experiment(_Experiment):
         labels = None if ds.y_test is None else np.asarray(ds.y_test)
         if labels is None:
             run.warn("the data have no labels: clustering accuracy, NMI and the confusion matrix are skipped")
+        kept = Members(cfg, members.points, n)  # one member per (point, seed) once restarts are chosen
         rows = []
         for i in range(len(sel)):
             counts = np.bincount(ev["assign"][i], minlength=K)
@@ -204,7 +205,7 @@ class Experiment(_Experiment):
             })
             low = [k for k in range(K) if rows[-1]["mean_q"][k] < cfg.usage_warning / K]
             if low:
-                run.warn(f"seed {i}: component(s) {low} collapsed (usage below {cfg.usage_warning:g}/K = "
+                run.warn(f"{kept.label(i)}: component(s) {low} collapsed (usage below {cfg.usage_warning:g}/K = "
                          f"{cfg.usage_warning / K:.3g}); {int(np.sum(counts == 0))} of {K} components have no "
                          "test point assigned")
 
@@ -232,11 +233,10 @@ class Experiment(_Experiment):
             names = {"test.elbo": "test_elbo", "train.elbo": "train_elbo"}
             if labels is not None:
                 names = {"test.accuracy": "accuracy", "test.nmi": "nmi", **names}
-            kept = Members(cfg, members.points, n)  # one member per (point, seed) once restarts are chosen
             metrics["members"] = kept.rows({m: [r[k] for r in rows] for m, k in names.items()})
         for i, r in enumerate(rows):
             terms = r["test_rec"] + r["test_w_term"] + r["test_z_term"]
-            run.check(f"ELBO = sum of its three terms (seed {i})", r["test_elbo"], terms, 1e-3)
+            run.check(f"ELBO = sum of its three terms ({kept.label(i)})", r["test_elbo"], terms, 1e-3)
 
         with run.timed("plots"):
             history = {k: (v if k == "step" else v[:, sel[0]]) for k, v in res.history.items()}

@@ -49,3 +49,9 @@ def test_keys_are_those_a_separate_run_of_each_point_splits(stream):
     assert keys.shape[0] == 4
     np.testing.assert_array_equal(keys[:2], np.asarray(jax.random.split(stream(3), 2)))
     np.testing.assert_array_equal(keys[2:], np.asarray(jax.random.split(stream(7), 2)))
+
+
+def test_a_member_label_names_its_point_and_seed():
+    assert Members(Cfg()).label(1) == "seed 1"
+    m = Members(Cfg(), [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}])
+    assert m.label(3) == "lr=0.004, seed 1"

@@ -29,6 +29,12 @@ def lookup_config(cfg: Any, dotted: str) -> Any:
     return value
 
 
+def short_items(point: dict[str, Any]) -> list[str]:
+    """``key=value`` for each key of a sweep point, the key shortened to its last part (``lr=0.001``)."""
+    return [f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+            for k, v in point.items()]
+
+
 class Members:
     """Sweep points (dicts of dotted config keys to values) times ``n_seeds``, in point-major order."""
 
@@ -83,6 +89,10 @@ class Members:
     def point_of(self, i: int) -> dict[str, Any]:
         """The point member ``i`` belongs to."""
         return self.points[i // self.n_seeds]
+
+    def label(self, i: int) -> str:
+        """Member ``i`` for a legend, a check or a log line: ``seed 1``, or ``lr=0.001, seed 1`` in a sweep."""
+        return ", ".join([*short_items(self.point_of(i)), f"seed {i % self.n_seeds}"])
 
     def groups(self) -> list[tuple[dict[str, Any], slice]]:
         """Each point with the slice of its members."""

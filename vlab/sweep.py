@@ -115,9 +115,9 @@ def as_overrides(point: dict[str, Any]) -> list[str]:
 
 def point_name(i: int, point: dict[str, Any]) -> str:
     """A folder name such as ``03-lr=0.001-beta=2``."""
-    parts = [f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-             for k, v in point.items()]
-    name = "-".join(parts).replace("/", "_").replace(" ", "")
+    from vlab.members import short_items
+
+    name = "-".join(short_items(point)).replace("/", "_").replace(" ", "")
     return f"{i:02d}-{name}"[:120]
 
 
