@@ -241,7 +241,7 @@ class Experiment(_Experiment):
             "compile_s": res.compile_s, "train_s": res.train_s,
         })
         for i, m in enumerate(mu_avg):
-            run.check(f"mu_g.seed{i}", float(m), cfg.mu_real, cfg.tolerance)
+            run.check(f"mu_g ({members.label(i)})", float(m), cfg.mu_real, cfg.tolerance)
         if members.swept:
             metrics["members"] = members.rows({"mu_g": mu_avg, "mu_g_error": np.abs(mu_avg - cfg.mu_real),
                                                "mu_g_final": mu_final})
