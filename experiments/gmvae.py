@@ -49,6 +49,8 @@ class MixtureConfig:
     learn_pi: bool = False
     learn_sigma: bool = True
     sigma_init: list[float] = spec([0.5], gt=0, help="initial sigma_k: one value for all, or K values")
+    covariance: Literal["spherical", "diagonal"] = spec(
+        "spherical", help="sigma_k^2 I (the seed's model) or diag(sigma_k1^2, ..., sigma_kd^2) per component (VaDE)")
     mu_spread: float = spec(1.5, ge=0, help="initial mu_k ~ N(0, mu_spread^2 I)")
     qz: Literal["network", "exact"] = "network"
     qz_hidden: list[int] = spec([64], gt=0, help="hidden widths of the q(z|w,x) network")
@@ -140,7 +142,8 @@ class Experiment(_Experiment):
         lr_scale = members.lr_scale()
         sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
         init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
-                                              mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None)
+                                              mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None,
+                                              diagonal=mx.covariance == "diagonal")
         models = jax.vmap(init)(k_init)
         dtype = jax.tree.leaves(models)[0].dtype
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
@@ -286,7 +289,9 @@ class Experiment(_Experiment):
             def one(m, k):
                 w = objective.encoded_means(m["vae"], spec_, ds.x_train)
                 km = clustering.kmeans(k, w, mx.k, n_init=mx.kmeans_restarts, n_iter=mx.kmeans_iters)
-                sigma, pi = clustering.spherical_gaussians(w, km.labels, km.centers)
+                spread = (clustering.diagonal_gaussians if mx.covariance == "diagonal"
+                          else clustering.spherical_gaussians)
+                sigma, pi = spread(w, km.labels, km.centers)
                 prior = objective.prior_from_clusters(m["prior"], km.centers, sigma,
                                                       pi if (mx.learn_pi and not mx.pi) else None)
                 test = clustering.assign(objective.encoded_means(m["vae"], spec_, ds.x_test), km.centers)
@@ -314,12 +319,14 @@ class Experiment(_Experiment):
         w = ev["w"][0]
         mu = np.asarray(model["prior"]["mu"])
         sig = np.exp(np.asarray(model["prior"]["log_sigma"]))
+        sig_d = np.broadcast_to(sig[:, None] if sig.ndim == 1 else sig, (K, spec_.z_dim))  # (K, d) either way
         if spec_.z_dim > 2:  # project onto the first two principal directions of the component means and points
             centre = w.mean(0)
             _, _, vt = np.linalg.svd(np.concatenate([w, mu]) - centre, full_matrices=False)
-            proj = lambda a: (a - centre) @ vt[:2].T
+            basis = vt[:2]
         else:
-            proj = lambda a: a
+            centre, basis = np.zeros(spec_.z_dim), np.eye(spec_.z_dim)
+        proj = lambda a: (a - centre) @ basis.T
         pw, pmu = proj(w), proj(mu)
         fig, axes = plots.figure(1, 3, size=(15, 4.6))
         ax = axes[0]
@@ -328,9 +335,12 @@ class Experiment(_Experiment):
             c = plots.label_color(k, K)
             ax.scatter(pw[sel, 0], pw[sel, 1] if pw.shape[1] > 1 else np.zeros(sel.sum()), s=4, color=c,
                        label=f"{k} ({row['usage'][k]:.0%})")
-            t = np.linspace(0, 2 * np.pi, 100)
-            ax.plot(pmu[k, 0] + 2 * sig[k] * np.cos(t), pmu[k, -1] + 2 * sig[k] * np.sin(t), color=c, lw=1.5)
-        ax.set_title("w means by component, 2-sigma circles" + (" (projected)" if spec_.z_dim > 2 else ""))
+            if spec_.z_dim >= 2:  # the 2-sigma ellipse of N(mu_k, Sigma_k) projected: B Sigma_k B^T
+                t = np.linspace(0, 2 * np.pi, 100)
+                chol = np.linalg.cholesky(basis @ np.diag(sig_d[k] ** 2) @ basis.T)
+                ring = pmu[k][:, None] + 2 * chol @ np.stack([np.cos(t), np.sin(t)])
+                ax.plot(ring[0], ring[1], color=c, lw=1.5)
+        ax.set_title("w means by component, 2-sigma ellipses" + (" (projected)" if spec_.z_dim > 2 else ""))
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
         ax = axes[1]
@@ -356,10 +366,10 @@ class Experiment(_Experiment):
         ax.legend(fontsize=8)
         run.save_figure(fig, "latent_confusion_curves")
 
-        # samples from each component: w ~ N(mu_k, sigma_k^2 I), x = E[x | w]
+        # samples from each component: w ~ N(mu_k, diag sigma_k^2), x = E[x | w]
         n_per = 10
         eps = jax.random.normal(key, (K, n_per, spec_.z_dim))
-        ws = jnp.asarray(mu)[:, None] + jnp.asarray(sig)[:, None, None] * eps
+        ws = jnp.asarray(mu)[:, None] + jnp.asarray(sig_d)[:, None] * eps
         xs = np.asarray(decoder_mean(model["vae"], spec_, ws.reshape(K * n_per, -1)))
         if ds.image_shape is not None:
             fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1))
@@ -369,8 +379,8 @@ class Experiment(_Experiment):
             xd = np.asarray(ds.x_test)
             ax.scatter(xd[:, 0], xd[:, 1] if xd.shape[1] > 1 else np.zeros(len(xd)), s=3, color="0.8",
                        label="test data")
-            many = np.asarray(decoder_mean(model["vae"], spec_, (jnp.asarray(mu)[:, None] + jnp.asarray(sig)[
-                :, None, None] * jax.random.normal(key, (K, 200, spec_.z_dim))).reshape(K * 200, -1)))
+            many = np.asarray(decoder_mean(model["vae"], spec_, (jnp.asarray(mu)[:, None] + jnp.asarray(sig_d)[
+                :, None] * jax.random.normal(key, (K, 200, spec_.z_dim))).reshape(K * 200, -1)))
             for k in range(K):
                 part = many[k * 200:(k + 1) * 200]
                 ax.scatter(part[:, 0], part[:, 1] if part.shape[1] > 1 else np.zeros(200), s=4,

@@ -98,3 +98,16 @@ def test_spherical_gaussians_are_the_cluster_ml_estimates(x64):
     assert float(sigma[4]) == pytest.approx(np.sqrt(pooled), rel=1e-12)
     np.testing.assert_allclose(pi, np.array([30, 30, 30, 30, 1]) / 121, atol=1e-12)
     assert float(jnp.sum(pi)) == pytest.approx(1.0)
+
+
+def test_diagonal_gaussians_are_the_cluster_ml_estimates(x64):
+    x, y = _blobs(2, 30)
+    x = x * np.array([1.0, 3.0])  # unequal spreads per dimension
+    centers = np.stack([x[y == j].mean(0) for j in range(4)] + [np.array([50.0, 50.0])])  # the 5th is empty
+    sigma, pi = clustering.diagonal_gaussians(jnp.asarray(x), jnp.asarray(y), jnp.asarray(centers))
+    assert sigma.shape == (5, 2)
+    for j in range(4):
+        np.testing.assert_allclose(sigma[j], x[y == j].std(0), rtol=1e-12)
+    pooled = sum(((x[y == j] - centers[j]) ** 2).sum(0) for j in range(4)) / len(x)
+    np.testing.assert_allclose(sigma[4], np.sqrt(pooled), rtol=1e-12)
+    np.testing.assert_allclose(pi, np.array([30, 30, 30, 30, 1]) / 121, atol=1e-12)

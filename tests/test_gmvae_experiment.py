@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vlab.cli import main
@@ -58,6 +59,18 @@ def test_pretrained_kmeans_initialisation_and_restarts(tmp_path):
     restart = m["restart_train_elbo"]
     assert len(restart) == 2 and len(restart[0]) == 2
     assert sorted(m["train"]["elbo"]["values"]) == pytest.approx(sorted(max(r) for r in restart), abs=1e-6)
+
+
+def test_diagonal_components_from_kmeans(tmp_path):
+    # VaDE's diagonal covariances: k-means starts every sigma_kj at the cluster's spread along dimension j
+    code, m = _run(tmp_path, "train.steps=200", "train.chunk_size=200", "warmup_steps=50", "data.n_train=1000",
+                   "data.n_test=400", "pretrain.kind=autoencoder", "pretrain.steps=200", "mixture.init=kmeans",
+                   "mixture.covariance=diagonal", "model.z_dim=3", "n_seeds=1", "restarts=1")
+    assert code == 0 and all(c["ok"] for c in m["checks"])
+    sigma = np.asarray(m["prior"]["sigma"])
+    assert sigma.shape == (5, 3) and np.all(sigma > 0)
+    assert len({round(float(s), 6) for s in sigma.ravel()}) > 5  # not one shared value
+    assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
 
 @pytest.mark.parametrize("override,needle", [

@@ -106,3 +106,18 @@ def spherical_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array) -> 
     var = jnp.where(counts > 0, sq / (d * jnp.maximum(counts, 1.0)), pooled)
     pi = jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
     return jnp.sqrt(jnp.maximum(var, 1e-12)), pi
+
+
+def diagonal_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-cluster, per-dimension spread and weight of a hard partition: sigma_kj^2 = sum_{a_i = k} (x_ij - c_kj)^2
+    / n_k (the maximum-likelihood variances of N(c_k, diag sigma_k^2)), shape (K, d), and pi_k = n_k / n. An empty
+    cluster gets the pooled variance of each dimension and a weight of 1/n."""
+    n, d = x.shape
+    k = centers.shape[0]
+    onehot = jax.nn.one_hot(labels, k, dtype=x.dtype)
+    counts = jnp.sum(onehot, 0)
+    sq = jnp.einsum("nk,nkd->kd", onehot, (x[:, None, :] - centers[None]) ** 2)
+    pooled = jnp.sum(sq, 0) / n
+    var = jnp.where(counts[:, None] > 0, sq / jnp.maximum(counts, 1.0)[:, None], pooled)
+    pi = jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
+    return jnp.sqrt(jnp.maximum(var, 1e-12)), pi

@@ -4,6 +4,9 @@ Generative model p(x, w, z) = p(z) p(w|z) p(x|w):
 
     z ~ Categorical(pi),  w | z = k ~ N(mu_k, sigma_k^2 I),  x | w ~ p_theta(x | w)   (Gaussian or Bernoulli decoder)
 
+(the seed's spherical components; ``log_sigma`` of shape (K, d) instead of (K,) gives each component a diagonal
+covariance diag(sigma_k1^2, ..., sigma_kd^2), as in VaDE).
+
 Variational model q(w, z | x) = q_psi(w|x) q_phi(z|w, x) with q_psi(w|x) = N(m(x), diag s^2(x)). Then
 
     log p(x) >= E_q[log p(x, w, z) - log q(w, z | x)]
@@ -22,7 +25,8 @@ autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to th
 (:mod:`vlab.clustering`), start mu_k, sigma_k (and pi) at the clusters (:func:`prior_from_clusters`), then maximise
 the ELBO above.
 
-Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,), "logits": (K,)},
+Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
+"logits": (K,)},
 "qz": MLP or absent}``; training wraps them with :func:`vlab.objectives.vae.init_params` (beta, step counter).
 """
 
@@ -53,11 +57,15 @@ class GMVAETerms(NamedTuple):
 
 
 def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
-               mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None) -> dict:
-    """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k, log pi,
-    and for ``qz = "network"`` an MLP [w, x] -> K logits."""
+               mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None,
+               diagonal: bool = False) -> dict:
+    """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
+    component, or one per component and dimension when ``diagonal``), log pi, and for ``qz = "network"`` an MLP
+    [w, x] -> K logits."""
     k_vae, k_mu, k_qz = jax.random.split(key, 3)
     sigma = jnp.broadcast_to(jnp.asarray(sigma_init, dtype=jnp.result_type(float)), (k,))
+    if diagonal:
+        sigma = jnp.broadcast_to(sigma[:, None], (k, spec.z_dim))
     pi_ = jnp.full((k,), 1.0 / k) if pi is None else jnp.asarray(pi)
     params = {
         "vae": init_vae(k_vae, spec),
@@ -70,9 +78,11 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
 
 
 def log_p_w_given_z(w: jax.Array, prior: dict) -> jax.Array:
-    """log N(w; mu_k, sigma_k^2 I) for every component: ``w`` (..., d) -> (..., K)."""
+    """log N(w; mu_k, sigma_k^2 I) for every component: ``w`` (..., d) -> (..., K). With ``log_sigma`` of shape
+    (K, d) the components are diagonal: log N(w; mu_k, diag sigma_k^2) = sum_j log N(w_j; mu_kj, sigma_kj^2)."""
     sigma = jnp.exp(prior["log_sigma"])
-    return jnp.sum(normal_log_prob(w[..., None, :], prior["mu"], sigma[:, None]), axis=-1)
+    return jnp.sum(normal_log_prob(w[..., None, :], prior["mu"], sigma if sigma.ndim == 2 else sigma[:, None]),
+                   axis=-1)
 
 
 def log_pi(prior: dict, learn_pi: bool) -> jax.Array:
@@ -158,8 +168,9 @@ def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
 
 
 def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: jax.Array | None = None) -> dict:
-    """The mixture prior started at a clustering of the encoded means: mu_k = c_k, log sigma_k = log s_k and, when
-    ``pi`` is given, logits = log pi_k (else the old logits are kept)."""
+    """The mixture prior started at a clustering of the encoded means: mu_k = c_k, log sigma_k = log s_k ((K,) or
+    (K, d), as the prior's own ``log_sigma``) and, when ``pi`` is given, logits = log pi_k (else the old logits are
+    kept)."""
     out = {**prior, "mu": centers.astype(prior["mu"].dtype),
            "log_sigma": jnp.log(sigma).astype(prior["log_sigma"].dtype)}
     if pi is not None:
