@@ -25,8 +25,13 @@ Sides alternate in order seed by seed (vlab, FlowJAX, normflows; then FlowJAX, n
 ratio is taken within this run on this machine. FlowJAX's warm speed is its second ``fit_to_data`` call (compiled
 step cached); vlab's is the training time of ``vlab.train.fit`` after its one compilation.
 
-    pip install -r benchmarks/requirements-flows.txt   (run by this script if the peers are missing)
+    pip install -r benchmarks/requirements-flows.txt   (run by this script for the peers that are missing)
     python benchmarks/flows.py [--seeds 3] [--steps 2000] [--out runs/benchmarks/flows.json]
+                               [--torch-device {auto,cpu,cuda}]
+
+JAX (vlab, FlowJAX) runs on its default backend; normflows on ``--torch-device`` (auto: CUDA when torch sees a GPU,
+else the CPU with one thread). On CUDA the normflows timer is read after ``torch.cuda.synchronize()``. A peer that
+is missing and cannot be installed (no network) is left out of the run, with a line saying so.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -48,22 +54,59 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vlab import densities, toy_data
-from vlab.config import build_optimizer
-from vlab.objectives import flow as fo
-from vlab.train import fit
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without the package installed (vlab, experiments)
+    sys.path.insert(0, str(ROOT))
+
+from vlab import densities, toy_data  # noqa: E402
+from vlab.config import build_optimizer  # noqa: E402
+from vlab.objectives import flow as fo  # noqa: E402
+from vlab.train import fit  # noqa: E402
+
 BATCH, WIDTH, DEPTH, LAYERS, N_TEST = 256, 64, 2, 8, 10_000
 
 
-def ensure_peers() -> None:
-    """Install FlowJAX, normflows and the CPU torch build from requirements-flows.txt when missing."""
-    if all(importlib.util.find_spec(m) for m in ("flowjax", "normflows", "torch")):
-        return
+PEERS = ("flowjax", "normflows", "torch")
+
+
+def ensure_peers() -> set[str]:
+    """Install those of FlowJAX, normflows and torch that are missing, at the versions requirements-flows.txt pins
+    (a torch already there, a CUDA build say, is left alone); returns the names still missing afterwards."""
+    missing = {m for m in PEERS if importlib.util.find_spec(m) is None}
+    if not missing:
+        return missing
     req = ROOT / "benchmarks" / "requirements-flows.txt"
-    print(f"installing peers from {req} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(req)], check=True)
+    pins = [ln.strip() for ln in req.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#") and ln.split("==")[0].strip() in missing]
+    print(f"installing missing peers {' '.join(sorted(pins))} (from {req}) ...", flush=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--retries", "1", "--timeout", "10", *pins],
+                       capture_output=True, text=True)
+    importlib.invalidate_caches()
+    missing = {m for m in PEERS if importlib.util.find_spec(m) is None}
+    if r.returncode or missing:
+        print(f"could not install {', '.join(sorted(missing)) or 'the peers'} (pip exit {r.returncode}); "
+              "running without them", flush=True)
+    return missing
+
+
+def torch_device(choice: str):
+    """The torch device ``--torch-device`` names (auto: cuda when torch sees a GPU, else cpu); asking for cuda
+    where torch sees none ends the program with one line."""
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --torch-device cuda: torch {torch.__version__} sees no CUDA device")
+    return torch.device(choice)
+
+
+def sync(dev) -> None:
+    """Wait for queued CUDA work before a timer is read (nothing on the CPU)."""
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
 
 
 def moons(seed: int, n: int) -> np.ndarray:
@@ -194,40 +237,47 @@ def flowjax_reverse(seed: int, steps: int, log_z: float) -> dict:
 # ------------------------------------------------------------------------------------------------ normflows
 
 
-def normflows_model(seed: int, target=None):
+def normflows_model(seed: int, target=None, device=None):
     import normflows as nf
     import torch
 
+    dev = torch.device("cpu") if device is None else device
     torch.manual_seed(seed)
-    torch.set_num_threads(1)  # tiny matmuls: one thread is fastest, and immune to oversubscription
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # tiny matmuls: one thread is fastest, and immune to oversubscription
     layers = []
     for _ in range(LAYERS):
         net = nf.nets.MLP([1, *([WIDTH] * DEPTH), 2], init_zeros=True)
         layers += [nf.flows.AffineCouplingBlock(net), nf.flows.Permute(2, mode="swap")]
-    return nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers, p=target)
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers, p=target).to(dev)
 
 
-def normflows_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
+def normflows_forward(seed: int, steps: int, x_test: np.ndarray, device=None) -> dict:
     import torch
 
-    model = normflows_model(seed)
+    dev = torch.device("cpu") if device is None else device
+    model = normflows_model(seed, device=dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.tensor(moons(30_000 + seed, steps * BATCH), dtype=torch.float32).reshape(steps, BATCH, 2)
+    x = torch.tensor(moons(30_000 + seed, steps * BATCH), dtype=torch.float32).reshape(steps, BATCH, 2).to(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for i in range(steps):
         opt.zero_grad()
         loss = model.forward_kld(x[i])
         loss.backward()
         opt.step()
+    sync(dev)
     dt = time.perf_counter() - t0
     with torch.no_grad():
-        nll = -float(model.log_prob(torch.tensor(x_test, dtype=torch.float32)).mean())
+        nll = -float(model.log_prob(torch.tensor(x_test, dtype=torch.float32).to(dev)).mean())
     return {"steps_per_s": steps / dt, "test_nll": nll}
 
 
-def normflows_reverse(seed: int, steps: int, log_z: float) -> dict:
+def normflows_reverse(seed: int, steps: int, log_z: float, device=None) -> dict:
     import normflows as nf
     import torch
+
+    dev = torch.device("cpu") if device is None else device
 
     class U1(nf.distributions.Target):
         def log_prob(self, z):
@@ -235,14 +285,16 @@ def normflows_reverse(seed: int, steps: int, log_z: float) -> dict:
             lobes = torch.logaddexp(-0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2)
             return -(0.5 * ((r - 2) / 0.4) ** 2 - lobes)
 
-    model = normflows_model(seed, U1())
+    model = normflows_model(seed, U1(), device=dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
         loss = model.reverse_kld(BATCH)
         loss.backward()
         opt.step()
+    sync(dev)
     dt = time.perf_counter() - t0
     with torch.no_grad():
         z, log_q = model.sample(N_TEST)
@@ -265,19 +317,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], choices=["forward", "reverse", "vmapped"])
     ap.add_argument("--out", default=str(ROOT / "runs" / "benchmarks" / "flows.json"))
     ap.add_argument("--plot", metavar="JSON", help="only draw the figure of an earlier run's JSON")
+    ap.add_argument("--torch-device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where normflows (PyTorch) runs (auto: cuda if torch sees a GPU, else cpu)")
     args = ap.parse_args(argv)
     if args.plot:
         print(f"wrote {figure(json.loads(Path(args.plot).read_text()), Path(args.plot).with_suffix('.png'))}")
         return 0
-    ensure_peers()
+    missing = ensure_peers()
+    devices = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
+    forward, reverse = dict(FORWARD), dict(REVERSE)
+    if "torch" in missing or "normflows" in missing:
+        forward.pop("normflows")
+        reverse.pop("normflows")
+    else:
+        import torch
+
+        dev = torch_device(args.torch_device)
+        forward["normflows"] = partial(normflows_forward, device=dev)
+        reverse["normflows"] = partial(normflows_reverse, device=dev)
+        devices.update(torch=torch.__version__, torch_device=dev.type,
+                       torch_device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+    if "flowjax" in missing:
+        forward.pop("flowjax")
+        reverse.pop("flowjax")
+    torch_part = (f", normflows on torch {devices['torch']} ({devices['torch_device']}, "
+                  f"{devices['torch_device_name']})" if "torch_device" in devices else "")
+    print(f"flows: {args.seeds} seeds x {args.steps} steps; sides {', '.join(dict.fromkeys([*forward, *reverse]))}; "
+          f"jax {jax.__version__} on {devices['jax_device']} ({devices['jax_backend']}){torch_part}", flush=True)
     x_test = moons(999, N_TEST)
     h_moons = -float(jnp.mean(jax.jit(jax.vmap(densities.two_moons_log_prob))(jnp.asarray(x_test))))
     t = densities.get("u1")
     log_z = float(densities.grid_log_z(t.log_prob, t.box, 1000))
-    sides = list(FORWARD)
-    results: dict = {"forward": {s: [] for s in FORWARD}, "reverse": {s: [] for s in REVERSE}}
+    results: dict = {"forward": {s: [] for s in forward}, "reverse": {s: [] for s in reverse}}
     for seed in range(args.seeds):
-        for kind, table in (("forward", FORWARD), ("reverse", REVERSE)):
+        for kind, table in (("forward", forward), ("reverse", reverse)):
             if kind in args.skip:
                 continue
             sides = list(table)
@@ -291,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         results["vlab_vmapped_seeds"] = vlab_forward_seeds(args.seeds, args.steps, x_test)
     summary = summarise(results, h_moons)
     results.update(summary=summary, data_entropy=h_moons, u1_log_z=log_z,
-                   machine={"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__})
+                   machine={"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
+                            "devices": devices})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
@@ -320,8 +394,12 @@ def figure(results: dict, path: Path) -> Path:
             ax.legend()
         if key == "kl":
             ax.set_yscale("log")
-    fig.suptitle(f"flows: vlab vs FlowJAX vs normflows, {results['machine']['cpus']}-core CPU, one run "
-                 "(dots: seeds, bars: medians)", y=1.0)
+    m = results["machine"]
+    where = f"{m['cpus']}-core CPU"
+    if m.get("devices", {}).get("jax_backend", "cpu") != "cpu" or m.get("devices", {}).get("torch_device") == "cuda":
+        d = m["devices"]
+        where = f"JAX on {d['jax_device']}" + (f", torch on {d['torch_device_name']}" if "torch_device" in d else "")
+    fig.suptitle(f"flows: vlab vs FlowJAX vs normflows, {where}, one run (dots: seeds, bars: medians)", y=1.0)
     return plots.save(fig, path)
 
 
@@ -341,10 +419,10 @@ def summarise(results: dict, h_moons: float) -> dict:
             "u1_reverse_kl_range": [min((r["kl"] for r in rev[side]), default=float("nan")),
                                     max((r["kl"] for r in rev[side]), default=float("nan"))],
             "u1_reverse_steps_per_s": med(rev[side], "steps_per_s")})
-    if fwd["vlab"] and fwd["flowjax"]:
+    if fwd["vlab"] and fwd.get("flowjax"):
         ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(fwd["vlab"], fwd["flowjax"], strict=True)]
         out["vlab_over_flowjax_warm_steps_per_s"] = {"per_seed": ratios, "median": statistics.median(ratios)}
-    if fwd["vlab"] and fwd["normflows"]:
+    if fwd["vlab"] and fwd.get("normflows"):
         ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(fwd["vlab"], fwd["normflows"], strict=True)]
         out["vlab_over_normflows_steps_per_s"] = {"per_seed": ratios, "median": statistics.median(ratios)}
     if "vlab_vmapped_seeds" in results:

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,10 +27,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vlab import games, gda
-from vlab.objectives import gan
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without the package installed
+    sys.path.insert(0, str(ROOT))
+
+from vlab import games, gda  # noqa: E402
+from vlab.objectives import gan  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -112,9 +115,12 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gan.json"))
     a = p.parse_args()
     jax.config.update("jax_enable_x64", True)
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
+               "backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
+    print(f"GAN dynamics (JAX only, float64): {a.steps} steps, {a.points} step sizes, {a.repeats} repeats; "
+          f"jax {jax.__version__} on {machine['device']} ({machine['backend']}), {machine['cpus']} cores", flush=True)
     res = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
-                    "backend": jax.default_backend(), "device": jax.devices()[0].device_kind},
+        "machine": machine,
         "G1_scan_vs_python_loop": g1_scan_vs_loop(a.steps, a.repeats),
         "G2_vmapped_step_size_sweep": g2_sweep(a.points, a.repeats),
         "G3_optimistic_vs_optax": g3_ogda(a.steps, a.repeats),

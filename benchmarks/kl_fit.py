@@ -7,7 +7,10 @@ batched eager program. Sides alternate, each timed ``--repeats`` times; the medi
 timed separately and excluded from the per-call figures.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/kl_fit.py [--repeats 3] [--steps 2000] [--inits 256]
+    python benchmarks/kl_fit.py [--repeats 3] [--steps 2000] [--inits 256] [--torch-device {auto,cpu,cuda}]
+
+JAX runs on its default backend; PyTorch on ``--torch-device`` (auto: CUDA when torch sees a GPU, else the CPU). On
+CUDA the PyTorch timer is read after ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,33 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vlab.distributions import mixture_1d
-from vlab.divergences import exclusive_kl_mc
-from vlab.train import fit
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without the package installed
+    sys.path.insert(0, str(ROOT))
+
+from vlab.distributions import mixture_1d  # noqa: E402
+from vlab.divergences import exclusive_kl_mc  # noqa: E402
+from vlab.train import fit  # noqa: E402
+
+
+def torch_device(choice: str):
+    """The torch device ``--torch-device`` names (auto: cuda when torch sees a GPU, else cpu); asking for cuda
+    where torch sees none ends the program with one line."""
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --torch-device cuda: torch {torch.__version__} sees no CUDA device")
+    return torch.device(choice)
+
+
+def sync(dev) -> None:
+    """Wait for queued CUDA work before a timer is read (nothing on the CPU)."""
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
 
 
 def vlab_fits(n_inits: int, steps: int, samples: int, lr: float) -> tuple[float, float]:
@@ -50,29 +75,32 @@ def vlab_fits(n_inits: int, steps: int, samples: int, lr: float) -> tuple[float,
     return r.compile_s, r.train_s
 
 
-def torch_fits(n_inits: int, steps: int, samples: int, lr: float) -> float:
-    """Seconds for the same fits as one batched PyTorch eager program (float32, CPU)."""
+def torch_fits(n_inits: int, steps: int, samples: int, lr: float, device=None) -> float:
+    """Seconds for the same fits as one batched PyTorch eager program (float32, on ``device``, the CPU if None)."""
     import math
 
     import torch
 
+    dev = torch.device("cpu") if device is None else device
     torch.manual_seed(0)
-    mu = (torch.rand(n_inits) * 16 - 8).requires_grad_()
-    log_sigma = (torch.rand(n_inits) * 3 - 1).requires_grad_()
+    mu = (torch.rand(n_inits) * 16 - 8).to(dev).requires_grad_()
+    log_sigma = (torch.rand(n_inits) * 3 - 1).to(dev).requires_grad_()
     opt = torch.optim.Adam([mu, log_sigma], lr=lr)
-    log_w = torch.log(torch.tensor([1 / 3, 2 / 3]))
-    means = torch.tensor([-3.0, 3.0])
+    log_w = torch.log(torch.tensor([1 / 3, 2 / 3])).to(dev)
+    means = torch.tensor([-3.0, 3.0]).to(dev)
     half_log_2pi = 0.5 * math.log(2 * math.pi)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        eps = torch.randn(n_inits, samples)
+        eps = torch.randn(n_inits, samples, device=dev)
         sigma = log_sigma.exp()[:, None]
         x = mu[:, None] + sigma * eps
         log_q = -0.5 * eps**2 - torch.log(sigma) - half_log_2pi
         log_p = torch.logsumexp(log_w - 0.5 * (x[..., None] - means) ** 2 - half_log_2pi, dim=-1)
         (log_q - log_p).mean(dim=1).sum().backward()
         opt.step()
+    sync(dev)
     return time.perf_counter() - t0
 
 
@@ -84,6 +112,10 @@ def cold_start(cache: bool) -> dict:
     out = Path(tempfile.mkdtemp()) / "run"
     if not cache:
         env["VLAB_COMPILE_CACHE"] = "off"
+    # the package need not be installed: the child finds it beside this script, as this process does
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    # on a GPU this process's JAX already holds most of the memory it preallocates; the child takes what it needs
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "vlab", "run", str(ROOT / "configs" / "kl_fit.yaml"), "-q", "--out",
                     str(out)], check=True, env=env, capture_output=True)
@@ -99,10 +131,22 @@ def main() -> None:
     ap.add_argument("--inits", type=int, default=256)
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    ap.add_argument("--torch-device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where the PyTorch side runs (auto: cuda if torch sees a GPU, else cpu)")
+    ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     lr = 0.05
+    devices = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
+    dev = None
+    if not args.no_torch:
+        import torch
+
+        dev = torch_device(args.torch_device)
+        devices.update(torch=torch.__version__, torch_device=dev.type,
+                       torch_device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+    torch_part = f", torch {devices['torch']} on {devices['torch_device_name']}" if dev is not None else ""
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
-          f"({jax.default_backend()})")
+          f"({jax.default_backend()}, {devices['jax_device']}){torch_part}", flush=True)
     t_one, t_many, t_torch, compiles = [], [], [], []
     for _ in range(args.repeats):  # alternate the sides
         c1, one = vlab_fits(1, args.steps, args.samples, lr)
@@ -111,7 +155,7 @@ def main() -> None:
         t_many.append(many)
         compiles.append(cm)
         if not args.no_torch:
-            t_torch.append(torch_fits(args.inits, args.steps, args.samples, lr))
+            t_torch.append(torch_fits(args.inits, args.steps, args.samples, lr, dev))
     one, many = statistics.median(t_one), statistics.median(t_many)
     print(f"W2 exclusive KL, {args.steps} steps x {args.samples} samples, median of {args.repeats}:")
     print(f"  vlab, 1 fit                 {one:8.3f} s")
@@ -123,11 +167,19 @@ def main() -> None:
         print(f"  PyTorch eager, {args.inits} batched {torch_s:8.3f} s   vlab / PyTorch: {many / torch_s:.2f}x "
               "(target <= 0.4x)")
     cold_start(True)  # fill the compilation cache for the warm measurement
+    cold = {}
     for cache in (False, True):
-        cs = cold_start(cache)
+        cs = cold[f"cache_{'warm' if cache else 'off'}"] = cold_start(cache)
         split = ", ".join(f"{k} {v:.2f}s" for k, v in cs.items() if k not in ("wall_s", "total"))
         print(f"  cold start `vlab run configs/kl_fit.yaml` (compile cache {'warm' if cache else 'off'}): "
               f"{cs['wall_s']:.2f} s wall ({split})")
+    if args.json:
+        out = {"devices": devices, "cpus": os.cpu_count(), "jax": jax.__version__, "steps": args.steps,
+               "samples": args.samples, "inits": args.inits, "repeats": args.repeats, "vlab_one_fit_s": t_one,
+               "vlab_many_fits_s": t_many, "vlab_compile_s": compiles, "torch_s": t_torch, "cold_start": cold}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

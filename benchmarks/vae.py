@@ -7,6 +7,10 @@ vlab / PyTorch (the target is >= 1.6 with a test ELBO no worse than PyTorch's by
 
     .venv/bin/pip install -r benchmarks/requirements-vae.txt
     .venv/bin/python benchmarks/vae.py [--epochs 5] [--runs 3] [--threads 2] [--gmvae] [--root DIR]
+                                       [--torch-device {auto,cpu,cuda}]
+
+JAX runs on its default backend; PyTorch on ``--torch-device`` (auto: CUDA when torch sees a GPU, else the CPU with
+``--threads`` intra-op threads). On CUDA the PyTorch timer is read after ``torch.cuda.synchronize()``.
 
 ``--members 64`` measures instead what a 64-seed sweep of W1 compiles to: one vmapped program whose FLOP rate (matrix
 products of the training step, counted analytically) is set against a single seed's, alternating the two.
@@ -15,21 +19,59 @@ products of the training step, counted analytically) is set against a single see
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vlab import data as vdata
-from vlab.encoders import VAESpec, init_vae
-from vlab.objectives import vae as objective
-from vlab.train import fit
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without the package installed
+    sys.path.insert(0, str(ROOT))
+
+from vlab import data as vdata  # noqa: E402
+from vlab.encoders import VAESpec, init_vae  # noqa: E402
+from vlab.objectives import vae as objective  # noqa: E402
+from vlab.train import fit  # noqa: E402
 
 BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
+
+
+def torch_device(choice: str):
+    """The torch device ``--torch-device`` names (auto: cuda when torch sees a GPU, else cpu); asking for cuda
+    where torch sees none ends the program with one line."""
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --torch-device cuda: torch {torch.__version__} sees no CUDA device")
+    return torch.device(choice)
+
+
+def devices(dev=None) -> dict:
+    """Each side's device, for the header and the JSON."""
+    out = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
+    if dev is not None:
+        import torch
+
+        out["torch_device"] = dev.type
+        out["torch_device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return out
+
+
+def sync(dev) -> None:
+    """Wait for queued CUDA work before a timer is read (nothing on the CPU)."""
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
 
 
 def load(root: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +151,11 @@ def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epo
     return {"steps_per_s": steps / res.train_s, "test_elbo": float(np.mean(np.asarray(t.elbo)))}
 
 
-def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
+def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int,
+              device=None) -> dict:
     import torch
+
+    dev = torch.device("cpu") if device is None else device
     from torch import nn
 
     torch.manual_seed(seed)
@@ -131,14 +176,15 @@ def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epo
             kl = 0.5 * (torch.exp(log_var) + mu**2 - log_var - 1.0).sum(-1)
             return rec - kl
 
-    model = VAE()
+    model = VAE().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    xt = torch.from_numpy(np.array(x_train))
+    xt = torch.from_numpy(np.array(x_train)).to(dev)
     n = xt.shape[0]
+    sync(dev)
     t0 = time.perf_counter()
     step = 0
     while step < steps:
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=dev)
         for i in range(steps_per_epoch):
             if step >= steps:
                 break
@@ -148,9 +194,11 @@ def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epo
             loss.backward()
             opt.step()
             step += 1
+    sync(dev)
     train_s = time.perf_counter() - t0
     with torch.no_grad():
-        elbo = float(torch.cat([model.elbo(b) for b in torch.from_numpy(np.array(x_test)).split(1000)]).mean())
+        elbo = float(torch.cat([model.elbo(b) for b in torch.from_numpy(np.array(x_test)).to(dev).split(1000)])
+                     .mean())
     return {"steps_per_s": steps / train_s, "test_elbo": elbo}
 
 
@@ -158,7 +206,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (on the CPU only)")
+    p.add_argument("--torch-device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the PyTorch side runs (auto: cuda if torch sees a GPU, else cpu)")
     p.add_argument("--root", default=vdata.DEFAULT_ROOT)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--gmvae", action="store_true", help="also time the GM-VAE step (K = 10) at the same sizes")
@@ -169,8 +219,9 @@ def main() -> None:
     if args.members:
         x_train, x_test = load(args.root)
         print(f"W1 seed sweep: {args.members} seeds vmapped vs 1 seed; jax {jax.__version__} on "
-              f"{jax.devices()[0].device_kind}", flush=True)
+              f"{jax.devices()[0].device_kind} ({jax.default_backend()})", flush=True)
         out = members_benchmark(x_train, x_test, args.members, args.member_steps, args.runs)
+        out["devices"] = devices()
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=2)
@@ -178,14 +229,20 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    dev = torch_device(args.torch_device)
+    if dev.type == "cpu":
+        torch.set_num_threads(args.threads)
+        where = f"cpu, {args.threads} threads"
+    else:
+        where = f"{dev.type}, {torch.cuda.get_device_name(dev)}"
     x_train, x_test = load(args.root)
     steps_per_epoch = x_train.shape[0] // BATCH
     steps = args.epochs * steps_per_epoch
     print(f"W1: {x_train.shape[0]} train images, {steps} steps ({args.epochs} epochs), batch {BATCH}; "
-          f"jax {jax.__version__} on {jax.devices()[0].device_kind}, torch {torch.__version__} "
-          f"({args.threads} threads)", flush=True)
-    impls = [("vlab", run_vlab), ("torch", run_torch)] + ([("gmvae", run_gmvae)] if args.gmvae else [])
+          f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), torch "
+          f"{torch.__version__} ({where})", flush=True)
+    impls = [("vlab", run_vlab), ("torch", functools.partial(run_torch, device=dev))] + (
+        [("gmvae", run_gmvae)] if args.gmvae else [])
     results: dict[str, list[dict]] = {name: [] for name, _ in impls}
     for r in range(args.runs):
         for name, fn in impls:
@@ -214,7 +271,7 @@ def main() -> None:
         print(f"GM-VAE step (K = 10) takes {slow:.2f}x the VAE step's time (target <= 1.3)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "summary": summary}, f, indent=2)
+            json.dump({"results": results, "summary": summary, "devices": devices(dev)}, f, indent=2)
 
 
 if __name__ == "__main__":
