@@ -33,29 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
+from peers import sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
+
 from vlab.distributions import mixture_1d  # noqa: E402
 from vlab.divergences import exclusive_kl_mc  # noqa: E402
 from vlab.train import fit  # noqa: E402
-
-
-def torch_device(choice: str):
-    """The torch device ``--torch-device`` names (auto: cuda when torch sees a GPU, else cpu); asking for cuda
-    where torch sees none ends the program with one line."""
-    import torch
-
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        sys.exit(f"error: --torch-device cuda: torch {torch.__version__} sees no CUDA device")
-    return torch.device(choice)
-
-
-def sync(dev) -> None:
-    """Wait for queued CUDA work before a timer is read (nothing on the CPU)."""
-    if dev.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(dev)
 
 
 def vlab_fits(n_inits: int, steps: int, samples: int, lr: float) -> tuple[float, float]:

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
+from peers import sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
+
 from vlab import data as vdata  # noqa: E402
 from vlab.encoders import VAESpec, init_vae  # noqa: E402
 from vlab.objectives import vae as objective  # noqa: E402
@@ -42,17 +44,6 @@ from vlab.train import fit  # noqa: E402
 
 BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
 
-
-def torch_device(choice: str):
-    """The torch device ``--torch-device`` names (auto: cuda when torch sees a GPU, else cpu); asking for cuda
-    where torch sees none ends the program with one line."""
-    import torch
-
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        sys.exit(f"error: --torch-device cuda: torch {torch.__version__} sees no CUDA device")
-    return torch.device(choice)
 
 
 def devices(dev=None) -> dict:
@@ -65,13 +56,6 @@ def devices(dev=None) -> dict:
         out["torch_device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     return out
 
-
-def sync(dev) -> None:
-    """Wait for queued CUDA work before a timer is read (nothing on the CPU)."""
-    if dev.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(dev)
 
 
 def load(root: str) -> tuple[np.ndarray, np.ndarray]:
