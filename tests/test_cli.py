@@ -112,6 +112,28 @@ def test_reproduce_writes_an_index(tmp_path):
     assert (out / "kl_fit" / "metrics.json").exists()
 
 
+def test_reproduce_jobs_run_configs_in_parallel_with_the_same_results(tmp_path, capsys):
+    cdir = tmp_path / "configs"
+    cdir.mkdir()
+    for name in ("kl_fit", "ancestral"):
+        (cdir / f"{name}.yaml").write_text((ROOT / "configs" / f"{name}.yaml").read_text())
+    (cdir / "broken.yaml").write_text("experiment: kl_fit\nn_inits: many\n")
+    (cdir / "no_data.yaml").write_text((ROOT / "configs" / "vae_mnist_iwae.yaml").read_text().replace(
+        "/usr/share/datasets/mnist", str(tmp_path / "absent")))
+    code = main(["reproduce", "--quick", "--configs", str(cdir), "--out", str(tmp_path / "par"), "--jobs", "3"])
+    err = capsys.readouterr().err
+    assert code == 1  # the broken config fails; the others still run
+    assert "3 at a time" in err and "broken.yaml: failed" in err and "no_data.yaml: skipped" in err
+    assert main(["reproduce", "--quick", "--configs", str(cdir), "--out", str(tmp_path / "seq"), "-q"]) == 1
+    md = {k: (tmp_path / k / "index.md").read_text() for k in ("par", "seq")}
+    for name in ("kl_fit", "ancestral"):
+        par, seq = (json.loads((tmp_path / k / name / "metrics.json").read_text()) for k in ("par", "seq"))
+        par.pop("timing"), seq.pop("timing")
+        assert par == seq
+        assert f"{name}/" in md["par"]
+    assert not (tmp_path / "par" / "broken").exists() or not (tmp_path / "par" / "broken" / "metrics.json").exists()
+
+
 def test_help_reads_like_a_tool(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -155,6 +177,7 @@ BAD = [
     (["run"], "missing CONFIG", ""),
     (["run", "--resume", "/nonexistent/run"], "not a run folder", ""),
     (["frobnicate"], "invalid choice", ""),
+    (["reproduce", "--jobs", "0"], "--jobs", ">= 1"),
 ]
 
 

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlab run configs/kl_fit.yaml --sweep train.optimizer.lr=0.03,0.1,0.3\n"
         "  vlab compare runs/kl_fit/A runs/kl_fit/B\n"
         "  vlab list\n"
-        "  vlab reproduce --quick",
+        "  vlab reproduce --quick\n"
+        "  vlab reproduce --quick --jobs 4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vlab {__version__}")
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--out", metavar="DIR", help="where the runs and the index go "
                        "(default: runs/reproduce/<timestamp>-<id>)")
     p_rep.add_argument("--configs", metavar="DIR", help="the config folder (default: ./configs)")
+    p_rep.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                       help="configs run at once, each in a process of its own (default 1; on one GPU they share it)")
     p_rep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -431,11 +434,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ reproduce
 
 
+def _reproduce_one(config: str, out: str, quick: bool, quiet: bool) -> dict:
+    """Run one config for ``vlab reproduce``: its error, or the reason it was skipped (missing data), and the wall
+    time. A failing config is recorded, never raised, so the others still run."""
+    from vlab.errors import DataNotFound
+
+    t0 = time.perf_counter()
+    error = skipped = None
+    try:
+        if run_experiment(config, [], out=out, quiet=quiet, quick=quick) is None:
+            error = "training diverged"
+    except DataNotFound as e:
+        skipped = str(e)
+    except Exception as e:  # one failing config must not stop the others
+        error = f"{type(e).__name__}: {e}"
+    return {"error": error, "skipped": skipped, "seconds": time.perf_counter() - t0}
+
+
+def _outcome(result: dict) -> str:
+    if result["skipped"]:
+        return f"skipped: {result['skipped']}"
+    if result["error"]:
+        return f"failed: {result['error']}"
+    return f"done in {result['seconds']:.1f} s"
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from vlab.errors import ConfigError, DataNotFound
+    from vlab.errors import ConfigError
     from vlab.report import write_index
     from vlab.runs import Run
 
+    if args.jobs < 1:
+        raise ConfigError(f"key '--jobs': value {args.jobs} is not valid: expected an integer >= 1")
     cdir = config_dir(args.configs)
     configs = sorted(cdir.glob("*.yaml"))
     if not configs:
@@ -444,24 +474,30 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         Run.check_fresh(args.out)
     root = Path(args.out) if args.out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), "reproduce")
     root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i, cfg_path in enumerate(configs, 1):
-        print(f"[{i}/{len(configs)}] {cfg_path.name}", file=sys.stderr, flush=True)
-        out = root / cfg_path.stem
-        t0 = time.perf_counter()
-        error = skipped = None
-        try:
-            path = run_experiment(str(cfg_path), [], out=str(out), quiet=args.quiet, quick=args.quick)
-            if path is None:
-                error = "training diverged"
-        except DataNotFound as e:
-            skipped = str(e)
-            print(f"  skipped: {skipped}", file=sys.stderr)
-        except Exception as e:  # one failing config must not stop the others
-            error = f"{type(e).__name__}: {e}"
-            print(f"  failed: {error}", file=sys.stderr)
-        entries.append({"config": cfg_path, "run": out, "error": error, "skipped": skipped,
-                        "seconds": time.perf_counter() - t0})
+    jobs = [(str(c), str(root / c.stem)) for c in configs]
+    results: list[dict] = [{}] * len(jobs)
+    if args.jobs == 1:
+        for i, (config, out) in enumerate(jobs):
+            print(f"[{i + 1}/{len(jobs)}] {configs[i].name}", file=sys.stderr, flush=True)
+            results[i] = _reproduce_one(config, out, args.quick, args.quiet)
+            if results[i]["error"] or results[i]["skipped"]:
+                print(f"  {_outcome(results[i])}", file=sys.stderr)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # several processes on one accelerator: each takes the memory it needs instead of most of the device
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        print(f"running {len(jobs)} configs, {args.jobs} at a time (each run's own output is quiet)", file=sys.stderr,
+              flush=True)
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_reproduce_one, config, out, args.quick, True): i
+                       for i, (config, out) in enumerate(jobs)}
+            for n, future in enumerate(as_completed(futures), 1):
+                i = futures[future]
+                results[i] = future.result()
+                print(f"[{n}/{len(jobs)}] {configs[i].name}: {_outcome(results[i])}", file=sys.stderr, flush=True)
+    entries = [{"config": c, "run": root / c.stem, **r} for c, r in zip(configs, results, strict=True)]
     md, html = write_index(root, entries, quick=args.quick)
     n_bad = sum(e["error"] is not None for e in entries)
     n_skip = sum(e["skipped"] is not None for e in entries)
