@@ -8,13 +8,15 @@ Training procedure (problem 7.2), all in the config, VaDE-style (Jiang et al. 20
 decoder alone as a deterministic autoencoder or a plain VAE; (2) ``mixture.init: kmeans`` fits K clusters to the
 encoded means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts; vmapped over seeds, in
 :mod:`vlab.clustering`) and starts mu_k at the centres, sigma_k at each cluster's spread and (when learned) pi at its
-share; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the two latent terms
-warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it into
-clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component
-that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent
-result). Every seed is a member of one vmapped program; metrics carry mean and spread across seeds. ``restarts: R``
-runs R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO: an unsupervised choice
-between local optima (on the pinwheel one initialisation in four ends with two arms merged, and a lower ELBO).
+share, and after an autoencoder, which never trains q(w|x)'s variance, that width starts at ``pretrain.encoder_scale``
+times the components' sigma; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the
+two latent terms warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the
+prior pulls it into clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after
+training a component that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a
+warning (not a silent result). Every seed is a member of one vmapped program; metrics carry mean and spread across
+seeds. ``restarts: R`` runs R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO:
+an unsupervised choice between local optima (on the pinwheel one initialisation in four ends with two arms merged, and
+a lower ELBO).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class PretrainConfig:
     kind: Literal["none", "autoencoder", "vae"] = "none"
     steps: int = spec(0, ge=0, help="pretraining steps (0: none)")
     lr: float = spec(1e-3, gt=0, help="pretraining learning rate (Adam)")
+    encoder_scale: float = spec(0.3, gt=0, help="autoencoder: q(w|x) then starts with this fraction of the "
+                                "components' mean sigma as its width (the autoencoder leaves it untrained)")
 
     def check(self, prefix: str) -> None:
         if self.kind != "none" and self.steps == 0:
@@ -152,6 +156,8 @@ class Experiment(_Experiment):
             models = self._pretrain(cfg, run, spec_, models, ds, batch_fn, k_pre, n_members)
         if mx.init == "kmeans":
             models, km = self._kmeans_init(cfg, run, spec_, models, ds, k_km, n_members)
+        if cfg.pretrain.kind == "autoencoder" and cfg.pretrain.steps > 0:
+            models = self._start_encoder_scale(cfg, run, spec_, models, n_members)
         if mx.qz == "network" and mx.qz_fit_steps > 0:
             models = self._fit_qz(cfg, run, spec_, models, ds, batch_fn, k_qz, n_members, lr_scale)
         params = {"model": models, "beta": jnp.asarray(members.values("beta"), dtype),
@@ -261,6 +267,17 @@ class Experiment(_Experiment):
         run.log(f"pretrained {n} {p.kind}(s) for {p.steps} steps in {res.train_s:.1f} s; reconstruction "
                 f"log p(x|w) {float(np.mean(res.history['rec'][-1])):.2f}")
         return {**models, "vae": res.params["model"]}
+
+    @staticmethod
+    def _start_encoder_scale(cfg: Config, run, spec_, models: dict, n: int) -> dict:
+        """After autoencoder pretraining: q(w|x) starts at ``pretrain.encoder_scale`` times the components' mean
+        sigma (geometric mean over components and dimensions), the same width for every x."""
+        sigma = jnp.exp(jnp.mean(models["prior"]["log_sigma"].reshape(n, -1), axis=1))
+        scale = cfg.pretrain.encoder_scale * sigma
+        vae = jax.vmap(lambda v, s: objective.with_encoder_scale(v, spec_, s))(models["vae"], scale)
+        run.log(f"q(w|x) starts at width {float(jnp.mean(scale)):.3g} ({cfg.pretrain.encoder_scale:g} x the "
+                f"components' mean sigma {float(jnp.mean(sigma)):.3g}): the autoencoder left its variance untrained")
+        return {**models, "vae": vae}
 
     @staticmethod
     def _fit_qz(cfg: Config, run, spec_, models: dict, ds, batch_fn, key: jax.Array, n: int,

@@ -61,6 +61,17 @@ def test_pretrained_kmeans_initialisation_and_restarts(tmp_path):
     assert sorted(m["train"]["elbo"]["values"]) == pytest.approx(sorted(max(r) for r in restart), abs=1e-6)
 
 
+def test_gmvae_clusters_a_2d_gaussian_mixture(tmp_path):
+    # eight Gaussians on a circle, K = 8: k-means on the autoencoder's means finds all eight; the GM-VAE must keep
+    # them. With the encoder's untrained variance (widths near 1 against clusters of sigma 0.05) training merged
+    # pairs of clusters into one component (accuracy 0.70, two components empty)
+    code, m = _run(tmp_path, "data.name=gaussians", "mixture.k=8", "n_seeds=2", "restarts=1", "train.steps=2000",
+                   "pretrain.steps=500")
+    assert code == 0 and all(c["ok"] for c in m["checks"])
+    assert m["kmeans_init"]["accuracy"]["mean"] == 1.0
+    assert m["test"]["accuracy"]["min"] >= 0.99 and m["test"]["nmi"]["min"] >= 0.98
+
+
 def test_diagonal_components_from_kmeans(tmp_path):
     # VaDE's diagonal covariances: k-means starts every sigma_kj at the cluster's spread along dimension j
     code, m = _run(tmp_path, "train.steps=200", "train.chunk_size=200", "warmup_steps=50", "data.n_train=1000",

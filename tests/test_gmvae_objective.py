@@ -179,3 +179,14 @@ def test_diagonal_init_has_one_sigma_per_component_and_dimension():
     assert p["prior"]["log_sigma"].shape == (5, 4)
     np.testing.assert_allclose(np.exp(p["prior"]["log_sigma"]), 0.5, rtol=1e-6)
     assert gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 5, qz="exact")["prior"]["log_sigma"].shape == (5,)
+
+
+def test_with_encoder_scale_sets_every_width_and_keeps_the_means():
+    spec = VAESpec(x_dim=6, z_dim=3, hidden=(16,))
+    vae = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 4, qz="exact")["vae"]
+    x = jax.random.normal(jax.random.PRNGKey(1), (20, 6))
+    m0, s0 = gmvae.encode(vae, spec, x)
+    m1, s1 = gmvae.encode(gmvae.with_encoder_scale(vae, spec, 0.05), spec, x)
+    np.testing.assert_allclose(m1, m0, rtol=1e-6)
+    np.testing.assert_allclose(s1, 0.05, rtol=1e-5)
+    assert float(jnp.std(s0)) > 0.01  # the untouched head's widths vary with x

@@ -178,6 +178,18 @@ def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: j
     return out
 
 
+def with_encoder_scale(vae: dict, spec: VAESpec, scale: jax.Array | float) -> dict:
+    """The encoder with q(w|x) = N(m(x), scale^2 I) for every x: the log-variance half of its output layer gets zero
+    weights and the bias log scale^2, the mean half is kept. An autoencoder's pretraining never trains that half,
+    so it leaves widths of order 1 that can dwarf the clusters k-means then finds in m(x) (on 8 Gaussians: widths 1.0
+    against clusters of sigma 0.05), and the first ELBO steps' samples of w scramble the initialisation."""
+    last = vae["enc"][-1]
+    d = spec.z_dim
+    log_var = 2.0 * jnp.log(jnp.asarray(scale, last["b"].dtype))
+    out = {**last, "w": last["w"].at[:, d:].set(0.0), "b": last["b"].at[d:].set(log_var)}
+    return {**vae, "enc": [*vae["enc"][:-1], out]}
+
+
 def encoded_means(vae: dict, spec: VAESpec, x: jax.Array, batch_size: int = 5000) -> jax.Array:
     """m(x) of the encoder q(w|x) = N(m(x), diag s^2(x)) for every row of ``x``, ``batch_size`` rows at a time
     (``lax.map`` over padded batches, so memory does not grow with n)."""
