@@ -15,8 +15,8 @@ prior pulls it into clusters; component usage (the batch mean of q(z|w,x)) is lo
 training a component that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a
 warning (not a silent result). Every seed is a member of one vmapped program; metrics carry mean and spread across
 seeds. ``restarts: R`` runs R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO:
-an unsupervised choice between local optima (on the pinwheel one initialisation in four ends with two arms merged, and
-a lower ELBO).
+an unsupervised choice between local optima (on a small pinwheel run one restart reaches 0.975, the one of highest
+ELBO among three 0.9975).
 """
 
 from __future__ import annotations
