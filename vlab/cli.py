@@ -488,15 +488,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
         # several processes on one accelerator: each takes the memory it needs instead of most of the device
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        print(f"running {len(jobs)} configs, {args.jobs} at a time (each run's own output is quiet)", file=sys.stderr,
-              flush=True)
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        print(f"running {len(jobs)} configs, {args.jobs} at a time (each run prints its summary line, no progress)",
+              file=sys.stderr, flush=True)
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        try:
             futures = {pool.submit(_reproduce_one, config, out, args.quick, True): i
                        for i, (config, out) in enumerate(jobs)}
             for n, future in enumerate(as_completed(futures), 1):
                 i = futures[future]
                 results[i] = future.result()
                 print(f"[{n}/{len(jobs)}] {configs[i].name}: {_outcome(results[i])}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:  # Ctrl-C reaches the workers too: their runs checkpoint and are marked interrupted
+            pool.shutdown(wait=True, cancel_futures=True)
+            print(f"vlab reproduce: interrupted; the runs under way are marked interrupted in {root} (continue one "
+                  "with vlab run --resume DIR)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        pool.shutdown()
     entries = [{"config": c, "run": root / c.stem, **r} for c, r in zip(configs, results, strict=True)]
     md, html = write_index(root, entries, quick=args.quick)
     n_bad = sum(e["error"] is not None for e in entries)
