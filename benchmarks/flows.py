@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed (vlab, experiments)
     sys.path.insert(0, str(ROOT))
 
-from peers import sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
+from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
 from vlab import densities, toy_data  # noqa: E402
 from vlab.config import build_optimizer  # noqa: E402
@@ -308,26 +308,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {figure(json.loads(Path(args.plot).read_text()), Path(args.plot).with_suffix('.png'))}")
         return 0
     missing = ensure_peers()
-    devices = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
     forward, reverse = dict(FORWARD), dict(REVERSE)
+    dev = None
     if "torch" in missing or "normflows" in missing:
         forward.pop("normflows")
         reverse.pop("normflows")
     else:
-        import torch
-
         dev = torch_device(args.torch_device)
         forward["normflows"] = partial(normflows_forward, device=dev)
         reverse["normflows"] = partial(normflows_reverse, device=dev)
-        devices.update(torch=torch.__version__, torch_device=dev.type,
-                       torch_device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+    info = devices(dev)
     if "flowjax" in missing:
         forward.pop("flowjax")
         reverse.pop("flowjax")
-    torch_part = (f", normflows on torch {devices['torch']} ({devices['torch_device']}, "
-                  f"{devices['torch_device_name']})" if "torch_device" in devices else "")
+    torch_part = (f", normflows on torch {info['torch']} ({info['torch_device']}, "
+                  f"{info['torch_device_name']})" if "torch_device" in info else "")
     print(f"flows: {args.seeds} seeds x {args.steps} steps; sides {', '.join(dict.fromkeys([*forward, *reverse]))}; "
-          f"jax {jax.__version__} on {devices['jax_device']} ({devices['jax_backend']}){torch_part}", flush=True)
+          f"jax {jax.__version__} on {info['jax_device']} ({info['jax_backend']}){torch_part}", flush=True)
     x_test = moons(999, N_TEST)
     h_moons = -float(jnp.mean(jax.jit(jax.vmap(densities.two_moons_log_prob))(jnp.asarray(x_test))))
     t = densities.get("u1")
@@ -349,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results, h_moons)
     results.update(summary=summary, data_entropy=h_moons, u1_log_z=log_z,
                    machine={"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
-                            "devices": devices})
+                            "devices": info})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

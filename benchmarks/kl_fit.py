@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
-from peers import sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
+from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
 from vlab.distributions import mixture_1d  # noqa: E402
 from vlab.divergences import exclusive_kl_mc  # noqa: E402
@@ -118,17 +118,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     lr = 0.05
-    devices = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
-    dev = None
-    if not args.no_torch:
-        import torch
-
-        dev = torch_device(args.torch_device)
-        devices.update(torch=torch.__version__, torch_device=dev.type,
-                       torch_device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
-    torch_part = f", torch {devices['torch']} on {devices['torch_device_name']}" if dev is not None else ""
+    dev = None if args.no_torch else torch_device(args.torch_device)
+    info = devices(dev)
+    torch_part = f", torch {info['torch']} on {info['torch_device_name']}" if dev is not None else ""
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
-          f"({jax.default_backend()}, {devices['jax_device']}){torch_part}", flush=True)
+          f"({jax.default_backend()}, {info['jax_device']}){torch_part}", flush=True)
     t_one, t_many, t_torch, compiles = [], [], [], []
     for _ in range(args.repeats):  # alternate the sides
         c1, one = vlab_fits(1, args.steps, args.samples, lr)
@@ -156,7 +150,7 @@ def main() -> None:
         print(f"  cold start `vlab run configs/kl_fit.yaml` (compile cache {'warm' if cache else 'off'}): "
               f"{cs['wall_s']:.2f} s wall ({split})")
     if args.json:
-        out = {"devices": devices, "cpus": os.cpu_count(), "jax": jax.__version__, "steps": args.steps,
+        out = {"devices": info, "cpus": os.cpu_count(), "jax": jax.__version__, "steps": args.steps,
                "samples": args.samples, "inits": args.inits, "repeats": args.repeats, "vlab_one_fit_s": t_one,
                "vlab_many_fits_s": t_many, "vlab_compile_s": compiles, "torch_s": t_torch, "cold_start": cold}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -23,3 +23,17 @@ def sync(dev) -> None:
         import torch
 
         torch.cuda.synchronize(dev)
+
+
+def devices(dev=None) -> dict:
+    """Each side's device, for the header and the JSON: JAX's backend and device, and (given a torch device) torch's
+    version, device type and device name."""
+    import jax
+
+    out = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
+    if dev is not None:
+        import torch
+
+        out.update(torch=torch.__version__, torch_device=dev.type,
+                   torch_device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+    return out

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
-from peers import sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
+from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
 from vlab import data as vdata  # noqa: E402
 from vlab.encoders import VAESpec, init_vae  # noqa: E402
@@ -45,16 +45,6 @@ from vlab.train import fit  # noqa: E402
 BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
 
 
-
-def devices(dev=None) -> dict:
-    """Each side's device, for the header and the JSON."""
-    out = {"jax_backend": jax.default_backend(), "jax_device": jax.devices()[0].device_kind}
-    if dev is not None:
-        import torch
-
-        out["torch_device"] = dev.type
-        out["torch_device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return out
 
 
 
