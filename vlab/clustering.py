@@ -98,13 +98,10 @@ def spherical_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array) -> 
     (d n_k) (the maximum-likelihood variance of N(c_k, sigma_k^2 I)) and pi_k = n_k / n. An empty cluster gets the
     pooled variance and a weight of 1/n."""
     n, d = x.shape
-    k = centers.shape[0]
-    onehot = jax.nn.one_hot(labels, k, dtype=x.dtype)
-    counts = jnp.sum(onehot, 0)
+    onehot, counts, pi = _partition(labels, centers.shape[0], x.dtype)
     sq = jnp.sum(onehot * squared_distances(x, centers), 0)
     pooled = jnp.sum(sq) / (d * n)
     var = jnp.where(counts > 0, sq / (d * jnp.maximum(counts, 1.0)), pooled)
-    pi = jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
     return jnp.sqrt(jnp.maximum(var, 1e-12)), pi
 
 
@@ -112,12 +109,16 @@ def diagonal_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array) -> t
     """Per-cluster, per-dimension spread and weight of a hard partition: sigma_kj^2 = sum_{a_i = k} (x_ij - c_kj)^2
     / n_k (the maximum-likelihood variances of N(c_k, diag sigma_k^2)), shape (K, d), and pi_k = n_k / n. An empty
     cluster gets the pooled variance of each dimension and a weight of 1/n."""
-    n, d = x.shape
-    k = centers.shape[0]
-    onehot = jax.nn.one_hot(labels, k, dtype=x.dtype)
-    counts = jnp.sum(onehot, 0)
-    sq = jnp.einsum("nk,nkd->kd", onehot, (x[:, None, :] - centers[None]) ** 2)
-    pooled = jnp.sum(sq, 0) / n
+    onehot, counts, pi = _partition(labels, centers.shape[0], x.dtype)
+    sq = onehot.T @ (x - centers[labels]) ** 2  # (K, d), each point against its own centre: no (n, K, d) array
+    pooled = jnp.sum(sq, 0) / x.shape[0]
     var = jnp.where(counts[:, None] > 0, sq / jnp.maximum(counts, 1.0)[:, None], pooled)
-    pi = jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
     return jnp.sqrt(jnp.maximum(var, 1e-12)), pi
+
+
+def _partition(labels: jax.Array, k: int, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One-hot memberships (n, K), cluster sizes n_k, and weights pi_k = n_k / n with an empty cluster counted as
+    one point, so no log pi_k is -inf."""
+    onehot = jax.nn.one_hot(labels, k, dtype=dtype)
+    counts = jnp.sum(onehot, 0)
+    return onehot, counts, jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
