@@ -93,6 +93,8 @@ def test_diagonal_components_from_kmeans(tmp_path):
     (["mixture.init=gmm"], "mixture.init"),
     (["pretrain.kind=autoencoder", "pretrain.steps=0"], "pretrain.steps"),
     (["pretrain.steps=-5"], "pretrain.steps"),
+    (["mixture.covariance=full"], "mixture.covariance"),
+    (["pretrain.encoder_scale=0"], "pretrain.encoder_scale"),
 ])
 def test_gmvae_bad_input(tmp_path, capsys, override, needle):
     code, _ = _run(tmp_path, *override)
