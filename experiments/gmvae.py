@@ -5,18 +5,19 @@ x | w from the decoder; q(w, z | x) = q(w|x) q(z|w, x), q(z|w,x) a network or th
 and its terms are in :mod:`vlab.objectives.gmvae`.
 
 Training procedure (problem 7.2), all in the config, VaDE-style (Jiang et al. 2017): (1) ``pretrain`` the encoder and
-decoder alone as a deterministic autoencoder or a plain VAE; (2) ``mixture.init: kmeans`` fits K clusters to the
-encoded means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts; vmapped over seeds, in
-:mod:`vlab.clustering`) and starts mu_k at the centres, sigma_k at each cluster's spread and (when learned) pi at its
-share, and after an autoencoder, which never trains q(w|x)'s variance, that width starts at ``pretrain.encoder_scale``
-times the components' sigma; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the
-two latent terms warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the
-prior pulls it into clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after
-training a component that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a
-warning (not a silent result). Every seed is a member of one vmapped program; metrics carry mean and spread across
-seeds. ``restarts: R`` runs R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO:
-an unsupervised choice between local optima (on a small pinwheel run one restart reaches 0.975, the one of highest
-ELBO among three 0.9975).
+decoder alone as a deterministic autoencoder or a plain VAE; (2) ``mixture.init: kmeans`` fits K clusters to the encoded
+means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts; vmapped over seeds, in :mod:`vlab.clustering`)
+and starts mu_k at the centres, sigma_k at each cluster's spread (or, with ``mixture.covariance: full``, Sigma_k at its
+covariance) and (when learned) pi at its share; ``em_iters`` EM steps then refine that Gaussian mixture on the encoded
+means before it becomes the prior (k-means' boundaries are equidistant ones; EM's follow each cluster's own shape);
+after an autoencoder, which never trains q(w|x)'s variance, that width starts at ``pretrain.encoder_scale`` times the
+components' sigma; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the two latent
+terms warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it
+into clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component
+that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent
+result). Every seed is a member of one vmapped program; metrics carry mean and spread across seeds. ``restarts: R`` runs
+R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO: an unsupervised choice between
+local optima (on a small pinwheel run one restart reaches 0.975, the one of highest ELBO among three 0.9975).
 """
 
 from __future__ import annotations
@@ -51,14 +52,17 @@ class MixtureConfig:
     learn_pi: bool = False
     learn_sigma: bool = True
     sigma_init: list[float] = spec([0.5], gt=0, help="initial sigma_k: one value for all, or K values")
-    covariance: Literal["spherical", "diagonal"] = spec(
-        "spherical", help="sigma_k^2 I (the seed's model) or diag(sigma_k1^2, ..., sigma_kd^2) per component (VaDE)")
+    covariance: Literal["spherical", "diagonal", "full"] = spec(
+        "spherical", help="sigma_k^2 I (the seed's model), diag(sigma_k1^2, ..., sigma_kd^2) per component (VaDE), or "
+        "a full Sigma_k = L_k L_k^T (Cholesky factor trained)")
     mu_spread: float = spec(1.5, ge=0, help="initial mu_k ~ N(0, mu_spread^2 I)")
     qz: Literal["network", "exact"] = "network"
     qz_hidden: list[int] = spec([64], gt=0, help="hidden widths of the q(z|w,x) network")
     init: Literal["random", "kmeans"] = "random"
     kmeans_restarts: int = spec(5, gt=0, help="k-means++ restarts (the lowest inertia is kept)")
     kmeans_iters: int = spec(100, gt=0, help="Lloyd iterations of each k-means restart")
+    em_iters: int = spec(0, ge=0, help="init=kmeans: EM steps refining the Gaussian mixture fitted to the encoded "
+                         "means (0: the k-means partition's own Gaussians)")
     qz_fit_steps: int = spec(0, ge=0, help="network q(z|w,x): steps fitting it to the exact p(z|w) before the ELBO")
 
     def check(self, prefix: str) -> None:
@@ -147,7 +151,7 @@ class Experiment(_Experiment):
         sigma = mx.sigma_init if len(mx.sigma_init) == K else mx.sigma_init * K
         init = lambda k: objective.init_gmvae(k, spec_, K, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
                                               mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None,
-                                              diagonal=mx.covariance == "diagonal")
+                                              covariance=mx.covariance)
         models = jax.vmap(init)(k_init)
         dtype = jax.tree.leaves(models)[0].dtype
         batch_fn = lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
@@ -221,7 +225,9 @@ class Experiment(_Experiment):
         def agg(key: str) -> Any:
             return vmetrics.summarise([r[key] for r in rows], len(rows))
 
-        prior_sigma = np.exp(final["prior"]["log_sigma"])
+        # the components' marginal standard deviations sqrt(diag Sigma_k): (K,) spherical, (K, d) otherwise
+        prior_sigma = (np.sqrt(np.sum(np.asarray(jax.vmap(objective.scale_tril)(final["prior"])) ** 2, -1))
+                       if "tril" in final["prior"] else np.exp(final["prior"]["log_sigma"]))
         prior_pi = np.asarray(jax.nn.softmax(jnp.asarray(final["prior"]["logits"]), -1))
         metrics = {
             "test": {**({"accuracy": agg("accuracy"), "nmi": agg("nmi")} if labels is not None else {}),
@@ -234,8 +240,12 @@ class Experiment(_Experiment):
             "qz": mx.qz, "k": K, "n_seeds": n, "restarts": R,
             **({"restart_train_elbo": restart_elbo.tolist()} if R > 1 else {}),
             **({"kmeans_inertia": vmetrics.summarise(km["inertia"], len(rows))} if km else {}),
-            **({"kmeans_init": {"accuracy": vmetrics.summarise(km["accuracy"], len(rows)),
-                                "nmi": vmetrics.summarise(km["nmi"], len(rows))}} if "accuracy" in km else {}),
+            **{f"{name}_init": {"accuracy": vmetrics.summarise(km[f"{name}_accuracy"], len(rows)),
+                                "nmi": vmetrics.summarise(km[f"{name}_nmi"], len(rows))}
+               for name in ("kmeans", "em") if f"{name}_accuracy" in km},
+            **({"em_log_likelihood": {"first_step": km["em_log_likelihood"][:, 0].tolist(),
+                                      "last_step": km["em_log_likelihood"][:, 1].tolist()}}
+               if "em_log_likelihood" in km else {}),
             "steps_per_s": cfg.train.steps / max(res.train_s, 1e-9),
         }
         if members.swept:
@@ -297,35 +307,53 @@ class Experiment(_Experiment):
 
     @staticmethod
     def _kmeans_init(cfg: Config, run, spec_, models: dict, ds, key: jax.Array, n: int) -> tuple[dict, dict]:
-        """Step (2): k-means on the encoded training means of every member (vmapped); mu_k, sigma_k, pi from it.
-        Returns the models and, per member, the inertia and (with labels) the test accuracy and NMI of k-means."""
+        """Step (2): k-means on the encoded training means of every member (vmapped), each cluster's Gaussian
+        (spherical, diagonal or full, as the prior), then ``em_iters`` EM steps on that mixture; mu_k, Sigma_k, pi
+        from the result. Returns the models and, per member, the k-means inertia and (with labels) the test accuracy
+        and NMI of k-means and, after EM, of the mixture's assignments argmax_k pi_k N(m(x); mu_k, Sigma_k)."""
         mx = cfg.mixture
+        spread = {"spherical": clustering.spherical_gaussians, "diagonal": clustering.diagonal_gaussians,
+                  "full": clustering.full_gaussians}[mx.covariance]
 
         @jax.jit
         def fit_prior(models, keys):
             def one(m, k):
                 w = objective.encoded_means(m["vae"], spec_, ds.x_train)
+                w_test = objective.encoded_means(m["vae"], spec_, ds.x_test)
                 km = clustering.kmeans(k, w, mx.k, n_init=mx.kmeans_restarts, n_iter=mx.kmeans_iters)
-                spread = (clustering.diagonal_gaussians if mx.covariance == "diagonal"
-                          else clustering.spherical_gaussians)
-                sigma, pi = spread(w, km.labels, km.centers)
-                prior = objective.prior_from_clusters(m["prior"], km.centers, sigma,
+                centers, (scale, pi) = km.centers, spread(w, km.labels, km.centers)
+                out = {"kmeans": clustering.assign(w_test, km.centers), "inertia": km.inertia}
+                if mx.em_iters > 0:
+                    gmm = clustering.gmm_em(w, centers, scale, pi, mx.em_iters)
+                    centers, scale, pi = gmm.means, gmm.scales, gmm.weights
+                    logp = jnp.log(pi) + clustering.gaussian_log_prob(w_test, centers, scale)
+                    out |= {"em": jnp.argmax(logp, -1), "em_log_likelihood": gmm.log_likelihood_trace}
+                prior = objective.prior_from_clusters(m["prior"], centers, scale,
                                                       pi if (mx.learn_pi and not mx.pi) else None)
-                test = clustering.assign(objective.encoded_means(m["vae"], spec_, ds.x_test), km.centers)
-                return {**m, "prior": prior}, test, km.inertia
+                return {**m, "prior": prior}, out
 
             return jax.vmap(one)(models, keys)
 
         with run.timed("kmeans"):
-            models, test_assign, inertia = fit_prior(models, key)
-        out = {"inertia": np.asarray(inertia)}
+            models, res = fit_prior(models, key)
+        out = {"inertia": np.asarray(res["inertia"])}
+        if mx.em_iters > 0:
+            trace = np.asarray(res["em_log_likelihood"])
+            out["em_log_likelihood"] = trace[:, [0, -1]]
+            run.log(f"EM on the k-means mixture ({mx.covariance} covariances, {mx.em_iters} steps): mean "
+                    f"log-likelihood {np.mean(trace[:, 0]):.3f} -> {np.mean(trace[:, -1]):.3f} (mean over {n} "
+                    "member(s))")
         if ds.y_test is not None:
             y = np.asarray(ds.y_test)
-            a = np.asarray(test_assign)
-            out["accuracy"] = np.array([vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)])
-            out["nmi"] = np.array([vmetrics.nmi(y, a[i]) for i in range(n)])
-            run.log(f"k-means on the encoded means: test accuracy {np.mean(out['accuracy']):.3f} (mean over {n} "
-                    "member(s))")
+            for name in ("kmeans", "em"):
+                if name not in res:
+                    continue
+                a = np.asarray(res[name])
+                out[f"{name}_accuracy"] = np.array([vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)])
+                out[f"{name}_nmi"] = np.array([vmetrics.nmi(y, a[i]) for i in range(n)])
+                run.log(f"{'k-means' if name == 'kmeans' else 'EM'} on the encoded means: test accuracy "
+                        f"{np.mean(out[f'{name}_accuracy']):.3f}, NMI {np.mean(out[f'{name}_nmi']):.3f} (mean over "
+                        f"{n} member(s))")
         return models, out
 
     @staticmethod
@@ -335,8 +363,7 @@ class Experiment(_Experiment):
         assign = ev["assign"][0]
         w = ev["w"][0]
         mu = np.asarray(model["prior"]["mu"])
-        sig = np.exp(np.asarray(model["prior"]["log_sigma"]))
-        sig_d = np.broadcast_to(sig[:, None] if sig.ndim == 1 else sig, (K, spec_.z_dim))  # (K, d) either way
+        tril = np.asarray(objective.scale_tril(model["prior"]))  # (K, d, d), Sigma_k = L_k L_k^T in every form
         if spec_.z_dim > 2:  # project onto the first two principal directions of the component means and points
             centre = w.mean(0)
             _, _, vt = np.linalg.svd(np.concatenate([w, mu]) - centre, full_matrices=False)
@@ -354,7 +381,7 @@ class Experiment(_Experiment):
                        label=f"{k} ({row['usage'][k]:.0%})")
             if spec_.z_dim >= 2:  # the 2-sigma ellipse of N(mu_k, Sigma_k) projected: B Sigma_k B^T
                 t = np.linspace(0, 2 * np.pi, 100)
-                chol = np.linalg.cholesky(basis @ np.diag(sig_d[k] ** 2) @ basis.T)
+                chol = np.linalg.cholesky(basis @ tril[k] @ tril[k].T @ basis.T)
                 ring = pmu[k][:, None] + 2 * chol @ np.stack([np.cos(t), np.sin(t)])
                 ax.plot(ring[0], ring[1], color=c, lw=1.5)
         ax.set_title("w means by component, 2-sigma ellipses" + (" (projected)" if spec_.z_dim > 2 else ""))
@@ -383,11 +410,15 @@ class Experiment(_Experiment):
         ax.legend(fontsize=8)
         run.save_figure(fig, "latent_confusion_curves")
 
-        # samples from each component: w ~ N(mu_k, diag sigma_k^2), x = E[x | w]
+        # samples from each component: w = mu_k + L_k eps ~ N(mu_k, Sigma_k), x = E[x | w]
+        def component_draws(n_per: int) -> jax.Array:
+            eps = jax.random.normal(key, (K, n_per, spec_.z_dim))
+            return (jnp.asarray(mu)[:, None] + jnp.einsum("kij,knj->kni", jnp.asarray(tril), eps)).reshape(
+                K * n_per, -1)
+
         n_per = 10
-        eps = jax.random.normal(key, (K, n_per, spec_.z_dim))
-        ws = jnp.asarray(mu)[:, None] + jnp.asarray(sig_d)[:, None] * eps
-        xs = np.asarray(decoder_mean(model["vae"], spec_, ws.reshape(K * n_per, -1)))
+        ws = component_draws(n_per)
+        xs = np.asarray(decoder_mean(model["vae"], spec_, ws))
         if ds.image_shape is not None:
             fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1))
             plots.show_images(ax, plots.image_grid(xs, ds.image_shape, n_per), "samples of each component (rows)")
@@ -396,12 +427,11 @@ class Experiment(_Experiment):
             xd = np.asarray(ds.x_test)
             ax.scatter(xd[:, 0], xd[:, 1] if xd.shape[1] > 1 else np.zeros(len(xd)), s=3, color="0.8",
                        label="test data")
-            many = np.asarray(decoder_mean(model["vae"], spec_, (jnp.asarray(mu)[:, None] + jnp.asarray(sig_d)[
-                :, None] * jax.random.normal(key, (K, 200, spec_.z_dim))).reshape(K * 200, -1)))
+            many = np.asarray(decoder_mean(model["vae"], spec_, component_draws(200)))
             for k in range(K):
                 part = many[k * 200:(k + 1) * 200]
                 ax.scatter(part[:, 0], part[:, 1] if part.shape[1] > 1 else np.zeros(200), s=4,
                            color=plots.label_color(k, K), label=f"component {k}")
-            ax.set_title("samples E[x | w], w ~ N(mu_k, sigma_k^2 I) (first 2 dims)")
+            ax.set_title("samples E[x | w], w ~ N(mu_k, Sigma_k) (first 2 dims)")
             ax.legend(markerscale=3, fontsize=7)
         run.save_figure(fig, "component_samples")

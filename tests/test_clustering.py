@@ -111,3 +111,97 @@ def test_diagonal_gaussians_are_the_cluster_ml_estimates(x64):
     pooled = sum(((x[y == j] - centers[j]) ** 2).sum(0) for j in range(4)) / len(x)
     np.testing.assert_allclose(sigma[4], np.sqrt(pooled), rtol=1e-12)
     np.testing.assert_allclose(pi, np.array([30, 30, 30, 30, 1]) / 121, atol=1e-12)
+
+
+def test_full_gaussians_are_the_cluster_ml_covariances(x64):
+    x, y = _blobs(3, 40)
+    x = x @ np.array([[1.0, 0.8], [0.0, 0.6]])  # correlated clusters
+    centers = np.stack([x[y == j].mean(0) for j in range(4)] + [np.array([50.0, 50.0])])  # the 5th is empty
+    chol, pi = clustering.full_gaussians(jnp.asarray(x), jnp.asarray(y), jnp.asarray(centers), ridge=0.0)
+    assert chol.shape == (5, 2, 2)
+    np.testing.assert_allclose(np.triu(np.asarray(chol), 1), 0.0)
+    for j in range(4):
+        np.testing.assert_allclose(chol[j] @ chol[j].T, np.cov(x[y == j], rowvar=False, bias=True), rtol=1e-10)
+    pooled = sum((x[y == j] - centers[j]).T @ (x[y == j] - centers[j]) for j in range(4)) / len(x)
+    np.testing.assert_allclose(chol[4] @ chol[4].T, pooled, rtol=1e-10)
+    np.testing.assert_allclose(pi, np.array([40, 40, 40, 40, 1]) / 161, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["spherical", "diagonal", "full"])
+def test_gaussian_log_prob_matches_scipy(x64, form):
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    K, d = 3, 4
+    mu, x = rng.normal(size=(K, d)), rng.normal(size=(2, 5, d))
+    if form == "spherical":
+        scale = np.exp(rng.normal(size=K) * 0.3)
+        covs = [scale[k] ** 2 * np.eye(d) for k in range(K)]
+    elif form == "diagonal":
+        scale = np.exp(rng.normal(size=(K, d)) * 0.3)
+        covs = [np.diag(scale[k] ** 2) for k in range(K)]
+    else:
+        scale = np.tril(rng.normal(size=(K, d, d)) * 0.4, -1) + np.stack([np.diag(np.exp(rng.normal(size=d) * 0.3))
+                                                                        for _ in range(K)])
+        covs = [scale[k] @ scale[k].T for k in range(K)]
+    got = clustering.gaussian_log_prob(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(scale))
+    want = np.stack([stats.multivariate_normal(mu[k], covs[k]).logpdf(x) for k in range(K)], -1)
+    assert got.shape == (2, 5, K)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def _numpy_em_step(x, mu, covs, pi):
+    """One EM step written out with scipy densities: the independent oracle for gmm_em."""
+    from scipy import stats
+
+    dens = np.stack([pi[k] * stats.multivariate_normal(mu[k], covs[k]).pdf(x) for k in range(len(pi))], -1)
+    ll = np.mean(np.log(dens.sum(-1)))
+    r = dens / dens.sum(-1, keepdims=True)
+    nk = r.sum(0)
+    mu_new = (r.T @ x) / nk[:, None]
+    covs_new = [((x - mu_new[k]).T * r[:, k]) @ (x - mu_new[k]) / nk[k] for k in range(len(pi))]
+    return mu_new, covs_new, nk / len(x), ll
+
+
+@pytest.mark.parametrize("form", ["spherical", "diagonal", "full"])
+def test_gmm_em_step_matches_an_independent_computation(x64, form):
+    x, _ = _blobs(5, 30)
+    x = x @ np.array([[1.0, 0.5], [0.0, 0.8]])
+    rng = np.random.default_rng(6)
+    K, d = 3, 2
+    mu = x[rng.choice(len(x), K, replace=False)]
+    pi = np.array([0.2, 0.3, 0.5])
+    scale = {"spherical": np.full(K, 2.0), "diagonal": np.full((K, d), 2.0),
+             "full": np.stack([np.linalg.cholesky(np.array([[4.0, 1.0], [1.0, 3.0]]))] * K)}[form]
+    covs = [scale[k] @ scale[k].T if form == "full" else np.diag(np.broadcast_to(scale[k] ** 2, (d,)))
+            for k in range(K)]
+    mu1, covs1, pi1, ll0 = _numpy_em_step(x, mu, covs, pi)
+    res = clustering.gmm_em(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(scale), jnp.asarray(pi), 1, ridge=0.0)
+    assert float(res.log_likelihood_trace[0]) == pytest.approx(ll0, rel=1e-12)
+    np.testing.assert_allclose(res.means, mu1, rtol=1e-10)
+    np.testing.assert_allclose(res.weights, pi1, rtol=1e-10)
+    for k in range(K):
+        s = np.asarray(res.scales[k])
+        if form == "full":
+            np.testing.assert_allclose(s @ s.T, covs1[k], rtol=1e-10)
+        elif form == "diagonal":
+            np.testing.assert_allclose(s ** 2, np.diag(covs1[k]), rtol=1e-10)
+        else:
+            assert float(s) ** 2 == pytest.approx(np.trace(covs1[k]) / d, rel=1e-10)
+
+
+def test_gmm_em_log_likelihood_never_decreases_and_moves_the_kmeans_boundary(x64):
+    # a wide cluster beside a narrow one: k-means puts the boundary halfway between the centres and hands the wide
+    # cluster's near tail to the narrow one; EM on full covariances moves the boundary to the Bayes one
+    rng = np.random.default_rng(7)
+    n = 500
+    x = np.concatenate([rng.normal(0.0, 3.0, (n, 2)), np.array([7.0, 0.0]) + rng.normal(0.0, 0.3, (n, 2))])
+    y = np.repeat([0, 1], n)
+    km = clustering.kmeans(jax.random.PRNGKey(0), jnp.asarray(x), 2, n_init=4, n_iter=50)
+    km_acc = clustering_accuracy(y, np.asarray(km.labels))[0]
+    chol, pi = clustering.full_gaussians(jnp.asarray(x), km.labels, km.centers)
+    res = clustering.gmm_em(jnp.asarray(x), km.centers, chol, pi, 100)
+    trace = np.asarray(res.log_likelihood_trace)
+    assert np.all(np.diff(trace) >= -1e-9) and trace[-1] > trace[0] + 0.05
+    em_acc = clustering_accuracy(y, np.asarray(res.labels))[0]
+    assert km_acc < 0.95 and em_acc >= 0.98, (km_acc, em_acc)

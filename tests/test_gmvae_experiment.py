@@ -84,6 +84,21 @@ def test_diagonal_components_from_kmeans(tmp_path):
     assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
 
+def test_full_components_from_kmeans_and_em(tmp_path):
+    # full covariances: k-means' partition gives each Sigma_k, EM refines the mixture on the encoded means (its
+    # log-likelihood logged and never lower), and the GM-VAE trains the Cholesky factors
+    code, m = _run(tmp_path, "train.steps=200", "train.chunk_size=200", "warmup_steps=50", "data.n_train=1000",
+                   "data.n_test=400", "pretrain.kind=autoencoder", "pretrain.steps=200", "mixture.init=kmeans",
+                   "mixture.covariance=full", "mixture.em_iters=30", "model.z_dim=3", "n_seeds=2", "restarts=1")
+    assert code == 0 and all(c["ok"] for c in m["checks"])
+    sigma = np.asarray(m["prior"]["sigma"])
+    assert sigma.shape == (2, 5, 3) and np.all(sigma > 0)
+    assert len(m["em_init"]["accuracy"]["values"]) == 2 and len(m["kmeans_init"]["accuracy"]["values"]) == 2
+    ll = m["em_log_likelihood"]
+    assert all(b > a for a, b in zip(ll["first_step"], ll["last_step"], strict=True))
+    assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+
 @pytest.mark.parametrize("override,needle", [
     (["mixture.k=0"], "mixture.k"),
     (["mixture.k=3", "mixture.pi=[0.5,0.5]"], "mixture.pi"),
@@ -93,7 +108,8 @@ def test_diagonal_components_from_kmeans(tmp_path):
     (["mixture.init=gmm"], "mixture.init"),
     (["pretrain.kind=autoencoder", "pretrain.steps=0"], "pretrain.steps"),
     (["pretrain.steps=-5"], "pretrain.steps"),
-    (["mixture.covariance=full"], "mixture.covariance"),
+    (["mixture.covariance=tied"], "mixture.covariance"),
+    (["mixture.em_iters=-1"], "mixture.em_iters"),
     (["pretrain.encoder_scale=0"], "pretrain.encoder_scale"),
 ])
 def test_gmvae_bad_input(tmp_path, capsys, override, needle):

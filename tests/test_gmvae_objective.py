@@ -175,7 +175,7 @@ def test_diagonal_components_are_the_product_of_their_marginals(x64):
 
 def test_diagonal_init_has_one_sigma_per_component_and_dimension():
     spec = VAESpec(x_dim=3, z_dim=4, hidden=(8,))
-    p = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 5, qz="exact", sigma_init=[0.5], diagonal=True)
+    p = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 5, qz="exact", sigma_init=[0.5], covariance="diagonal")
     assert p["prior"]["log_sigma"].shape == (5, 4)
     np.testing.assert_allclose(np.exp(p["prior"]["log_sigma"]), 0.5, rtol=1e-6)
     assert gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 5, qz="exact")["prior"]["log_sigma"].shape == (5,)
@@ -190,3 +190,47 @@ def test_with_encoder_scale_sets_every_width_and_keeps_the_means():
     np.testing.assert_allclose(m1, m0, rtol=1e-6)
     np.testing.assert_allclose(s1, 0.05, rtol=1e-5)
     assert float(jnp.std(s0)) > 0.01  # the untouched head's widths vary with x
+
+
+def test_full_components_match_scipy_and_reduce_to_diagonal(x64):
+    rng = np.random.default_rng(1)
+    K, d = 3, 4
+    mu, w = rng.normal(size=(K, d)), rng.normal(size=(6, d))
+    log_sigma, tril = rng.normal(size=(K, d)) * 0.3, rng.normal(size=(K, d, d)) * 0.5
+    prior = {"mu": jnp.asarray(mu), "log_sigma": jnp.asarray(log_sigma), "tril": jnp.asarray(tril)}
+    L = np.tril(tril, -1) + np.stack([np.diag(np.exp(log_sigma[k])) for k in range(K)])  # upper part is ignored
+    np.testing.assert_allclose(gmvae.prior_scale(prior), L, rtol=1e-12)
+    got = gmvae.log_p_w_given_z(jnp.asarray(w), prior)
+    want = np.stack([stats.multivariate_normal(mu[k], L[k] @ L[k].T).logpdf(w) for k in range(K)], -1)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    diag = gmvae.log_p_w_given_z(jnp.asarray(w), {**prior, "tril": jnp.zeros((K, d, d))})
+    np.testing.assert_allclose(diag, gmvae.log_p_w_given_z(jnp.asarray(w), {"mu": prior["mu"],
+                                                                            "log_sigma": prior["log_sigma"]}),
+                               rtol=1e-12)
+    # scale_tril gives L_k L_k^T = Sigma_k in all three forms
+    sph = {"mu": prior["mu"], "log_sigma": prior["log_sigma"][:, 0]}
+    np.testing.assert_allclose(gmvae.scale_tril(sph)[1], np.exp(log_sigma[1, 0]) * np.eye(d), rtol=1e-12)
+    np.testing.assert_allclose(gmvae.scale_tril(prior), L, rtol=1e-12)
+
+
+def test_full_component_gradients_match_finite_differences(x64):
+    from jax.test_util import check_grads
+
+    rng = np.random.default_rng(2)
+    prior = {"mu": jnp.asarray(rng.normal(size=(2, 3))), "log_sigma": jnp.asarray(rng.normal(size=(2, 3)) * 0.2),
+             "tril": jnp.asarray(rng.normal(size=(2, 3, 3)) * 0.3)}
+    w = jnp.asarray(rng.normal(size=(5, 3)))
+    check_grads(lambda p: jnp.sum(jax.nn.logsumexp(gmvae.log_p_w_given_z(w, p), -1)), (prior,), order=2,
+                modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def test_full_prior_from_a_cholesky_factor_and_its_init():
+    spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
+    p = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 4, qz="exact", sigma_init=[0.5], covariance="full")
+    assert p["prior"]["tril"].shape == (4, 2, 2) and p["prior"]["log_sigma"].shape == (4, 2)
+    np.testing.assert_allclose(gmvae.prior_scale(p["prior"]), np.stack([0.5 * np.eye(2)] * 4), rtol=1e-6)
+    chol = jnp.asarray(np.stack([np.array([[1.0, 0.0], [0.5, 2.0]]) * (k + 1) for k in range(4)]))
+    out = gmvae.prior_from_clusters(p["prior"], jnp.ones((4, 2)), chol)
+    np.testing.assert_allclose(gmvae.prior_scale(out), chol, rtol=1e-6)
+    with pytest.raises(ValueError, match="covariance"):
+        gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 4, covariance="tied")

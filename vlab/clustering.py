@@ -10,6 +10,10 @@ the points and then each next centre at x_i with probability proportional to D(x
 nearest centre chosen so far (expected inertia within O(log K) of the optimum). Several restarts run side by side
 (vmapped) and the one of lowest inertia is kept. Shapes are static, so one compiled program serves every restart and
 every seed (the GM-VAE initialises its mixture prior this way, VaDE-style).
+
+A hard partition gives each cluster a Gaussian (spherical, diagonal or full covariance: :func:`spherical_gaussians`,
+:func:`diagonal_gaussians`, :func:`full_gaussians`), and :func:`gmm_em` refines such a mixture by expectation-
+maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every component at every point).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from vlab.distributions import LOG_2PI
 
 
 class KMeansResult(NamedTuple):
@@ -122,3 +128,92 @@ def _partition(labels: jax.Array, k: int, dtype) -> tuple[jax.Array, jax.Array, 
     onehot = jax.nn.one_hot(labels, k, dtype=dtype)
     counts = jnp.sum(onehot, 0)
     return onehot, counts, jnp.maximum(counts, 1.0) / jnp.sum(jnp.maximum(counts, 1.0))
+
+
+def full_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array, *, ridge: float = 1e-6
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Per-cluster full covariance of a hard partition as its lower Cholesky factor L_k, Sigma_k = L_k L_k^T =
+    sum_{a_i = k} (x_i - c_k)(x_i - c_k)^T / n_k + ridge * tr(S)/d I (the maximum-likelihood covariance of
+    N(c_k, Sigma_k), S the pooled covariance, the ridge keeping a flat cluster positive definite), shape (K, d, d),
+    and pi_k = n_k / n. An empty cluster gets the pooled covariance and a weight of 1/n."""
+    onehot, counts, pi = _partition(labels, centers.shape[0], x.dtype)
+    diff = x - centers[labels]
+    scatter = jnp.einsum("nk,ni,nj->kij", onehot, diff, diff)
+    pooled = jnp.sum(scatter, 0) / x.shape[0]
+    cov = jnp.where(counts[:, None, None] > 0, scatter / jnp.maximum(counts, 1.0)[:, None, None], pooled)
+    return _cholesky_with_ridge(cov, pooled, ridge), pi
+
+
+def _cholesky_with_ridge(cov: jax.Array, pooled: jax.Array, ridge: float) -> jax.Array:
+    d = cov.shape[-1]
+    eps = ridge * jnp.trace(pooled) / d + jnp.finfo(cov.dtype).tiny
+    return jnp.linalg.cholesky(cov + eps * jnp.eye(d, dtype=cov.dtype))
+
+
+def gaussian_log_prob(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Array:
+    """log N(x; mu_k, Sigma_k) of every point (..., d) under every component -> (..., K), for ``scale`` of shape (K,)
+    (Sigma_k = s_k^2 I), (K, d) (Sigma_k = diag s_k^2) or (K, d, d) (lower Cholesky factor L_k, Sigma_k = L_k L_k^T):
+
+        log N(x; mu, L L^T) = -||L^{-1} (x - mu)||^2 / 2 - sum_j log L_jj - d log(2 pi) / 2."""
+    diff = x[..., None, :] - mu  # (..., K, d)
+    d = mu.shape[-1]
+    if scale.ndim == 3:
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=scale.dtype), scale.shape)
+        inv = jax.scipy.linalg.solve_triangular(scale, eye, lower=True)  # L_k^{-1}, (K, d, d)
+        y = jnp.einsum("kij,...kj->...ki", inv, diff)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(scale, axis1=-2, axis2=-1)), -1)
+    else:
+        s = scale if scale.ndim == 2 else jnp.broadcast_to(scale[:, None], mu.shape)
+        y = diff / s
+        log_det = jnp.sum(jnp.log(s), -1)
+    return -0.5 * jnp.sum(y * y, -1) - log_det - 0.5 * d * LOG_2PI
+
+
+class GMMResult(NamedTuple):
+    """A Gaussian mixture after EM: means (K, d), scales as in :func:`gaussian_log_prob`, weights (K,), the hard
+    assignment argmax_k r_ik of every point and the mean log-likelihood before each EM step."""
+
+    means: jax.Array
+    scales: jax.Array
+    weights: jax.Array
+    labels: jax.Array
+    log_likelihood_trace: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("n_iter",))
+def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array, n_iter: int, *,
+           ridge: float = 1e-6) -> GMMResult:
+    """``n_iter`` steps of expectation-maximisation for a Gaussian mixture sum_k pi_k N(x; mu_k, Sigma_k), the
+    covariance form fixed by the shape of ``scales`` (see :func:`gaussian_log_prob`).
+
+    E step: responsibilities r_ik = pi_k N(x_i; mu_k, Sigma_k) / sum_l pi_l N(x_i; mu_l, Sigma_l).
+    M step, with n_k = sum_i r_ik: pi_k = n_k / n, mu_k = sum_i r_ik x_i / n_k and Sigma_k the responsibility-
+    weighted scatter S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T / n_k itself (full), its diagonal (diagonal) or
+    tr(S_k)/d (spherical); a small ridge keeps every Sigma_k positive definite. The mean log-likelihood
+    (1/n) sum_i log sum_k pi_k N(x_i; mu_k, Sigma_k) never decreases (up to the ridge)."""
+    n, d = x.shape
+    pooled = jnp.cov(x, rowvar=False).reshape(d, d)
+    eps = ridge * jnp.trace(pooled) / d + jnp.finfo(x.dtype).tiny
+
+    def e_step(mu, scale, pi):
+        logp = jnp.log(pi) + gaussian_log_prob(x, mu, scale)
+        norm = jax.scipy.special.logsumexp(logp, -1)
+        return jnp.exp(logp - norm[:, None]), jnp.mean(norm)
+
+    def step(carry, _):
+        mu, scale, pi = carry
+        r, ll = e_step(mu, scale, pi)
+        nk = jnp.sum(r, 0) + 10 * jnp.finfo(x.dtype).tiny
+        mu = (r.T @ x) / nk[:, None]
+        diff = x[:, None, :] - mu  # (n, K, d)
+        if scale.ndim == 3:
+            cov = jnp.einsum("nk,nki,nkj->kij", r, diff, diff) / nk[:, None, None]
+            scale = jnp.linalg.cholesky(cov + eps * jnp.eye(d, dtype=x.dtype))
+        else:
+            var = jnp.einsum("nk,nkj->kj", r, diff * diff) / nk[:, None]
+            scale = jnp.sqrt((var if scale.ndim == 2 else jnp.mean(var, -1)) + eps)
+        return (mu, scale, nk / jnp.sum(nk)), ll
+
+    (mu, scale, pi), trace = jax.lax.scan(step, (means, scales, weights), None, length=n_iter)
+    r, _ = e_step(mu, scale, pi)
+    return GMMResult(mu, scale, pi, jnp.argmax(r, -1), trace)

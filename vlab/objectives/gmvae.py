@@ -5,7 +5,9 @@ Generative model p(x, w, z) = p(z) p(w|z) p(x|w):
     z ~ Categorical(pi),  w | z = k ~ N(mu_k, sigma_k^2 I),  x | w ~ p_theta(x | w)   (Gaussian or Bernoulli decoder)
 
 (the seed's spherical components; ``log_sigma`` of shape (K, d) instead of (K,) gives each component a diagonal
-covariance diag(sigma_k1^2, ..., sigma_kd^2), as in VaDE).
+covariance diag(sigma_k1^2, ..., sigma_kd^2), as in VaDE, and with a ``tril`` entry (K, d, d) as well each component
+has a full covariance Sigma_k = L_k L_k^T, L_k lower triangular with diagonal exp(log_sigma_k) and the strictly lower
+part of ``tril_k`` below it).
 
 Variational model q(w, z | x) = q_psi(w|x) q_phi(z|w, x) with q_psi(w|x) = N(m(x), diag s^2(x)). Then
 
@@ -26,7 +28,7 @@ autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to th
 the ELBO above.
 
 Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
-"logits": (K,)},
+"logits": (K,), full covariances: "tril": (K, d, d)},
 "qz": MLP or absent}``; training wraps them with :func:`vlab.objectives.vae.init_params` (beta, step counter).
 """
 
@@ -39,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from vlab import nn
+from vlab.clustering import gaussian_log_prob
 from vlab.distributions import normal_log_prob
 from vlab.encoders import VAESpec, encode, init_vae, log_likelihood
 from vlab.objectives.vae import kl_weight
@@ -58,13 +61,16 @@ class GMVAETerms(NamedTuple):
 
 def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
                mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None,
-               diagonal: bool = False) -> dict:
+               covariance: str = "spherical") -> dict:
     """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
-    component, or one per component and dimension when ``diagonal``), log pi, and for ``qz = "network"`` an MLP
+    component for ``covariance = "spherical"``, one per component and dimension for ``"diagonal"`` and ``"full"``,
+    the latter with zero off-diagonal Cholesky entries ``tril``), log pi, and for ``qz = "network"`` an MLP
     [w, x] -> K logits."""
     k_vae, k_mu, k_qz = jax.random.split(key, 3)
     sigma = jnp.broadcast_to(jnp.asarray(sigma_init, dtype=jnp.result_type(float)), (k,))
-    if diagonal:
+    if covariance not in ("spherical", "diagonal", "full"):
+        raise ValueError(f"covariance must be spherical, diagonal or full, not {covariance!r}")
+    if covariance != "spherical":
         sigma = jnp.broadcast_to(sigma[:, None], (k, spec.z_dim))
     pi_ = jnp.full((k,), 1.0 / k) if pi is None else jnp.asarray(pi)
     params = {
@@ -72,17 +78,39 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
         "prior": {"mu": mu_spread * jax.random.normal(k_mu, (k, spec.z_dim)), "log_sigma": jnp.log(sigma),
                   "logits": jnp.log(pi_)},
     }
+    if covariance == "full":
+        params["prior"]["tril"] = jnp.zeros((k, spec.z_dim, spec.z_dim), sigma.dtype)
     if qz == "network":
         params["qz"] = nn.mlp_init(k_qz, [spec.z_dim + spec.x_dim, *qz_hidden, k])
     return params
 
 
+def prior_scale(prior: dict) -> jax.Array:
+    """The components' scales in the form :func:`vlab.clustering.gaussian_log_prob` takes: sigma_k (K,), diagonal
+    sigma_kj (K, d), or with ``tril`` the lower Cholesky factors L_k = diag(exp(log_sigma_k)) + strict lower part of
+    tril_k (K, d, d), Sigma_k = L_k L_k^T."""
+    sigma = jnp.exp(prior["log_sigma"])
+    if "tril" not in prior:
+        return sigma
+    return jnp.tril(prior["tril"], -1) + sigma[..., None] * jnp.eye(sigma.shape[-1], dtype=sigma.dtype)
+
+
+def scale_tril(prior: dict) -> jax.Array:
+    """L_k (K, d, d) with Sigma_k = L_k L_k^T for any of the three covariance forms (sigma_k I, diag sigma_k, full):
+    w = mu_k + L_k eps samples component k."""
+    scale = prior_scale(prior)
+    d = prior["mu"].shape[-1]
+    if scale.ndim == 3:
+        return scale
+    s = scale if scale.ndim == 2 else jnp.broadcast_to(scale[:, None], prior["mu"].shape)
+    return s[..., None] * jnp.eye(d, dtype=s.dtype)
+
+
 def log_p_w_given_z(w: jax.Array, prior: dict) -> jax.Array:
     """log N(w; mu_k, sigma_k^2 I) for every component: ``w`` (..., d) -> (..., K). With ``log_sigma`` of shape
-    (K, d) the components are diagonal: log N(w; mu_k, diag sigma_k^2) = sum_j log N(w_j; mu_kj, sigma_kj^2)."""
-    sigma = jnp.exp(prior["log_sigma"])
-    return jnp.sum(normal_log_prob(w[..., None, :], prior["mu"], sigma if sigma.ndim == 2 else sigma[:, None]),
-                   axis=-1)
+    (K, d) the components are diagonal: log N(w; mu_k, diag sigma_k^2) = sum_j log N(w_j; mu_kj, sigma_kj^2); with
+    ``tril`` they are full, log N(w; mu_k, L_k L_k^T) = -||L_k^{-1}(w - mu_k)||^2 / 2 - log |L_k| - d log(2 pi) / 2."""
+    return gaussian_log_prob(w, prior["mu"], prior_scale(prior))
 
 
 def log_pi(prior: dict, learn_pi: bool) -> jax.Array:
@@ -169,10 +197,17 @@ def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
 
 def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: jax.Array | None = None) -> dict:
     """The mixture prior started at a clustering of the encoded means: mu_k = c_k, log sigma_k = log s_k ((K,) or
-    (K, d), as the prior's own ``log_sigma``) and, when ``pi`` is given, logits = log pi_k (else the old logits are
-    kept)."""
-    out = {**prior, "mu": centers.astype(prior["mu"].dtype),
-           "log_sigma": jnp.log(sigma).astype(prior["log_sigma"].dtype)}
+    (K, d), as the prior's own ``log_sigma``; for full covariances ``sigma`` is the Cholesky factor L_k (K, d, d),
+    whose diagonal gives log_sigma and whose strict lower part gives ``tril``) and, when ``pi`` is given,
+    logits = log pi_k (else the old logits are kept)."""
+    if sigma.ndim == 3:
+        diag = jnp.diagonal(sigma, axis1=-2, axis2=-1)
+        out = {**prior, "mu": centers.astype(prior["mu"].dtype),
+               "log_sigma": jnp.log(diag).astype(prior["log_sigma"].dtype),
+               "tril": jnp.tril(sigma, -1).astype(prior["log_sigma"].dtype)}
+    else:
+        out = {**prior, "mu": centers.astype(prior["mu"].dtype),
+               "log_sigma": jnp.log(sigma).astype(prior["log_sigma"].dtype)}
     if pi is not None:
         out["logits"] = jnp.log(pi).astype(prior["logits"].dtype)
     return out
