@@ -234,3 +234,16 @@ def test_full_prior_from_a_cholesky_factor_and_its_init():
     np.testing.assert_allclose(gmvae.prior_scale(out), chol, rtol=1e-6)
     with pytest.raises(ValueError, match="covariance"):
         gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 4, covariance="tied")
+
+
+def test_full_covariances_get_no_gradient_when_held(x64):
+    spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
+    params = gmvae.init_gmvae(jax.random.PRNGKey(0), spec, 3, qz="exact", covariance="full")
+    params["prior"]["tril"] = 0.3 * jax.random.normal(jax.random.PRNGKey(2), (3, 2, 2))
+    wrapped = vae_obj.init_params(params, 1.0)
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    for learn in (False, True):
+        loss = gmvae.make_loss(spec, qz="exact", learn_sigma=learn)
+        g = jax.grad(lambda p, loss=loss: loss(p, x, jax.random.PRNGKey(0))[0])(wrapped)["model"]["prior"]
+        assert bool(jnp.any(g["log_sigma"] != 0)) == learn
+        assert bool(jnp.any(jnp.tril(g["tril"], -1) != 0)) == learn

@@ -147,12 +147,14 @@ def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, lea
               warmup_steps: int = 0, n_samples: int = 1) -> LossFn:
     """-(mean rec + beta_t (w term + z term)) over the batch: the negative ELBO with the latent terms warmed up
     linearly from 0 to beta. ``aux`` has the true ELBO, each term and the batch usage of each component.
-    ``learn_sigma=False`` holds every sigma_k at its initial value (no component can widen to absorb the rest)."""
+    ``learn_sigma=False`` holds every sigma_k (or Sigma_k) at its initial value (no component can widen to absorb the
+    rest)."""
 
     def loss_fn(params: dict, x: jax.Array, key: jax.Array):
         model = params["model"]
         if not learn_sigma:
-            prior = {**model["prior"], "log_sigma": jax.lax.stop_gradient(model["prior"]["log_sigma"])}
+            prior = {**model["prior"], **{k: jax.lax.stop_gradient(v) for k, v in model["prior"].items()
+                                          if k in ("log_sigma", "tril")}}
             model = {**model, "prior": prior}
         t = gmvae_terms(model, spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
         beta = kl_weight(jax.lax.stop_gradient(params["beta"]), jax.lax.stop_gradient(params["step"]),
