@@ -8,16 +8,17 @@ Training procedure (problem 7.2), all in the config, VaDE-style (Jiang et al. 20
 decoder alone as a deterministic autoencoder or a plain VAE; (2) ``mixture.init: kmeans`` fits K clusters to the encoded
 means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts; vmapped over seeds, in :mod:`vlab.clustering`)
 and starts mu_k at the centres, sigma_k at each cluster's spread (or, with ``mixture.covariance: full``, Sigma_k at its
-covariance) and (when learned) pi at its share; ``em_iters`` EM steps then refine that Gaussian mixture on the encoded
-means before it becomes the prior (k-means' boundaries are equidistant ones; EM's follow each cluster's own shape);
-after an autoencoder, which never trains q(w|x)'s variance, that width starts at ``pretrain.encoder_scale`` times the
-components' sigma; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the two latent
-terms warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder learns a useful w before the prior pulls it
-into clusters; component usage (the batch mean of q(z|w,x)) is logged during training, and after training a component
-that no test point is assigned to, or whose usage is below a tenth of uniform, is reported as a warning (not a silent
-result). Every seed is a member of one vmapped program; metrics carry mean and spread across seeds. ``restarts: R`` runs
-R members per seed (also vmapped) and keeps, per seed, the one of highest training ELBO: an unsupervised choice between
-local optima (on a small pinwheel run one restart reaches 0.975, the one of highest ELBO among three 0.9975).
+covariance) and (when learned) pi at its share; ``em_iters`` EM steps then refine the Gaussian mixture of every k-means
+restart on the encoded means, and the one of highest likelihood becomes the prior (k-means' boundaries are equidistant
+ones; EM's follow each cluster's own shape); after an autoencoder, which never trains q(w|x)'s variance, that width
+starts at ``pretrain.encoder_scale`` times the components' sigma; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2
+I); (3) Adam on the full ELBO, the two latent terms warmed up linearly from 0 to 1 over ``warmup_steps`` so the encoder
+learns a useful w before the prior pulls it into clusters; component usage (the batch mean of q(z|w,x)) is logged during
+training, and after training a component that no test point is assigned to, or whose usage is below a tenth of uniform,
+is reported as a warning (not a silent result). Every seed is a member of one vmapped program; metrics carry mean and
+spread across seeds. ``restarts: R`` runs R members per seed (also vmapped) and keeps, per seed, the one of highest
+training ELBO: an unsupervised choice between local optima (on a small pinwheel run one restart reaches 0.975, the one
+of highest ELBO among three 0.9975).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class MixtureConfig:
     init: Literal["random", "kmeans"] = "random"
     kmeans_restarts: int = spec(5, gt=0, help="k-means++ restarts (the lowest inertia is kept)")
     kmeans_iters: int = spec(100, gt=0, help="Lloyd iterations of each k-means restart")
-    em_iters: int = spec(0, ge=0, help="init=kmeans: EM steps refining the Gaussian mixture fitted to the encoded "
-                         "means (0: the k-means partition's own Gaussians)")
+    em_iters: int = spec(0, ge=0, help="init=kmeans: EM steps refining each k-means restart's Gaussian mixture on "
+                         "the encoded means, the highest likelihood kept (0: the k-means partition's own Gaussians)")
     qz_fit_steps: int = spec(0, ge=0, help="network q(z|w,x): steps fitting it to the exact p(z|w) before the ELBO")
 
     def check(self, prefix: str) -> None:
@@ -312,8 +313,7 @@ class Experiment(_Experiment):
         from the result. Returns the models and, per member, the k-means inertia and (with labels) the test accuracy
         and NMI of k-means and, after EM, of the mixture's assignments argmax_k pi_k N(m(x); mu_k, Sigma_k)."""
         mx = cfg.mixture
-        spread = {"spherical": clustering.spherical_gaussians, "diagonal": clustering.diagonal_gaussians,
-                  "full": clustering.full_gaussians}[mx.covariance]
+        spread = clustering.SPREADS[mx.covariance]
 
         @jax.jit
         def fit_prior(models, keys):
@@ -323,8 +323,9 @@ class Experiment(_Experiment):
                 km = clustering.kmeans(k, w, mx.k, n_init=mx.kmeans_restarts, n_iter=mx.kmeans_iters)
                 centers, (scale, pi) = km.centers, spread(w, km.labels, km.centers)
                 out = {"kmeans": clustering.assign(w_test, km.centers), "inertia": km.inertia}
-                if mx.em_iters > 0:
-                    gmm = clustering.gmm_em(w, centers, scale, pi, mx.em_iters)
+                if mx.em_iters > 0:  # every k-means restart refined by EM; the highest likelihood kept
+                    gmm = clustering.gmm(k, w, mx.k, covariance=mx.covariance, n_init=mx.kmeans_restarts,
+                                         kmeans_iters=mx.kmeans_iters, em_iters=mx.em_iters)
                     centers, scale, pi = gmm.means, gmm.scales, gmm.weights
                     logp = jnp.log(pi) + clustering.gaussian_log_prob(w_test, centers, scale)
                     out |= {"em": jnp.argmax(logp, -1), "em_log_likelihood": gmm.log_likelihood_trace}

@@ -205,3 +205,20 @@ def test_gmm_em_log_likelihood_never_decreases_and_moves_the_kmeans_boundary(x64
     assert np.all(np.diff(trace) >= -1e-9) and trace[-1] > trace[0] + 0.05
     em_acc = clustering_accuracy(y, np.asarray(res.labels))[0]
     assert km_acc < 0.95 and em_acc >= 0.98, (km_acc, em_acc)
+
+
+def test_gmm_keeps_the_restart_of_highest_likelihood(x64):
+    x, y = _blobs(8, 40)
+    x = x @ np.array([[1.0, 0.6], [0.0, 0.5]])
+    res = clustering.gmm(jax.random.PRNGKey(3), jnp.asarray(x), 4, covariance="full", n_init=3, em_iters=30)
+    runs = [clustering.gmm_em(jnp.asarray(x), km.centers, *clustering.full_gaussians(jnp.asarray(x), km.labels,
+                                                                                      km.centers), 30)
+            for km in (clustering.lloyd(jnp.asarray(x), clustering.kmeans_plusplus(kk, jnp.asarray(x), 4), 50)
+                       for kk in jax.random.split(jax.random.PRNGKey(3), 3))]
+    assert float(res.log_likelihood) == pytest.approx(max(float(r.log_likelihood) for r in runs), rel=1e-12)
+    assert clustering_accuracy(y, np.asarray(res.labels))[0] == 1.0
+    # the final log-likelihood is the mixture's own: (1/n) sum_i log sum_k pi_k N(x_i; mu_k, Sigma_k)
+    from scipy import stats
+    dens = sum(float(res.weights[k]) * stats.multivariate_normal(np.asarray(res.means[k]), np.asarray(
+        res.scales[k] @ res.scales[k].T)).pdf(x) for k in range(4))
+    assert float(res.log_likelihood) == pytest.approx(np.mean(np.log(dens)), rel=1e-10)

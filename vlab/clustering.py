@@ -171,12 +171,13 @@ def gaussian_log_prob(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Arra
 
 class GMMResult(NamedTuple):
     """A Gaussian mixture after EM: means (K, d), scales as in :func:`gaussian_log_prob`, weights (K,), the hard
-    assignment argmax_k r_ik of every point and the mean log-likelihood before each EM step."""
+    assignment argmax_k r_ik of every point, the final mean log-likelihood and its value before each EM step."""
 
     means: jax.Array
     scales: jax.Array
     weights: jax.Array
     labels: jax.Array
+    log_likelihood: jax.Array
     log_likelihood_trace: jax.Array
 
 
@@ -215,5 +216,27 @@ def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array
         return (mu, scale, nk / jnp.sum(nk)), ll
 
     (mu, scale, pi), trace = jax.lax.scan(step, (means, scales, weights), None, length=n_iter)
-    r, _ = e_step(mu, scale, pi)
-    return GMMResult(mu, scale, pi, jnp.argmax(r, -1), trace)
+    r, ll = e_step(mu, scale, pi)
+    return GMMResult(mu, scale, pi, jnp.argmax(r, -1), ll, trace)
+
+
+SPREADS = {"spherical": spherical_gaussians, "diagonal": diagonal_gaussians, "full": full_gaussians}
+
+
+@functools.partial(jax.jit, static_argnames=("k", "covariance", "n_init", "kmeans_iters", "em_iters"))
+def gmm(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "full", n_init: int = 4, kmeans_iters: int = 50,
+        em_iters: int = 100) -> GMMResult:
+    """A Gaussian mixture fitted by maximum likelihood from ``n_init`` starts (vmapped): each is k-means++ seeding
+    and ``kmeans_iters`` Lloyd steps, the partition's Gaussians (``covariance`` spherical, diagonal or full) and
+    ``em_iters`` EM steps (:func:`gmm_em`); the start of highest final log-likelihood is returned (EM, like
+    k-means, finds a local optimum). ``vmap`` it over keys for several seeds."""
+    spread = SPREADS[covariance]
+
+    def one(kk):
+        km = lloyd(x, kmeans_plusplus(kk, x, k), kmeans_iters)
+        scale, pi = spread(x, km.labels, km.centers)
+        return gmm_em(x, km.centers, scale, pi, em_iters)
+
+    runs = jax.vmap(one)(jax.random.split(key, n_init))
+    best = jnp.argmax(runs.log_likelihood)
+    return jax.tree.map(lambda a: a[best], runs)
