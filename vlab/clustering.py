@@ -208,7 +208,7 @@ def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array
         mu = (r.T @ x) / nk[:, None]
         diff = x[:, None, :] - mu  # (n, K, d)
         if scale.ndim == 3:
-            cov = jnp.einsum("nk,nki,nkj->kij", r, diff, diff) / nk[:, None, None]
+            cov = jnp.einsum("nki,nkj->kij", r[:, :, None] * diff, diff) / nk[:, None, None]  # batched over k
             scale = jnp.linalg.cholesky(cov + eps * jnp.eye(d, dtype=x.dtype))
         else:
             var = jnp.einsum("nk,nkj->kj", r, diff * diff) / nk[:, None]
@@ -237,6 +237,6 @@ def gmm(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "full", n_ini
         scale, pi = spread(x, km.labels, km.centers)
         return gmm_em(x, km.centers, scale, pi, em_iters)
 
-    runs = jax.vmap(one)(jax.random.split(key, n_init))
+    runs = jax.lax.map(one, jax.random.split(key, n_init))  # one start at a time: (n, K, d) per step, not n_init x
     best = jnp.argmax(runs.log_likelihood)
     return jax.tree.map(lambda a: a[best], runs)
