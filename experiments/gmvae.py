@@ -321,7 +321,6 @@ class Experiment(_Experiment):
                 w = objective.encoded_means(m["vae"], spec_, ds.x_train)
                 w_test = objective.encoded_means(m["vae"], spec_, ds.x_test)
                 km = clustering.kmeans(k, w, mx.k, n_init=mx.kmeans_restarts, n_iter=mx.kmeans_iters)
-                centers, (scale, pi) = km.centers, spread(w, km.labels, km.centers)
                 out = {"kmeans": clustering.assign(w_test, km.centers), "inertia": km.inertia}
                 if mx.em_iters > 0:  # every k-means restart refined by EM; the highest likelihood kept
                     gmm = clustering.gmm(k, w, mx.k, covariance=mx.covariance, n_init=mx.kmeans_restarts,
@@ -329,6 +328,8 @@ class Experiment(_Experiment):
                     centers, scale, pi = gmm.means, gmm.scales, gmm.weights
                     logp = jnp.log(pi) + clustering.gaussian_log_prob(w_test, centers, scale)
                     out |= {"em": jnp.argmax(logp, -1), "em_log_likelihood": gmm.log_likelihood_trace}
+                else:
+                    centers, (scale, pi) = km.centers, spread(w, km.labels, km.centers)
                 prior = objective.prior_from_clusters(m["prior"], centers, scale,
                                                       pi if (mx.learn_pi and not mx.pi) else None)
                 return {**m, "prior": prior}, out

@@ -13,7 +13,8 @@ every seed (the GM-VAE initialises its mixture prior this way, VaDE-style).
 
 A hard partition gives each cluster a Gaussian (spherical, diagonal or full covariance: :func:`spherical_gaussians`,
 :func:`diagonal_gaussians`, :func:`full_gaussians`), and :func:`gmm_em` refines such a mixture by expectation-
-maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every component at every point).
+maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every component at every point);
+:func:`gmm` does both from several k-means starts and keeps the most likely mixture.
 """
 
 from __future__ import annotations
@@ -144,10 +145,15 @@ def full_gaussians(x: jax.Array, labels: jax.Array, centers: jax.Array, *, ridge
     return _cholesky_with_ridge(cov, pooled, ridge), pi
 
 
+def _ridge(pooled: jax.Array, ridge: float) -> jax.Array:
+    """The variance added to every covariance: ``ridge`` times the mean variance tr(S)/d of the pooled covariance S
+    (plus the smallest normal float, so a zero ridge still leaves a flat cluster invertible)."""
+    return ridge * jnp.trace(pooled) / pooled.shape[-1] + jnp.finfo(pooled.dtype).tiny
+
+
 def _cholesky_with_ridge(cov: jax.Array, pooled: jax.Array, ridge: float) -> jax.Array:
     d = cov.shape[-1]
-    eps = ridge * jnp.trace(pooled) / d + jnp.finfo(cov.dtype).tiny
-    return jnp.linalg.cholesky(cov + eps * jnp.eye(d, dtype=cov.dtype))
+    return jnp.linalg.cholesky(cov + _ridge(pooled, ridge) * jnp.eye(d, dtype=cov.dtype))
 
 
 def gaussian_log_prob(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Array:
@@ -193,8 +199,7 @@ def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array
     tr(S_k)/d (spherical); a small ridge keeps every Sigma_k positive definite. The mean log-likelihood
     (1/n) sum_i log sum_k pi_k N(x_i; mu_k, Sigma_k) never decreases (up to the ridge)."""
     n, d = x.shape
-    pooled = jnp.cov(x, rowvar=False).reshape(d, d)
-    eps = ridge * jnp.trace(pooled) / d + jnp.finfo(x.dtype).tiny
+    eps = _ridge(jnp.cov(x, rowvar=False).reshape(d, d), ridge)
 
     def e_step(mu, scale, pi):
         logp = jnp.log(pi) + gaussian_log_prob(x, mu, scale)

@@ -202,14 +202,11 @@ def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: j
     (K, d), as the prior's own ``log_sigma``; for full covariances ``sigma`` is the Cholesky factor L_k (K, d, d),
     whose diagonal gives log_sigma and whose strict lower part gives ``tril``) and, when ``pi`` is given,
     logits = log pi_k (else the old logits are kept)."""
+    dtype = prior["log_sigma"].dtype
+    diag = jnp.diagonal(sigma, axis1=-2, axis2=-1) if sigma.ndim == 3 else sigma
+    out = {**prior, "mu": centers.astype(prior["mu"].dtype), "log_sigma": jnp.log(diag).astype(dtype)}
     if sigma.ndim == 3:
-        diag = jnp.diagonal(sigma, axis1=-2, axis2=-1)
-        out = {**prior, "mu": centers.astype(prior["mu"].dtype),
-               "log_sigma": jnp.log(diag).astype(prior["log_sigma"].dtype),
-               "tril": jnp.tril(sigma, -1).astype(prior["log_sigma"].dtype)}
-    else:
-        out = {**prior, "mu": centers.astype(prior["mu"].dtype),
-               "log_sigma": jnp.log(sigma).astype(prior["log_sigma"].dtype)}
+        out["tril"] = jnp.tril(sigma, -1).astype(dtype)
     if pi is not None:
         out["logits"] = jnp.log(pi).astype(prior["logits"].dtype)
     return out
