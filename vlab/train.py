@@ -21,6 +21,7 @@ import optax
 
 from vlab.errors import TrainingDiverged
 from vlab.progress import Progress
+from vlab.sharding import place, split_batches, to_host
 
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -122,7 +123,7 @@ def fit(
     chunk = int(min(chunk_size, steps))
     mesh = getattr(run, "mesh", None)
     if mesh is not None and batch_fn is not None:
-        batch_fn = _split_batches(mesh, batch_fn)
+        batch_fn = split_batches(mesh, batch_fn)
     vmapped = n_members is not None
     if lr_scale is not None:
         if not vmapped:
@@ -144,7 +145,7 @@ def fit(
         member_step = step_fn
     state = init(params, key)
     if mesh is not None:
-        state, data = _place(mesh, state, data, vmapped, n_members, name)
+        state, data = place(mesh, state, data, vmapped, n_members, name)
     traces = [0]
 
     def run_chunk(state: TrainState, start: jax.Array, data: Any):
@@ -176,8 +177,8 @@ def fit(
     def save(st: TrainState, done: int) -> None:
         if run is None:
             return
-        leaves = jax.tree.leaves((st.params, st.opt_state))
-        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)}
+        leaves = to_host(jax.tree.leaves((st.params, st.opt_state)))
+        arrays = {f"state_{i}": x for i, x in enumerate(leaves)}
         arrays["step"] = np.asarray(done)
         arrays.update({f"hist/{k}": np.asarray(v) for k, v in history.items()})
         run.save_checkpoint(name, arrays)
@@ -193,8 +194,7 @@ def fit(
     try:
         while start < steps:
             new_state, (loss, aux) = compiled(state, jnp.asarray(start, jnp.int32), data)
-            loss = np.asarray(loss)
-            aux = {k: np.asarray(v) for k, v in aux.items()}
+            loss, aux = to_host((loss, aux))
             n_valid = min(chunk, steps - start)
             _check_finite(loss[:n_valid], {k: v[:n_valid] for k, v in aux.items()}, start, name, vmapped,
                           on_fail=lambda st=state, s0=start: save(st, s0))
@@ -233,40 +233,6 @@ def _is_key_batch(key: jax.Array) -> bool:
     """Whether ``key`` is a batch of keys (one per member) rather than one key, for raw or typed keys."""
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     return key.ndim == (1 if typed else 2)
-
-
-def _place(mesh, state: TrainState, data: Any, vmapped: bool, n_members: int | None, name: str):
-    """Lay the state on a ("data", "sweep") mesh with members split over "sweep", and replicate the data."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from vlab.errors import ConfigError
-
-    n_sweep = mesh.shape["sweep"]
-    if n_sweep > 1 and (not vmapped or n_members % n_sweep):
-        raise ConfigError(f"key 'parallel.sweep': value {n_sweep} is not valid for '{name}': expected a divisor of "
-                          f"its {n_members or 1} vmapped members")
-    state = jax.device_put(state, NamedSharding(mesh, P("sweep") if vmapped else P()))
-    if data is not None:
-        data = jax.device_put(data, NamedSharding(mesh, P()))
-    return state, data
-
-
-def _split_batches(mesh, batch_fn: Callable) -> Callable:
-    """``batch_fn`` whose batches are split over the mesh's "data" axis (leaves whose leading axis divides);
-    XLA partitions the loss and all-reduces the gradient."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    n_data = mesh.shape["data"]
-    sharding = NamedSharding(mesh, P("data"))
-
-    def leaf(x):
-        if n_data > 1 and x.ndim and x.shape[0] % n_data == 0:
-            return jax.lax.with_sharding_constraint(x, sharding)
-        return x
-
-    return lambda data, key: jax.tree.map(leaf, batch_fn(data, key))
 
 
 def _check_finite(loss, aux, start, name, vmapped, on_fail) -> None:
