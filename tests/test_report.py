@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vlab.cli import main
+from vlab.report import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = ROOT / "configs" / "kl_fit.yaml"
@@ -38,6 +39,20 @@ def test_index_lists_every_section_figure_and_check(index):
             assert f"{name}/{fig}" in html and (index / name / fig).exists()
     assert "class='ok'" in html and "vlab run" in html
     assert "http://" not in html and "https://" not in html  # opens from disk, no network
+
+
+def test_index_shows_each_config_as_a_runnable_quick_command(index):
+    md, html = (index / "index.md").read_text(), (index / "index.html").read_text()
+    configs = index.parent / "configs"
+    for name in ("kl_fit", "kl_fit_mc"):
+        command = f"vlab run {configs / name}.yaml --quick"
+        assert f"`{command}`" in md and f"<code>{command}</code>" in html
+    assert "overrides" not in md and "overrides" not in html
+
+
+def test_run_command_adds_quick_only_for_a_quick_reproduce():
+    assert run_command("configs/kl_fit.yaml", quick=False) == "vlab run configs/kl_fit.yaml"
+    assert run_command("configs/kl_fit.yaml", quick=True) == "vlab run configs/kl_fit.yaml --quick"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it as root)")

@@ -19,6 +19,12 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def run_command(config: str | Path, quick: bool) -> str:
+    """The command that reruns one config as the index shows it: ``vlab run configs/X.yaml`` (``--quick`` added
+    for a quick reproduce)."""
+    return f"vlab run {config}" + (" --quick" if quick else "")
+
+
 def _section(entry: dict, quick: bool) -> dict:
     from vlab.cli import headline_metrics, load
 
@@ -32,10 +38,9 @@ def _section(entry: dict, quick: bool) -> dict:
             head = headline_metrics(cls, metrics)
         except Exception:  # the index still lists a config whose experiment no longer loads
             head = {}
-    command = f"vlab run {entry['config']}" + (" (with its quick: overrides)" if quick else "")
     return {
         "name": Path(entry["config"]).stem,
-        "command": command,
+        "command": run_command(entry["config"], quick),
         "run": run,
         "error": entry["error"],
         "skipped": entry.get("skipped"),
