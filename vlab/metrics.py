@@ -1,4 +1,4 @@
-"""Measurements of a trained latent-variable model: active units, clustering accuracy (Hungarian matching), NMI,
+"""Measurements of a trained latent-variable model: active units, clustering accuracy (optimal matching), NMI,
 and the mean and spread of metrics across vmapped seeds. Host-side numpy; nothing here is differentiated."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 def active_units(mu: np.ndarray, threshold: float = 0.01) -> tuple[int, np.ndarray]:
@@ -15,55 +16,6 @@ def active_units(mu: np.ndarray, threshold: float = 0.01) -> tuple[int, np.ndarr
     """
     a = np.var(np.asarray(mu, dtype=np.float64), axis=0)
     return int(np.sum(a > threshold)), a
-
-
-def linear_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact minimum-cost assignment of rows to columns (Hungarian / Kuhn-Munkres with potentials, O(n^3)).
-
-    A rectangular ``(r, c)`` cost is padded with zeros to a square; returns ``(rows, cols)`` of the min(r, c)
-    matched pairs, rows ascending, minimising sum cost[rows, cols] (the same contract as scipy's
-    ``linear_sum_assignment``).
-    """
-    cost = np.asarray(cost, dtype=np.float64)
-    r, c = cost.shape
-    n = max(r, c)
-    a = np.zeros((n + 1, n + 1))
-    a[1 : r + 1, 1 : c + 1] = cost
-    u = np.zeros(n + 1)
-    v = np.zeros(n + 1)
-    p = np.zeros(n + 1, dtype=int)  # p[j]: row matched to column j (1-based; 0 = none)
-    way = np.zeros(n + 1, dtype=int)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = np.full(n + 1, np.inf)
-        used = np.zeros(n + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            cur = a[i0, 1:] - u[i0] - v[1:]
-            free = ~used[1:]
-            better = free & (cur < minv[1:])
-            minv[1:][better] = cur[better]
-            way[1:][better] = j0
-            cand = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(cand)) + 1
-            delta = cand[j1 - 1]
-            u[p[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-    row_of_col = p[1:] - 1
-    pairs = sorted((int(row_of_col[j]), j) for j in range(n) if row_of_col[j] < r and j < c)
-    rows = np.array([i for i, _ in pairs], dtype=int)
-    cols = np.array([j for _, j in pairs], dtype=int)
-    return rows, cols
 
 
 def confusion_matrix(labels: np.ndarray, clusters: np.ndarray, n_labels: int | None = None,
@@ -79,27 +31,63 @@ def confusion_matrix(labels: np.ndarray, clusters: np.ndarray, n_labels: int | N
 
 
 def clustering_accuracy(labels: np.ndarray, clusters: np.ndarray) -> tuple[float, dict[int, int]]:
-    """Unsupervised accuracy max_m (1/n) sum_i 1[l_i = m(c_i)] over one-to-one maps m from clusters to labels,
-    found exactly by :func:`linear_assignment` on the confusion matrix. Returns the accuracy and the map."""
+    """Unsupervised accuracy max_m (1/n) sum_i 1[l_i = m(c_i)] over one-to-one maps m from clusters to labels: the
+    maximum-weight matching of the confusion matrix C[k, l], found exactly by scipy's ``linear_sum_assignment``
+    (with more clusters than labels the unmatched clusters count as errors). Returns the accuracy and the map."""
     c = confusion_matrix(labels, clusters)
-    rows, cols = linear_assignment(-c)
+    rows, cols = linear_sum_assignment(c, maximize=True)
     return float(c[rows, cols].sum() / max(len(labels), 1)), {int(r): int(k) for r, k in zip(rows, cols, strict=True)}
 
 
-def nmi(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Normalised mutual information I(L; C) / sqrt(H(L) H(C)) (Strehl & Ghosh 2002; 1 for identical partitions,
-    0 for independent ones; defined as 1 when both partitions are trivial)."""
-    c = confusion_matrix(labels, clusters).astype(np.float64)
-    n = c.sum()
-    p = c / n
-    pk, pl = p.sum(1), p.sum(0)
-    nz = p > 0
-    mi = float(np.sum(p[nz] * np.log(p[nz] / np.outer(pk, pl)[nz])))
-    hk = -float(np.sum(pk[pk > 0] * np.log(pk[pk > 0])))
-    hl = -float(np.sum(pl[pl > 0] * np.log(pl[pl > 0])))
-    if hk == 0.0 or hl == 0.0:
-        return 1.0 if hk == hl else 0.0
-    return mi / np.sqrt(hk * hl)
+ENTROPY_TOL = 1e-12
+"""Entropies (nats) below this are zero: a one-cluster partition's log n - (1/n) n log n rounds to about +-1e-16, while
+the smallest entropy of two non-empty clusters, about (1 + log n) / n, exceeds it for any n below 10^13."""
+
+NMI_AVERAGES = ("geometric", "arithmetic")
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """H = log n - (1/n) sum_k n_k log n_k (nats) of the integer cluster sizes n_k (n = sum_k n_k), 0 below
+    :data:`ENTROPY_TOL`."""
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    h = float(np.log(n) - np.sum(counts * np.log(counts)) / n)
+    return h if h > ENTROPY_TOL else 0.0
+
+
+def _contingency(labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Exact integer counts N[k, l] of points in cluster k with label l, over the values that occur (an unused
+    cluster id has no row)."""
+    _, li = np.unique(np.asarray(labels).ravel(), return_inverse=True)
+    _, ci = np.unique(np.asarray(clusters).ravel(), return_inverse=True)
+    n = np.zeros((int(ci.max()) + 1, int(li.max()) + 1), dtype=np.int64)
+    np.add.at(n, (ci, li), 1)
+    return n
+
+
+def nmi(labels: np.ndarray, clusters: np.ndarray, average: str = "geometric") -> float:
+    """Normalised mutual information between the true labels L and the clusters C (Strehl & Ghosh 2002),
+
+        NMI = I(L; C) / sqrt(H(L) H(C))        (average="geometric", vlab's reported ``nmi``), or
+        NMI = I(L; C) / ((H(L) + H(C)) / 2)   (average="arithmetic", scikit-learn's default),
+
+    with I(L; C) = sum_kl (N_kl / n) log(n N_kl / (a_k b_l)) from the integer contingency counts N_kl (cluster k,
+    label l), a_k and b_l its row and column sums. 1 for identical partitions, 0 for independent ones. The
+    degenerate cases follow scikit-learn's ``normalized_mutual_info_score``: both partitions a single cluster -> 1;
+    exactly one of them a single cluster (entropy 0, so I = 0) -> 0. Cluster ids that no point uses do not count."""
+    if average not in NMI_AVERAGES:
+        raise ValueError(f"average={average!r}: expected one of {NMI_AVERAGES}")
+    counts = _contingency(labels, clusters)
+    hc, hl = _entropy(counts.sum(1)), _entropy(counts.sum(0))
+    if hc == 0.0 or hl == 0.0:
+        return 1.0 if hc == hl else 0.0
+    n = float(counts.sum())
+    k, l = np.nonzero(counts)
+    nkl = counts[k, l].astype(np.float64)
+    outer = counts.sum(1)[k].astype(np.float64) * counts.sum(0)[l]
+    mi = float(np.sum(nkl * (np.log(nkl) + np.log(n) - np.log(outer))) / n)
+    norm = np.sqrt(hc * hl) if average == "geometric" else 0.5 * (hc + hl)
+    return float(np.clip(mi / norm, 0.0, 1.0))
 
 
 def across_members(values: Any) -> dict[str, Any]:
