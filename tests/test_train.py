@@ -95,6 +95,7 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     finally:
         progress.Progress.update = orig
     assert int(run_c.load_checkpoint("fit")["step"]) == 200
+    run_c.close()  # the interrupted process ends and its lock on the folder with it
     resumed = run_fit(steps=500, chunk=100, run=Run(tmp_path / "c", resume=True, quiet=True), checkpoint_every=100)
     np.testing.assert_array_equal(np.asarray(resumed.params["x"]), np.asarray(full.params["x"]))
     np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from vlab import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program killed by the closed pipe would end
 RUNS_ROOT_ENV = "VLAB_RUNS"
 
 
@@ -143,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"vlab {args.command}: training diverged: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # the reader of our output went away (vlab list | head -1): stop quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not raise a second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -159,6 +174,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.quick or args.sweep or args.separate:
             raise ConfigError("--resume continues a run with its own config: give no --quick, --sweep or --separate "
                               "with it")
+        from vlab import sweep
+
+        if sweep.is_sweep_folder(args.resume):
+            sweep.resume_sweep(args.resume, quiet=args.quiet)
+            return EXIT_OK
         path = run_experiment(None, [], resume=args.resume, quiet=args.quiet)
     else:
         if not args.config:
@@ -185,7 +205,7 @@ def load(config: str, overrides: list[str], *, quick: bool = False):
     """Read a config file and overrides, resolve its experiment and return ``(ExperimentClass, cfg)``."""
     from omegaconf import OmegaConf
 
-    from vlab.config import QUICK_KEY, merge, parse_overrides, read_yaml
+    from vlab.config import QUICK_KEY, merge, parse_overrides, read_yaml, resolve_override_keys
     from vlab.errors import ConfigError
     from vlab.experiment import resolve
     from vlab.sweep import SWEEP_KEY
@@ -206,6 +226,7 @@ def load(config: str, overrides: list[str], *, quick: bool = False):
     if name is None:
         raise ConfigError(f"key 'experiment' is missing in '{config}': expected the experiment's name first")
     cls = resolve(name)
+    layers[-1] = parse_overrides(resolve_override_keys(overrides, cls.Config))
     return cls, merge(cls.Config, *layers)
 
 
@@ -214,85 +235,182 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     """Run one config (or resume a run folder) and return the run folder, or None when training diverged.
 
     ``members`` are sweep points of shape-equal keys that the experiment trains as one vmapped program
-    (:mod:`vlab.members`); they are recorded in run.json, so a resumed run gets them back."""
+    (:mod:`vlab.members`); they are recorded in run.json, so a resumed run gets them back.
+
+    Everything that can be checked before training is (the config, the device, the mesh, the data files, the
+    ``--out`` folder), so bad input never leaves a run folder. The folder is locked while this process writes it.
+    SIGINT and SIGTERM checkpoint at the next chunk boundary, mark the run ``interrupted`` and exit with 130 and
+    143; a run that fails with a :class:`ConfigError` once training has begun keeps its folder and checkpoints."""
     t_start = time.perf_counter()
     import jax
 
     from vlab import runtime
-    from vlab.config import to_yaml
-    from vlab.errors import ConfigError, TrainingDiverged
-    from vlab.runs import Run, environment, write_json
 
     import_s = time.perf_counter() - t_start
     distributed = runtime.maybe_initialize_distributed()
+    previous: dict = {}
+    run = None
     if resume:
-        rdir = Path(resume)
-        if not (rdir / "config.yaml").is_file():
-            raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
-        run = Run(rdir, resume=True, quiet=quiet)
-        status = run.status()
-        if status.get("status") == "complete":
-            raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
-        cls, cfg = load(str(rdir / "config.yaml"), [])
-        members = status.get("members")
+        run, previous, cls, cfg = _open_for_resume(resume, quiet)
+        members = previous.get("members")
     else:
         cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
-    device = runtime.configure(cfg.device, cfg.precision)
-    runtime.enable_compile_cache()
-    mesh = runtime.make_mesh(cfg.parallel.data, cfg.parallel.sweep, device.platform)
-    if distributed and jax.process_index() != 0:  # only process 0 writes the run folder
-        import tempfile
+    try:
+        device = runtime.configure(cfg.device, cfg.precision)
+        runtime.enable_compile_cache()
+        mesh = runtime.make_mesh(cfg.parallel.data, cfg.parallel.sweep, device.platform)
+        check_inputs(cfg)
+        if distributed and jax.process_index() != 0:  # only process 0 writes the run folder
+            import tempfile
 
-        out, resume, quiet = tempfile.mkdtemp(prefix="vlab-worker-"), None, True
+            if run is not None:
+                run.close()
+            out, resume, quiet, previous = tempfile.mkdtemp(prefix="vlab-worker-"), None, True, {}
+        if not resume:
+            run = _create_run(cls, cfg, out, quiet)
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
+    try:
+        return _train_in(run, cls, cfg, device, mesh, members, previous, t_start, import_s)
+    finally:
+        run.close()
 
-    if resume:
-        created = False
-    else:
-        if out:
-            Run.check_fresh(out)
-        path = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), cls.name or cfg.experiment)
-        created = not path.exists()
-        run = Run(path, quiet=quiet)
+
+def _open_for_resume(resume: str, quiet: bool):
+    """The locked run folder to continue, its recorded status, its experiment class and its config."""
+    from vlab.errors import ConfigError
+    from vlab.runs import Run
+
+    rdir = Path(resume)
+    if not (rdir / "config.yaml").is_file():
+        raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
+    run = Run(rdir, resume=True, quiet=quiet)  # the lock: a folder another process writes is refused here
+    try:
+        previous = run.status()
+        if previous.get("status") == "complete":
+            raise ConfigError(f"--resume '{resume}': that run is already complete; start a new run instead")
+        cls, cfg = load(str(rdir / "config.yaml"), [])
+    except BaseException:
+        run.close()
+        raise
+    return run, previous, cls, cfg
+
+
+def check_inputs(cfg) -> None:
+    """What a config reads from disk, checked before a run folder exists: a ``data:`` section's files."""
+    from vlab import data
+
+    section = getattr(cfg, "data", None)
+    if isinstance(section, data.DataConfig):
+        data.check(section)
+
+
+def _create_run(cls, cfg, out: str | None, quiet: bool):
+    from vlab.config import to_yaml
+    from vlab.runs import Run
+
+    if out:
+        Run.check_fresh(out)
+    path = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), cls.name or cfg.experiment)
+    created = not path.exists()
+    run = Run(path, quiet=quiet, checkpoint_seconds=_checkpoint_seconds(cfg))
+    run.created = created
+    try:
         (run.path / "config.yaml").write_text(to_yaml(cfg))
+    except OSError as e:
+        run.close()
+        _discard(run)
+        from vlab.errors import ConfigError
+
+        raise ConfigError(f"--out '{path}' cannot be written ({e.strerror}): expected a writable folder") from None
+    return run
+
+
+def _checkpoint_seconds(cfg) -> float:
+    from vlab.runs import CHECKPOINT_SECONDS
+
+    train = getattr(cfg, "train", None)
+    return float(getattr(train, "checkpoint_seconds", CHECKPOINT_SECONDS))
+
+
+def _discard(run) -> None:
+    """Remove what a run that never started wrote: the folder if this run created it, else its contents."""
+    if getattr(run, "created", False):
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    for child in run.path.iterdir() if run.path.is_dir() else []:
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: float, import_s: float) -> Path:
+    import jax
+
+    from vlab import interrupts
+    from vlab.errors import ConfigError, TrainingDiverged
+    from vlab.runs import environment, write_json
+
+    segments = list(previous.get("segments", []))
     run.timings["import"] = import_s
+    run.checkpoint_seconds = _checkpoint_seconds(cfg)
     run.mesh = mesh
     run.members = members
     run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
     run.set_status("running", experiment=cfg.experiment, environment=environment(),
                    mesh=dict(mesh.shape) if mesh is not None else None, **({"members": members} if members else {}))
-    run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})")
+    run.log(f"[{cfg.experiment}] run folder {run.path} (device {device.platform}, {cfg.precision})"
+            + (f", resumed (segment {len(segments) + 1})" if run.resume else ""))
+
+    def end_segment(status: str, **extra) -> None:
+        seg = {"seconds": round(time.perf_counter() - t_start, 3), "ended": status}
+        run.set_status(status, segments=[*segments, seg], **extra)
+
     try:
-        with jax.default_device(device):
-            metrics = cls().run(cfg, run)
-    except ConfigError:
-        if created:
-            shutil.rmtree(run.path, ignore_errors=True)
+        with interrupts.handle_signals(), jax.default_device(device):
+            try:
+                metrics = cls().run(cfg, run)
+            except jax.errors.JaxRuntimeError as e:
+                if "RESOURCE_EXHAUSTED" not in str(e):
+                    raise
+                raise out_of_memory(e, cfg, device.platform) from None
+    except ConfigError as e:
+        if run.resume:
+            end_segment(previous.get("status", "interrupted"), error=str(e))
+        elif any(run.path.glob("checkpoints/*.npz")):  # training had begun: keep what it wrote
+            end_segment("failed", error=str(e))
         else:
-            run.set_status("failed", error="configuration error")
+            _discard(run)
         raise
     except TrainingDiverged as e:
-        run.set_status("failed", error=str(e))
+        end_segment("failed", error=str(e))
         raise
-    except KeyboardInterrupt:
-        run.set_status("interrupted")
-        print(f"vlab run: interrupted; continue with: vlab run --resume {run.path}", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as e:
+        signame = e.signal_name if isinstance(e, interrupts.Interrupted) else "SIGINT"
+        end_segment("interrupted", signal=signame)
+        print(f"vlab run: interrupted by {signame}; continue with: vlab run --resume {run.path}", file=sys.stderr)
+        raise SystemExit(e.exit_status if isinstance(e, interrupts.Interrupted) else EXIT_INTERRUPTED) from None
     except BaseException as e:
-        run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        end_segment("failed", error=f"{type(e).__name__}: {e}")
         raise
-    run.timings["total"] = time.perf_counter() - t_start
+    run.timings["total"] = time.perf_counter() - t_start + sum(s["seconds"] for s in segments)
     metrics = dict(metrics)
+    if members and len(members) > 1 and isinstance(metrics.get("members"), list):
+        summarise_sweep(metrics, cls.headline, members)
     metrics["timing"] = {k: round(v, 4) for k, v in run.timings.items()}
+    if segments:
+        metrics["timing"]["segments"] = len(segments) + 1
     if run.checks:
         metrics["checks"] = run.checks
     write_json(run.path / "metrics.json", metrics)
-    run.set_status("complete", figures=run.figures)
+    end_segment("complete", figures=run.figures)
     if jax.process_index() != 0:
         return run.path
     failed = [c["name"] for c in run.checks if not c["ok"]]
-    head = headline_metrics(cls, metrics)
-    summary = ", ".join(f"{k}={_fmt(v)}" for k, v in head.items())
-    print(f"{cfg.experiment}: {summary}" if summary else cfg.experiment)
+    _print_summary(cls, cfg, metrics, members)
     if failed:
         print(f"  checks outside tolerance: {', '.join(failed)}")
     print(f"  wrote {run.path}/ (metrics.json, history.jsonl, {len(run.figures)} figures) in "
@@ -300,7 +418,98 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     return run.path
 
 
+SIZE_KEY_WORDS = ("batch", "samples", "hidden", "points", "n_", "_dim", "dim", "size", "width", "nodes", "grid",
+                  "components", "inits", "seeds", "train", "test", "layers", "iwae")
+
+
+def size_keys(cfg, limit: int = 5) -> list[str]:
+    """The config's integer keys that set array sizes (batch sizes, sample counts, widths, point counts), largest
+    value first, as ``key=value``: what to lower when memory runs out."""
+    from vlab.config import to_dict
+
+    found = []
+    for key, value in flatten(to_dict(cfg)).items():
+        leaf = key.split(".")[-1].split("[")[0]
+        if leaf in ("chunk_size", "log_every", "checkpoint_every", "steps", "seed", "embedding_seed") or \
+                not any(w in leaf for w in SIZE_KEY_WORDS):
+            continue
+        ints = value if isinstance(value, list) else [value]
+        if ints and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            found.append((max(ints), f"{key}={value}"))
+    return [k for _, k in sorted(found, key=lambda t: -t[0])[:limit]]
+
+
+def out_of_memory(e: Exception, cfg, platform: str):
+    """A :class:`ConfigError` for XLA's RESOURCE_EXHAUSTED: what ran out, how much was asked, and the keys that
+    set the sizes."""
+    import re
+
+    from vlab.errors import ResourceExhausted
+
+    text = str(e)
+    m = re.search(r"RESOURCE_EXHAUSTED:\s*([^\n]*)", text)
+    what = (m.group(1) if m else text.splitlines()[0]).strip().rstrip(".")
+    n = re.search(r"(\d{6,}) bytes", what)
+    asked = f" ({int(n.group(1)) / 2**30:.3g} GiB in one buffer)" if n else ""
+    keys = size_keys(cfg)
+    hint = f"; the sizes come from {', '.join(keys)}: lower them" if keys else "; lower the config's sizes"
+    return ResourceExhausted(f"out of memory on {platform}{asked}: {what[:200]}{hint}")
+
+
+def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict]) -> None:
+    """In a vmapped sweep of several points, each headline metric at the top of ``metrics`` becomes its summary over
+    every member (mean, std, min, max and the point of each extreme), never point 0's value; every member's values
+    stay in ``metrics["members"]``."""
+    rows = metrics["members"]
+    swept = [k for k in rows[0] if k in {key for p in members for key in p}]
+    for key in headline:
+        vals = [(r[key], {k: r[k] for k in swept}) for r in rows if isinstance(r.get(key), int | float)]
+        if not vals:
+            continue
+        xs = [v for v, _ in vals]
+        lo, hi = min(vals, key=lambda t: t[0]), max(vals, key=lambda t: t[0])
+        summary = {"mean": float(sum(xs) / len(xs)), "std": float(_std(xs)), "min": float(lo[0]), "max": float(hi[0]),
+                   "min_at": lo[1], "max_at": hi[1], "over": f"{len(xs)} members of {len(members)} sweep points"}
+        node = metrics
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else None
+            if node is None:
+                break
+        if node is not None:
+            node[parts[-1]] = summary
+    metrics["summary"] = "headline metrics summarise every member; metrics['members'] holds each member's values"
+
+
+def _std(xs: list[float]) -> float:
+    mean = sum(xs) / len(xs)
+    return (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
+
+
+def _print_summary(cls, cfg, metrics: dict, members: list[dict] | None) -> None:
+    """The end-of-run line: the headline metrics, and for a vmapped sweep one line per member (up to 12) or the
+    range over members."""
+    head = headline_metrics(cls, metrics)
+    summary = ", ".join(f"{k}={_fmt(v)}" for k, v in head.items())
+    rows = metrics.get("members") if members and len(members) > 1 else None
+    if rows:
+        print(f"{cfg.experiment}: sweep of {len(members)} points, {len(rows)} members (mean ± std over members"
+              f"{'; each member below' if len(rows) <= 12 else ''}): {summary}")
+        if len(rows) <= 12:
+            from vlab.members import short_items
+
+            keys = [k for k in cls.headline if k in rows[0]]
+            swept = [k for k in rows[0] if k in {key for p in members for key in p}]
+            for r in rows:
+                label = ", ".join([*short_items({k: r[k] for k in swept}), f"seed {r.get('seed_index', 0)}"])
+                print(f"  {label}: " + ", ".join(f"{k}={_fmt(r[k])}" for k in keys))
+        return
+    print(f"{cfg.experiment}: {summary}" if summary else cfg.experiment)
+
+
 def _fmt(v) -> str:
+    if isinstance(v, dict) and {"mean", "std", "min", "max"} <= set(v):
+        return f"{v['mean']:.6g} ± {v['std']:.2g} [{v['min']:.6g}, {v['max']:.6g}]"
     if isinstance(v, dict) and {"mean", "std"} <= set(v):
         return f"{v['mean']:.6g} ± {v['std']:.2g}"
     return f"{v:.6g}" if isinstance(v, float) else str(v)

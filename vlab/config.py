@@ -71,6 +71,8 @@ class TrainConfig:
     chunk_size: int = spec(500, gt=0, help="steps per compiled lax.scan call")
     log_every: int = spec(10, gt=0, help="steps between rows of the metrics history")
     checkpoint_every: int = spec(0, ge=0, help="steps between checkpoints (0: only at the end)")
+    checkpoint_seconds: float = spec(60.0, ge=0, help="wall-clock seconds between checkpoints, whatever the step "
+                                     "count (0: by steps only); a killed process loses at most this")
     optimizer: OptimizerConfig = nested(OptimizerConfig)
 
 
@@ -156,12 +158,32 @@ def read_yaml(path: str | Path) -> DictConfig:
         raise ConfigError(f"config path '{path}' is not a file (expected a .yaml file)")
     try:
         raw = OmegaConf.load(p)
-    except (yaml.YAMLError, oc_errors.OmegaConfBaseException) as e:
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {yaml_problem(e)}") from None
+    except oc_errors.OmegaConfBaseException as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"config file '{path}' is not valid YAML: {first}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{path}' cannot be read ({e}): expected a readable YAML text file") from None
     if not isinstance(raw, DictConfig):
         raise ConfigError(f"config file '{path}' must hold a mapping of keys (got a list or a scalar)")
     return raw
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as one line with its line number and, for a duplicate key, the key:
+    ``line 3: duplicate key 'n_inits'`` or ``line 4, column 7: did not find expected ','``."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if problem is None or mark is None:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    dup = re.match(r"found duplicate key (.*)", problem)
+    if dup:
+        return f"line {mark.line + 1}: duplicate key '{dup.group(1).strip()}'"
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    started = f" ({context} started at line {context_mark.line + 1})" if context and context_mark else ""
+    return f"{where}: {problem}{started}"
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
@@ -292,6 +314,23 @@ def _bound_error(path: str, value: Any, meta: dict) -> str | None:
     return None
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether a number anywhere in ``value`` (a scalar, or nested lists and mappings) is NaN or infinite."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def _finite_error(path: str, value: Any) -> str | None:
+    if _non_finite(value):
+        return f"key '{path}': value {value} is not valid: expected finite numbers (no .nan or .inf)"
+    return None
+
+
 def validate(cfg: Any, prefix: str = "") -> None:
     """Check the ``spec`` bounds of every field, recursively, then each dataclass's own ``check()``."""
     for f in dataclasses.fields(cfg):
@@ -305,7 +344,7 @@ def validate(cfg: Any, prefix: str = "") -> None:
                 if dataclasses.is_dataclass(item):
                     validate(item, prefix=f"{path}[{i}].")
             continue
-        err = _bound_error(path, value, dict(f.metadata))
+        err = _finite_error(path, value) or _bound_error(path, value, dict(f.metadata))
         if err:
             raise ConfigError(err)
     check = getattr(cfg, "check", None)
@@ -321,3 +360,43 @@ def to_yaml(cfg: Any) -> str:
 def to_dict(cfg: Any) -> dict:
     """The resolved configuration as plain Python containers."""
     return typing.cast(dict, OmegaConf.to_container(OmegaConf.structured(cfg)))
+
+
+def schema_keys(config_cls: type) -> list[str]:
+    """Every dotted leaf key of a config schema (``train.optimizer.lr``, ...)."""
+    out: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            t = hints.get(f.name)
+            if dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+            else:
+                out.append(f"{prefix}{f.name}")
+
+    walk(config_cls, "")
+    return out
+
+
+def resolve_key(key: str, config_cls: type) -> str:
+    """A dotted key as the schema spells it: a key that is not in the schema but ends exactly one schema key
+    (``lr`` for ``train.optimizer.lr``) is that key; an ambiguous one is a :class:`ConfigError` naming the
+    candidates; anything else is returned unchanged (the merge then names it as unknown). Overrides and
+    ``--sweep`` keys follow this one rule."""
+    known = schema_keys(config_cls)
+    if key in known or any(k.startswith(f"{key}.") for k in known):
+        return key
+    matches = [k for k in known if k.endswith(f".{key}")]
+    if len(matches) > 1:
+        raise ConfigError(f"key '{key}' is ambiguous: expected one of {', '.join(matches)}")
+    return matches[0] if matches else key
+
+
+def resolve_override_keys(overrides: list[str], config_cls: type) -> list[str]:
+    """``key=value`` overrides with their keys spelled out by :func:`resolve_key`."""
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        out.append(f"{resolve_key(key, config_cls)}{sep}{value}" if sep and key else item)
+    return out

@@ -96,14 +96,23 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # unreadable, or a damaged gzip stream
+        raise ConfigError(f"key 'data.root': file '{path}' cannot be read ({type(e).__name__}: {e}): expected an "
+                          "MNIST-format IDX file (raw or .gz)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ConfigError(f"file '{path}' is not an IDX file (bad magic number {raw[:4].hex()})")
+        raise ConfigError(f"key 'data.root': file '{path}' is not an IDX file (bad magic number {raw[:4].hex()}): "
+                          "expected an MNIST-format file (raw or .gz)")
     ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim]) if len(raw) >= 4 + 4 * ndim else None
     count = int(np.prod(shape)) if shape else 1
+    if shape is None or len(raw) < 4 + 4 * ndim + count * dtype.itemsize:
+        raise ConfigError(f"key 'data.root': file '{path}' is truncated: its header announces "
+                          f"{'an unreadable shape' if shape is None else list(shape)} but it holds "
+                          f"{len(raw)} bytes: expected a complete MNIST-format file")
     data = np.frombuffer(raw, dtype=dtype, count=count, offset=4 + 4 * ndim)
     return data.reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -134,11 +143,13 @@ def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     stem_i, stem_l = IDX_FILES[split]
     f_images, f_labels = _find(root, stem_i), _find(root, stem_l)
     if f_images is None:
-        raise DataNotFound(
-            f"key 'data.root': no MNIST-format images in '{root}': looked for {stem_i}[.gz] (and {stem_l}[.gz]); "
-            f"install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}) or "
-            "set data.root=DIR to a folder holding your own MNIST-format files"
-        )
+        where = "does not exist" if not root.exists() else ("is not a folder" if not root.is_dir() else
+                                                             f"holds no {stem_i}[.gz] (nor {stem_l}[.gz])")
+        get = (f"install Fashion-MNIST with 'apt-get install dataset-fashion-mnist' (files in {DEFAULT_ROOT}), or "
+               "set data.root=DIR to a folder of MNIST-format files") if root == Path(DEFAULT_ROOT) else \
+              (f"expected a folder holding the four MNIST-format files ({', '.join(IDX_FILES['train'])}, "
+               f"{', '.join(IDX_FILES['test'])}, raw or .gz): set data.root=DIR")
+        raise DataNotFound(f"key 'data.root': '{root}' {where}; {get}")
     images = read_idx(f_images)
     labels = read_idx(f_labels) if f_labels is not None else None
     if images.ndim != 3 or (labels is not None and (labels.ndim != 1 or labels.shape[0] != images.shape[0])):
@@ -149,15 +160,31 @@ def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
+def _checked_split(cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    images, labels = load_idx_split(cfg.root, split)
+    if list(images.shape[1:]) != list(cfg.image_shape):
+        raise ConfigError(
+            f"key 'data.image_shape': value {list(cfg.image_shape)} does not match the files in '{cfg.root}' "
+            f"(images of shape {list(images.shape[1:])}): expected data.image_shape={list(images.shape[1:])}"
+        )
+    if images.shape[0] == 0:
+        raise ConfigError(f"key 'data.root': the {split} images in '{cfg.root}' hold no image: expected at least one")
+    return images, labels
+
+
+def check(cfg: DataConfig) -> None:
+    """Raise the :class:`ConfigError` (or :class:`DataNotFound`) that :func:`load` would, without building the
+    data set: files present, readable, complete and of the configured image shape. Called before a run folder
+    exists, so bad data never leaves one behind."""
+    if cfg.source == "idx":
+        for split in IDX_FILES:
+            _checked_split(cfg, split)
+
+
 def _load_idx(cfg: DataConfig, key: jax.Array) -> Dataset:
     parts = {}
     for split, limit in (("train", cfg.n_train), ("test", cfg.n_test)):
-        images, labels = load_idx_split(cfg.root, split)
-        if list(images.shape[1:]) != list(cfg.image_shape):
-            raise ConfigError(
-                f"key 'data.image_shape': value {list(cfg.image_shape)} does not match the files in '{cfg.root}' "
-                f"(images of shape {list(images.shape[1:])}): expected data.image_shape={list(images.shape[1:])}"
-            )
+        images, labels = _checked_split(cfg, split)
         n = min(limit, images.shape[0]) if limit else images.shape[0]
         x = images[:n].reshape(n, -1).astype(np.float32) / 255.0
         parts[split] = (x, None if labels is None else labels[:n].astype(np.int32))

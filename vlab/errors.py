@@ -25,5 +25,10 @@ class DataNotFound(ConfigError):
     """
 
 
+class ResourceExhausted(ConfigError):
+    """The device ran out of memory for the arrays a config asks for; the message names the keys that set their
+    sizes."""
+
+
 class TrainingDiverged(VlabError):
     """A loss or metric became NaN or infinite during training."""

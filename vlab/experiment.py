@@ -8,8 +8,10 @@ user's own is named by import path (``experiment: my_lab.objectives:RenyiVAE``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from vlab.config import BaseConfig
@@ -35,6 +37,33 @@ class Experiment:
 
     def run(self, cfg: Any, run: Any) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            cls.run = _with_runtime(cls.__dict__["run"])  # type: ignore[method-assign]
+
+
+def _with_runtime(run_fn: Callable) -> Callable:
+    """``run_fn`` applying the config's runtime settings for the length of the call, however it is called (the
+    command line, or ``Experiment().run(cfg, vlab.Run(dir))`` from Python): ``precision`` (float64 switches on
+    ``jax_enable_x64``, restored afterwards) and ``device`` (JAX's default device)."""
+
+    @functools.wraps(run_fn)
+    def run(self: Experiment, cfg: Any, run_: Any) -> dict:
+        import jax
+
+        from vlab import runtime
+
+        x64 = bool(jax.config.jax_enable_x64)
+        device = runtime.configure(getattr(cfg, "device", "auto"), getattr(cfg, "precision", "float32"))
+        try:
+            with jax.default_device(device):
+                return run_fn(self, cfg, run_)
+        finally:
+            jax.config.update("jax_enable_x64", x64)
+
+    return run
 
 
 def builtin_names() -> list[str]:

@@ -24,7 +24,7 @@ class Progress:
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
 
     def update(self, done: int, metrics: dict[str, float]) -> None:
-        shown = {k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}
+        shown = {k: v if isinstance(v, str) else f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float | str)}
         shown = dict(list(shown.items())[:4])
         if self.bar is not None:
             self.bar.update(done - self.done)

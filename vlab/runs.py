@@ -8,12 +8,14 @@ Layout of ``runs/<experiment>/<timestamp>-<id>/`` (or ``--out DIR``)::
     history.jsonl   one JSON object per logged step: {"fit": ..., "step": ..., metric: value, ...}
     *.png           figures
     checkpoints/    parameters and optimiser state (.npz), written atomically
+    .lock           an OS file lock held by the one process writing the folder (released when it exits or dies)
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ import secrets
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ import numpy as np
 from vlab.errors import ConfigError
 
 STATUS_FILE = "run.json"
+LOCK_FILE = ".lock"
+CHECKPOINT_SECONDS = 60.0
 
 
 def _jsonable(x: Any) -> Any:
@@ -92,13 +97,59 @@ def environment() -> dict:
     }
 
 
-class Run:
-    """A run folder: where an experiment writes its history, figures, checkpoints and metrics."""
+def make_folder(path: str | Path, what: str = "--out") -> Path:
+    """Create ``path`` (and its parents), turning an OS refusal into a :class:`ConfigError` naming the folder."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        if not os.access(p, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"{what} '{path}' cannot be created or written ({reason}): expected a writable folder") \
+            from None
+    return p
 
-    def __init__(self, path: str | Path, *, resume: bool = False, quiet: bool = False):
+
+class FolderLock:
+    """An exclusive ``flock`` on ``folder/.lock``: one writer per folder. The OS drops the lock when the process
+    exits or is killed, so a dead writer never blocks a resume."""
+
+    def __init__(self, folder: Path, what: str = "run folder"):
+        self.file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held for the folder's lifetime
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ConfigError(f"{what} '{folder}' is being written by {owner}: expected a folder no running vlab "
+                              "writes to (wait for it to finish, or stop it and resume)") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()} on {platform.node()}")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+
+class Run:
+    """A run folder: where an experiment writes its history, figures, checkpoints and metrics.
+
+    Opening one takes the folder's lock (:class:`FolderLock`); :meth:`close` (or leaving a ``with`` block, or the
+    process ending) releases it. ``checkpoint_seconds`` is the wall time after which :func:`vlab.train.fit`
+    checkpoints even between its ``checkpoint_every`` steps, so a process killed outright loses at most that.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False, quiet: bool = False,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
         self.path = Path(path)
         self.resume = resume
         self.quiet = quiet
+        self.checkpoint_seconds = float(checkpoint_seconds)
         self.timings: dict[str, float] = {}
         self.checks: list[dict] = []
         self.figures: list[str] = []
@@ -107,8 +158,19 @@ class Run:
         self.mesh = None  # a jax.sharding.Mesh when the config asks for several devices
         self.members: list[dict] | None = None  # sweep points trained as one vmapped program (vlab.members)
         self._history = None
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path)
+        self._lock = FolderLock(self.path)
         (self.path / "checkpoints").mkdir(exist_ok=True)
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        self._lock.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ----------------------------------------------------------------------------------- creation
     @staticmethod
@@ -160,17 +222,24 @@ class Run:
             for row in rows:
                 f.write(json.dumps(_jsonable(row)) + "\n")
 
-    def truncate_history(self, fit: str, after_step: int) -> None:
-        """Drop rows of ``fit`` logged after ``after_step`` (rows a resumed run will write again)."""
+    def truncate_history(self, fit: str, after_step: int) -> int:
+        """Drop rows of ``fit`` logged after ``after_step`` (rows a resumed run will write again), and any line cut
+        short by a killed process; returns how many rows were dropped."""
         f = self.path / "history.jsonl"
         if not f.exists():
-            return
+            return 0
+        lines = f.read_text().splitlines()
         keep = []
-        for line in f.read_text().splitlines():
-            row = json.loads(line)
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed process
+                continue
             if not (row.get("fit") == fit and row.get("step", -1) > after_step):
                 keep.append(line)
-        atomic_write_text(f, "".join(line + "\n" for line in keep))
+        if len(keep) < len(lines):
+            atomic_write_text(f, "".join(line + "\n" for line in keep))
+        return len(lines) - len(keep)
 
     def save_figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``name.png`` (and the config's other ``figures.format``) and close it."""
@@ -199,11 +268,19 @@ class Run:
         os.replace(tmp, path)
 
     def load_checkpoint(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``checkpoints/<name>.npz`` (None when there is none). Pickled objects are never loaded;
+        a damaged file is a :class:`ConfigError` naming it."""
         path = self.checkpoint_file(name)
         if not path.exists():
             return None
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise ConfigError(
+                f"checkpoint '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                f": expected a .npz file written by vlab; delete it to train '{name}' again from step 0"
+            ) from None
 
     # ----------------------------------------------------------------------------------- timing
     @contextlib.contextmanager

@@ -13,6 +13,7 @@ import csv
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from vlab.config import resolve_key
 from vlab.errors import ConfigError
 
 SWEEP_KEY = "sweep"
@@ -189,41 +191,9 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     plots.save(fig, path)
 
 
-def schema_keys(config_cls: type) -> list[str]:
-    """Every dotted leaf key of a config schema (``train.optimizer.lr``, ...)."""
-    import dataclasses
-
-    out: list[str] = []
-
-    def walk(cls: type, prefix: str) -> None:
-        import typing
-
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            t = hints.get(f.name)
-            if dataclasses.is_dataclass(t):
-                walk(t, f"{prefix}{f.name}.")
-            else:
-                out.append(f"{prefix}{f.name}")
-
-    walk(config_cls, "")
-    return out
-
-
 def resolve_keys(grid: dict[str, list], config_cls: type) -> dict[str, list]:
-    """The grid with short keys spelled out: a key that is not in the schema but ends exactly one schema key
-    (``lr`` for ``train.optimizer.lr``) is that key; an ambiguous one is a ConfigError naming the candidates."""
-    known = schema_keys(config_cls)
-    out: dict[str, list] = {}
-    for key, values in grid.items():
-        if key not in known and not any(k.startswith(f"{key}.") for k in known):
-            matches = [k for k in known if k.endswith(f".{key}")]
-            if len(matches) > 1:
-                raise ConfigError(f"--sweep key '{key}' is ambiguous: expected one of {', '.join(matches)}")
-            if matches:
-                key = matches[0]
-        out[key] = values
-    return out
+    """The grid with short keys spelled out (:func:`vlab.config.resolve_key`, the rule overrides follow too)."""
+    return {resolve_key(key, config_cls): values for key, values in grid.items()}
 
 
 def split_grid(grid: dict[str, list], member_keys: tuple[str, ...]) -> tuple[dict[str, list], dict[str, list]]:
@@ -233,6 +203,15 @@ def split_grid(grid: dict[str, list], member_keys: tuple[str, ...]) -> tuple[dic
     return {k: v for k, v in grid.items() if k not in inner}, inner
 
 
+SWEEP_FILE = "sweep.json"
+SOURCE_FILE = "sweep_config.yaml"  # the config as it was when the sweep started, so a resume runs the same grid
+
+
+def is_sweep_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a sweep's folder (it holds sweep.json) rather than one run's."""
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
 def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: str | None, quiet: bool,
               vmap: bool = True, quick: bool = False) -> Path:
     """Validate every point, then run the grid and write sweep.csv, sweep.json and sweep.png.
@@ -240,37 +219,83 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     Keys the experiment lists in ``member_keys`` (shape-equal hyperparameters: a learning rate, a KL weight, a
     seed) run as members of one vmapped program per combination of the other keys; with ``vmap=False``, or for
     the other keys, each point is its own run folder, one after another in this process. The table has one row
-    per point and seed.
+    per point and seed. An interrupted sweep continues with :func:`resume_sweep` (``vlab run --resume ROOT``).
     """
     import os
 
-    from vlab.cli import RUNS_ROOT_ENV, load, run_experiment
-    from vlab.runs import Run, write_json
+    from vlab.cli import RUNS_ROOT_ENV, load
+    from vlab.runs import FolderLock, Run, make_folder, write_json
 
     cls, _ = load(config, overrides, quick=quick)
     grid = resolve_keys(grid, cls.Config)
-    pts = points(grid)
-    for p in pts:  # every point is a valid config before anything runs
+    for p in points(grid):  # every point is a valid config before anything runs
         cls, _ = load(config, [*overrides, *as_overrides(p)], quick=quick)
-    outer, inner = split_grid(grid, cls.member_keys if vmap else ())
     if out:
         Run.check_fresh(out)
     root = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), f"{cls.name}-sweep")
-    root.mkdir(parents=True, exist_ok=True)
-    mode = {"vmapped": list(inner), "separate": list(outer)}
-    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "keys": mode,
-                                     "status": "running"})
+    make_folder(root)
+    lock = FolderLock(root, "sweep folder")
+    try:
+        (root / SOURCE_FILE).write_text(Path(config).read_text())
+        info = {"config": str(config), "source": SOURCE_FILE, "overrides": list(overrides), "grid": grid,
+                "vmap": vmap, "quick": quick, "status": "running"}
+        write_json(root / SWEEP_FILE, info)
+        return _run_points(root, info, quiet=quiet)
+    finally:
+        lock.release()
+
+
+def resume_sweep(path: str | Path, *, quiet: bool) -> Path:
+    """Continue an interrupted sweep: points whose run folder is complete are read back, interrupted ones resume
+    from their checkpoints, the rest start; the table and figure then cover every point."""
+    from vlab.runs import FolderLock
+
+    root = Path(path)
+    lock = FolderLock(root, "sweep folder")
+    try:
+        try:
+            info = json.loads((root / SWEEP_FILE).read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--resume '{path}': {SWEEP_FILE} cannot be read ({e}): expected a sweep folder") \
+                from None
+        if info.get("status") == "complete":
+            raise ConfigError(f"--resume '{path}': that sweep is already complete; start a new one instead")
+        if not (root / info.get("source", SOURCE_FILE)).is_file():
+            raise ConfigError(f"--resume '{path}': {root / SOURCE_FILE} is missing: expected the sweep's config")
+        print(f"sweep: resuming {root}", flush=True)
+        return _run_points(root, info, quiet=quiet)
+    finally:
+        lock.release()
+
+
+def _run_points(root: Path, info: dict, *, quiet: bool) -> Path:
+    from vlab.cli import load
+    from vlab.config import schema_keys
+    from vlab.runs import write_json
+
+    config, overrides, grid, quick = str(root / info["source"]), info["overrides"], info["grid"], info["quick"]
+    cls, _ = load(config, overrides, quick=quick)
+    outer, inner = split_grid(grid, cls.member_keys if info["vmap"] else ())
+    info = {**info, "keys": {"vmapped": list(inner), "separate": list(outer)}}
+    write_json(root / SWEEP_FILE, info)
     outer_pts, inner_pts = points(outer), points(inner) if inner else []
+    n_points = len(outer_pts) * max(len(inner_pts), 1)
     if inner:
         print(f"sweep: {len(inner_pts)} point(s) of {', '.join(inner)} as one vmapped program"
               + (f", for each of {len(outer_pts)} point(s) of {', '.join(outer)}" if outer else ""), flush=True)
     rows = []
     for i, p in enumerate(outer_pts):
         name = point_name(i, p) if p else "00-vmapped"
+        folder = root / name
         if p:
             print(f"[sweep {i + 1}/{len(outer_pts)}] {' '.join(as_overrides(p))}", flush=True)
-        path = run_experiment(config, [*overrides, *as_overrides(p)], out=str(root / name), quiet=quiet,
-                              quick=quick, members=inner_pts or None)
+        try:
+            path = _run_point(folder, config, [*overrides, *as_overrides(p)], quick, quiet, inner_pts)
+        except (KeyboardInterrupt, SystemExit):
+            write_json(root / SWEEP_FILE, {**info, "status": "interrupted"})
+            print(f"vlab run: sweep interrupted at point {i + 1}/{len(outer_pts)}; continue it with: vlab run "
+                  f"--resume {root}", file=sys.stderr)
+            raise
         metrics = json.loads((Path(path) / "metrics.json").read_text())
         if inner:
             for r in metrics["members"]:
@@ -278,10 +303,33 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
         else:
             rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
     write_table(root / "sweep.csv", rows)
-    metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid)]
+    config_keys = set(schema_keys(cls.Config))
+    metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid) and k not in config_keys]
     draw(root / "sweep.png", grid, rows, metric_keys,
-         title=f"{Path(config).stem}: sweep of {', '.join(grid)} ({len(pts)} points)")
-    write_json(root / "sweep.json", {"config": config, "overrides": overrides, "grid": grid, "keys": mode,
-                                     "status": "complete", "points": rows})
-    print(f"sweep of {len(pts)} points: {root / 'sweep.csv'}, {root / 'sweep.png'}")
+         title=f"{Path(info['config']).stem}: sweep of {', '.join(grid)} ({n_points} points)")
+    write_json(root / SWEEP_FILE, {**info, "status": "complete", "points": rows})
+    print(f"sweep of {n_points} points: {root / 'sweep.csv'}, {root / 'sweep.png'}")
     return root
+
+
+def _run_point(folder: Path, config: str, overrides: list[str], quick: bool, quiet: bool,
+               members: list[dict]) -> Path:
+    """One point's run folder: read back when complete, resumed when it was started, else run."""
+    import shutil
+
+    from vlab.cli import run_experiment
+
+    status = {}
+    if (folder / "run.json").is_file():
+        try:
+            status = json.loads((folder / "run.json").read_text())
+        except ValueError:
+            status = {}
+    if status.get("status") == "complete" and (folder / "metrics.json").is_file():
+        print(f"  {folder.name}: already complete", flush=True)
+        return folder
+    if (folder / "config.yaml").is_file() and status:
+        return run_experiment(None, [], resume=str(folder), quiet=quiet)
+    if folder.exists():  # begun but never announced (killed while being created): start it again
+        shutil.rmtree(folder)
+    return run_experiment(config, overrides, out=str(folder), quiet=quiet, quick=quick, members=members or None)

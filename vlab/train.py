@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vlab import interrupts
 from vlab.errors import TrainingDiverged
 from vlab.progress import Progress
 from vlab.sharding import place, split_batches, to_host
@@ -163,16 +164,24 @@ def fit(
 
     start = 0
     history: dict[str, list] = {}
+    prior = {"train_s": 0.0, "compile_s": 0.0}  # seconds spent on this fit by earlier segments of the run
     ckpt = run.load_checkpoint(name) if (run is not None and run.resume) else None
     if ckpt is not None:
-        leaves, treedef = jax.tree.flatten((state.params, state.opt_state))
-        restored = [jnp.asarray(ckpt[f"state_{i}"], dtype=x.dtype) for i, x in enumerate(leaves)]
-        params, opt_state = jax.tree.unflatten(treedef, restored)
-        state = TrainState(params, opt_state, state.keys)
+        state = TrainState(*_restore(ckpt, (state.params, state.opt_state), run.checkpoint_file(name)), state.keys)
         start = int(ckpt["step"])
         history = {k[5:]: list(ckpt[k]) for k in ckpt if k.startswith("hist/")}
+        prior = {k: float(ckpt[f"meta/{k}"]) for k in prior if f"meta/{k}" in ckpt}
         run.truncate_history(name, start - 1)
         run.log(f"[{name}] resumed at step {start}/{steps}")
+    elif run is not None and run.resume:
+        dropped = run.truncate_history(name, -1)
+        run.log(f"[{name}] no checkpoint to resume from: training from step 0"
+                + (f" ({dropped} history rows of the lost segment dropped)" if dropped else ""))
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(run_chunk).lower(state, jnp.asarray(start, jnp.int32), data).compile()
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
 
     def save(st: TrainState, done: int) -> None:
         if run is None:
@@ -180,53 +189,88 @@ def fit(
         leaves = to_host(jax.tree.leaves((st.params, st.opt_state)))
         arrays = {f"state_{i}": x for i, x in enumerate(leaves)}
         arrays["step"] = np.asarray(done)
+        arrays["meta/train_s"] = np.asarray(prior["train_s"] + time.perf_counter() - t1)
+        arrays["meta/compile_s"] = np.asarray(prior["compile_s"] + compile_s)
         arrays.update({f"hist/{k}": np.asarray(v) for k, v in history.items()})
         run.save_checkpoint(name, arrays)
 
-    t0 = time.perf_counter()
-    compiled = jax.jit(run_chunk).lower(state, jnp.asarray(start, jnp.int32), data).compile()
-    compile_s = time.perf_counter() - t0
-
     bar = Progress(steps, name, enabled=progress and not (run is not None and run.quiet), start=start)
     n_lead = 1 if vmapped else 0
-    t1 = time.perf_counter()
-    last_ckpt = start
+    every_s = run.checkpoint_seconds if run is not None else 0.0
+    last_ckpt, last_ckpt_t = start, time.perf_counter()
     try:
-        while start < steps:
-            new_state, (loss, aux) = compiled(state, jnp.asarray(start, jnp.int32), data)
-            loss, aux = to_host((loss, aux))
-            n_valid = min(chunk, steps - start)
-            _check_finite(loss[:n_valid], {k: v[:n_valid] for k, v in aux.items()}, start, name, vmapped,
-                          on_fail=lambda st=state, s0=start: save(st, s0))
-            rows = []
-            for i in range(n_valid):
-                s = start + i
-                if s % log_every == 0 or s == steps - 1:
-                    history.setdefault("step", []).append(s)
-                    history.setdefault("loss", []).append(loss[i])
-                    for k, v in aux.items():
-                        history.setdefault(k, []).append(v[i])
-                    rows.append({"fit": name, "step": s, **_scalar_means(loss[i], {k: v[i] for k, v in aux.items()},
-                                                                          n_lead)})
-            state, start = new_state, start + n_valid
-            if run is not None and rows:
-                run.append_history(rows)
-            bar.update(start, rows[-1] if rows else {})
-            if run is not None and checkpoint_every and start // checkpoint_every > last_ckpt // checkpoint_every:
-                save(state, start)
-                last_ckpt = start
-        save(state, start)
+        with interrupts.deferred():
+            while start < steps:
+                new_state, (loss, aux) = compiled(state, jnp.asarray(start, jnp.int32), data)
+                loss, aux = to_host((loss, aux))
+                n_valid = min(chunk, steps - start)
+                _check_finite(loss[:n_valid], {k: v[:n_valid] for k, v in aux.items()}, start, name, vmapped,
+                              on_fail=lambda st=state, s0=start: save(st, s0))
+                rows = []
+                for i in range(n_valid):
+                    s = start + i
+                    if s % log_every == 0 or s == steps - 1:
+                        history.setdefault("step", []).append(s)
+                        history.setdefault("loss", []).append(loss[i])
+                        for k, v in aux.items():
+                            history.setdefault(k, []).append(v[i])
+                        rows.append({"fit": name, "step": s,
+                                     **_scalar_means(loss[i], {k: v[i] for k, v in aux.items()}, n_lead)})
+                state, start = new_state, start + n_valid
+                if run is not None and rows:
+                    run.append_history(rows)
+                bar.update(start, _progress_metrics(rows[-1], loss[n_valid - 1], vmapped) if rows else {})
+                by_steps = checkpoint_every and start // checkpoint_every > last_ckpt // checkpoint_every
+                by_time = every_s > 0 and time.perf_counter() - last_ckpt_t >= every_s
+                if run is not None and start < steps and (by_steps or by_time or interrupts.pending()):
+                    save(state, start)
+                    last_ckpt, last_ckpt_t = start, time.perf_counter()
+                interrupts.check()
+            save(state, start)
+        interrupts.check()
     except KeyboardInterrupt:
         save(state, start)
         raise
     finally:
         bar.close()
-    train_s = time.perf_counter() - t1
-    if run is not None:
-        run.timings["compile"] = run.timings.get("compile", 0.0) + compile_s
-        run.timings["train"] = run.timings.get("train", 0.0) + train_s
+        if run is not None:  # every segment of a resumed run counts: earlier ones come from the checkpoint
+            seg = time.perf_counter() - t1
+            run.timings["compile"] = run.timings.get("compile", 0.0) + prior["compile_s"] + compile_s
+            run.timings["train"] = run.timings.get("train", 0.0) + prior["train_s"] + seg
+    train_s = prior["train_s"] + time.perf_counter() - t1
     hist = {k: np.stack([np.asarray(x) for x in v]) for k, v in history.items()}
-    return FitResult(state.params, state.opt_state, hist, compile_s, train_s, traces[0])
+    return FitResult(state.params, state.opt_state, hist, prior["compile_s"] + compile_s, train_s, traces[0])
+
+
+def _restore(ckpt: dict[str, np.ndarray], like: Any, path: Any) -> Any:
+    """The pytree ``like`` with its leaves read from a checkpoint's ``state_i`` arrays, in order; a checkpoint
+    whose leaves do not match in number or shape (a changed model) is a :class:`ConfigError` naming the file."""
+    from vlab.errors import ConfigError
+
+    leaves, treedef = jax.tree.flatten(like)
+    saved = sorted((k for k in ckpt if k.startswith("state_")), key=lambda k: int(k[6:]))
+    if len(saved) != len(leaves):
+        raise ConfigError(f"checkpoint '{path}' holds {len(saved)} arrays but the model and optimiser have "
+                          f"{len(leaves)}: expected a checkpoint of this run's config; delete it to train again")
+    out = []
+    for i, x in enumerate(leaves):
+        a = ckpt[f"state_{i}"]
+        if tuple(a.shape) != tuple(x.shape):
+            raise ConfigError(f"checkpoint '{path}': array {i} has shape {tuple(a.shape)}, the model's has "
+                              f"{tuple(x.shape)}: expected a checkpoint of this run's config; delete it to train again")
+        out.append(jnp.asarray(a, dtype=x.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
+def _progress_metrics(row: dict, loss: np.ndarray, vmapped: bool) -> dict:
+    """What the progress line shows: the row's metrics, or with vmapped members the loss's spread over members
+    (``loss min..max``) and the other metrics named as means."""
+    if not vmapped:
+        return {k: v for k, v in row.items() if k not in ("fit", "step")}
+    loss = np.asarray(loss).reshape(-1)
+    out: dict = {"loss": f"{np.min(loss):.4g}..{np.max(loss):.4g}" if loss.size > 1 else float(loss[0])}
+    out.update({f"mean {k}": v for k, v in row.items() if k not in ("fit", "step", "loss")})
+    return out
 
 
 def _is_key_batch(key: jax.Array) -> bool:
