@@ -7,7 +7,9 @@ k-means minimises the inertia (within-cluster sum of squares) over centres c_1..
 Lloyd's algorithm alternates the two exact coordinate minimisations, a_i = argmin_k ||x_i - c_k||^2 and
 c_k = mean{x_i : a_i = k}, so J never increases. k-means++ (Arthur & Vassilvitskii 2007) seeds c_1 uniformly among
 the points and then each next centre at x_i with probability proportional to D(x_i)^2, the squared distance to the
-nearest centre chosen so far (expected inertia within O(log K) of the optimum). Several restarts run side by side
+nearest centre chosen so far (expected inertia within O(log K) of the optimum); the greedy variant used here (as in
+scikit-learn) draws 2 + floor(log K) such candidates per centre and keeps the one leaving the smallest potential
+sum_i D(x_i)^2, which puts two seeds in one cluster less often. Several restarts run side by side
 (vmapped) and the one of lowest inertia is kept. Shapes are static, so one compiled program serves every restart and
 every seed (the GM-VAE initialises its mixture prior this way, VaDE-style).
 
@@ -20,6 +22,7 @@ maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -44,11 +47,19 @@ def squared_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
     return jnp.maximum(d2, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def kmeans_plusplus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
-    """k-means++ seeding: c_1 = x_i with i uniform; c_j = x_i with probability D(x_i)^2 / sum_l D(x_l)^2, where
-    D(x) = min_{m < j} ||x - c_m||. Returns the (K, d) initial centres."""
+def n_local_trials(k: int) -> int:
+    """Candidates drawn per centre by greedy k-means++: 2 + floor(log K), scikit-learn's choice."""
+    return 2 + int(math.log(k))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_trials"))
+def kmeans_plusplus(key: jax.Array, x: jax.Array, k: int, n_trials: int | None = None) -> jax.Array:
+    """Greedy k-means++ seeding: c_1 = x_i with i uniform; for each next centre, T candidates are drawn i.i.d. with
+    probability D(x_i)^2 / sum_l D(x_l)^2, where D(x) = min_{m < j} ||x - c_m||, and the candidate c minimising the
+    potential sum_i min(D(x_i)^2, ||x_i - c||^2) becomes c_j. T = ``n_trials`` defaults to :func:`n_local_trials`;
+    T = 1 is the vanilla k-means++ of Arthur & Vassilvitskii. Returns the (K, d) initial centres."""
     n = x.shape[0]
+    t = n_local_trials(k) if n_trials is None else n_trials
     keys = jax.random.split(key, k)
     first = x[jax.random.randint(keys[0], (), 0, n)]
     centers = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
@@ -56,10 +67,13 @@ def kmeans_plusplus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
 
     def body(j, carry):
         centers, d2 = carry
-        # all points coincide with a centre (D = 0 everywhere): fall back to a uniform draw
-        logits = jnp.where(jnp.sum(d2) > 0, jnp.log(jnp.maximum(d2, 1e-30)), jnp.zeros_like(d2))
-        c = x[jax.random.categorical(keys[j], logits)]
-        return centers.at[j].set(c), jnp.minimum(d2, jnp.sum((x - c) ** 2, -1))
+        # all points coincide with a centre (D = 0 everywhere): fall back to uniform draws
+        logits = jnp.where(jnp.sum(d2) > 0, jnp.where(d2 > 0, jnp.log(d2), -jnp.inf), 0.0)
+        cand = x[jax.random.categorical(keys[j], logits, shape=(t,))]  # (T, d)
+        # each candidate's D^2 after adding it, the direct sum (exactly 0 at a chosen point)
+        new_d2 = jnp.minimum(d2[:, None], jnp.sum((x[:, None, :] - cand[None]) ** 2, -1))  # (n, T)
+        best = jnp.argmin(jnp.sum(new_d2, 0))
+        return centers.at[j].set(cand[best]), new_d2[:, best]
 
     centers, _ = jax.lax.fori_loop(1, k, body, (centers, d2))
     return centers
@@ -86,11 +100,14 @@ def lloyd(x: jax.Array, centers: jax.Array, n_iter: int) -> KMeansResult:
     return KMeansResult(centers, jnp.argmin(d2, -1), jnp.sum(jnp.min(d2, -1)), trace)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "n_iter"))
-def kmeans(key: jax.Array, x: jax.Array, k: int, *, n_init: int = 4, n_iter: int = 50) -> KMeansResult:
-    """k-means with ``n_init`` k-means++ restarts (vmapped), each refined by ``n_iter`` Lloyd steps; the restart of
-    lowest final inertia J = sum_i min_k ||x_i - c_k||^2 is returned. ``vmap`` it over keys for several seeds."""
-    runs = jax.vmap(lambda kk: lloyd(x, kmeans_plusplus(kk, x, k), n_iter))(jax.random.split(key, n_init))
+@functools.partial(jax.jit, static_argnames=("k", "n_init", "n_iter", "n_trials"))
+def kmeans(key: jax.Array, x: jax.Array, k: int, *, n_init: int = 4, n_iter: int = 50,
+           n_trials: int | None = None) -> KMeansResult:
+    """k-means with ``n_init`` greedy k-means++ restarts (vmapped; ``n_trials`` candidates per centre, see
+    :func:`kmeans_plusplus`), each refined by ``n_iter`` Lloyd steps; the restart of lowest final inertia
+    J = sum_i min_k ||x_i - c_k||^2 is returned. ``vmap`` it over keys for several seeds."""
+    seed = lambda kk: kmeans_plusplus(kk, x, k, n_trials)
+    runs = jax.vmap(lambda kk: lloyd(x, seed(kk), n_iter))(jax.random.split(key, n_init))
     best = jnp.argmin(runs.inertia)
     return jax.tree.map(lambda a: a[best], runs)
 
