@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -115,16 +116,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_with_a_loopback_coordinator(tmp_path):
-    out = tmp_path / "run"
-    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2")
-    cmd = [sys.executable, "-m", "vlab", "run", "configs/kl_fit.yaml", "n_inits=4", "train.steps=50", "-q",
-           "--out", str(out)]
+KL_FIT = ["configs/kl_fit.yaml", "n_inits=8", "train.steps=200", "estimator.kind=mc", "figures.dpi=40", "-q"]
+
+
+@pytest.mark.xfail(strict=True, reason="fit hands the experiment global arrays (np.asarray fails on a process that "
+                   "addresses part of them) until vlab/train.py returns to_local(state.params), "
+                   "to_local(state.opt_state)")
+def test_two_processes_with_a_loopback_coordinator_sweep_across_them(tmp_path):
+    """Two local CPU processes (one device each, coordinator on 127.0.0.1) with the 8 members split over both
+    (``parallel.sweep=2``): both finish, only process 0 writes the run, and its optima are those of the same
+    config run in one process beside them."""
+    out, ref = tmp_path / "run", tmp_path / "ref"
+    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2",
+               XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    cmd = [sys.executable, "-m", "vlab", "run", *KL_FIT, "parallel.sweep=2", "--out", str(out)]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=dict(env, JAX_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    devices = json.loads((out / "run.json").read_text())["environment"]["devices"]
-    assert devices["processes"] == 2 and devices["process"] == 0
-    assert (out / "metrics.json").exists()
+    procs.append(subprocess.Popen([sys.executable, "-m", "vlab", "run", *KL_FIT, "--out", str(ref)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # one process
+    deadline = time.monotonic() + 300
+    try:
+        outs = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0], [e[-3000:] for _, e in outs]
     assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 reports and writes
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["mesh"] == {"data": 1, "sweep": 2}
+    devices = record["environment"]["devices"]
+    assert devices["processes"] == 2 and devices["process"] == 0 and devices["count"] == 2
+    assert (out / "history.jsonl").stat().st_size > 0 and list(out.glob("*.png"))
+    one = json.loads((ref / "metrics.json").read_text())["exclusive"]["optima"]
+    two = json.loads((out / "metrics.json").read_text())["exclusive"]["optima"]
+    assert len(one) == len(two) > 0
+    for a, b in zip(one, two, strict=True):
+        assert a["count"] == b["count"]
+        assert a["fit_mu"] == pytest.approx(b["fit_mu"], abs=1e-5)
+        assert a["fit_sigma"] == pytest.approx(b["fit_sigma"], abs=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -57,18 +58,35 @@ def configure(device: str, precision: str) -> jax.Device:
 
 
 def make_mesh(data: int, sweep: int, platform: str) -> jax.sharding.Mesh | None:
-    """A ``("data", "sweep")`` mesh over ``data * sweep`` devices of ``platform`` (None for one device)."""
+    """A ``("data", "sweep")`` mesh over ``data * sweep`` devices of ``platform`` (None for one device).
+
+    The devices are global: after :func:`maybe_initialize_distributed` they span every process, and a mesh
+    takes the same number from each process (every process runs the same program, so each must hold a part)."""
     if data * sweep == 1:
         return None
+    n = data * sweep
     devices = [d for d in jax.devices() if d.platform == platform]
-    if data * sweep > len(devices):
+    n_proc = jax.process_count()
+    if n_proc > 1:
+        by_process: dict[int, list] = {}
+        for d in devices:
+            by_process.setdefault(d.process_index, []).append(d)
+        per = min(len(v) for v in by_process.values()) if len(by_process) == n_proc else 0
+        if n % n_proc or n > n_proc * per:
+            raise ConfigError(
+                f"key 'parallel': value {{data: {data}, sweep: {sweep}}} is not valid: expected data * sweep a "
+                f"multiple of {n_proc} (the number of processes) and <= {n_proc * per}, the number of {platform} "
+                f"devices ({per} on each of {n_proc} processes)"
+            )
+        devices = [d for i in sorted(by_process) for d in by_process[i][: n // n_proc]]
+    elif n > len(devices):
         raise ConfigError(
             f"key 'parallel': value {{data: {data}, sweep: {sweep}}} is not valid: expected data * sweep <= "
             f"{len(devices)}, the number of {platform} devices"
         )
     import numpy as np
 
-    grid = np.asarray(devices[: data * sweep]).reshape(data, sweep)
+    grid = np.asarray(devices[:n]).reshape(data, sweep)
     return jax.sharding.Mesh(grid, ("data", "sweep"))
 
 
@@ -82,6 +100,7 @@ def maybe_initialize_distributed() -> bool:
         return False
     if jax.distributed.is_initialized():
         return True
+    use_gloo_on_cpu()
     kwargs = {}
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         kwargs = {"coordinator_address": os.environ["JAX_COORDINATOR_ADDRESS"]}
@@ -91,6 +110,19 @@ def maybe_initialize_distributed() -> bool:
             kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
     jax.distributed.initialize(**kwargs)
     return True
+
+
+CPU_COLLECTIVES_ENV = "JAX_CPU_COLLECTIVES_IMPLEMENTATION"
+
+
+def use_gloo_on_cpu() -> None:
+    """Collectives between the CPU devices of different processes through Gloo (current JAX's default; older
+    versions had none, and a program across CPU processes failed). Set before the backends start;
+    ``$JAX_CPU_COLLECTIVES_IMPLEMENTATION`` (``mpi``) takes precedence."""
+    if os.environ.get(CPU_COLLECTIVES_ENV):
+        return
+    with contextlib.suppress(AttributeError, KeyError, ValueError):  # a JAX without the option
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
 def describe_devices() -> dict:

@@ -1,4 +1,5 @@
-"""Laying a training state and its data on a ("data", "sweep") device mesh (jax.sharding)."""
+"""Laying a training state and its data on a ("data", "sweep") device mesh (jax.sharding), on one process or
+many (a mesh across processes holds global arrays: each process fills and reads only its own devices' shards)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import jax
 
 
 def place(mesh, state: Any, data: Any, vmapped: bool, n_members: int | None, name: str):
-    """Lay the state on a ("data", "sweep") mesh with members split over "sweep", and replicate the data."""
+    """Lay the state on a ("data", "sweep") mesh with members split over "sweep", and replicate the data.
+
+    Every process holds the whole state and data (the same seed gives the same state), so on a mesh across
+    processes each process lays out the shards of its own devices from its full copy."""
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
@@ -19,10 +23,25 @@ def place(mesh, state: Any, data: Any, vmapped: bool, n_members: int | None, nam
     if n_sweep > 1 and (not vmapped or n_members % n_sweep):
         raise ConfigError(f"key 'parallel.sweep': value {n_sweep} is not valid for '{name}': expected a divisor of "
                           f"its {n_members or 1} vmapped members")
-    state = jax.device_put(state, NamedSharding(mesh, P("sweep") if vmapped else P()))
+    state = put(state, NamedSharding(mesh, P("sweep") if vmapped else P()))
     if data is not None:
-        data = jax.device_put(data, NamedSharding(mesh, P()))
+        data = put(data, NamedSharding(mesh, P()))
     return state, data
+
+
+def put(tree: Any, sharding) -> Any:
+    """Every leaf of ``tree`` (whole on this process) as an array laid out by ``sharding``: ``jax.device_put``
+    when this process addresses all of its devices, else a global array of which this process supplies the
+    shards on its own devices."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    import numpy as np
+
+    def leaf(x):
+        x = x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(leaf, tree)
 
 
 def split_batches(mesh, batch_fn: Callable) -> Callable:
@@ -43,7 +62,37 @@ def split_batches(mesh, batch_fn: Callable) -> Callable:
 
 
 def to_host(tree: Any) -> Any:
-    """Every leaf of ``tree`` as a NumPy array on this host, whole even when it is spread over devices."""
+    """Every leaf of ``tree`` as a NumPy array on this host, whole even when it is spread over devices.
+
+    A global array that this process addresses only in part is gathered from all processes (a collective: every
+    process calls this at the same point); a replicated one is read from this process's own copy."""
     import numpy as np
 
-    return jax.tree.map(np.asarray, tree)
+    def leaf(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if x.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(leaf, tree)
+
+
+def to_local(tree: Any) -> Any:
+    """``tree`` with every global array that this process addresses only in part replaced by its whole value
+    on this process's default device (gathered, a collective as in :func:`to_host`); other leaves unchanged.
+
+    For a trained state handed back to code that reads it on one host (``np.asarray``, plain ``jax.jit``):
+    after a run across processes each process holds the same whole state, as after a run on one."""
+    import jax.numpy as jnp
+
+    def leaf(x):
+        if not (isinstance(x, jax.Array) and not x.is_fully_addressable):
+            return x
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.asarray(to_host(jax.random.key_data(x))), impl=jax.random.key_impl(x))
+        return jnp.asarray(to_host(x))
+
+    return jax.tree.map(leaf, tree)
