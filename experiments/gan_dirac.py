@@ -132,9 +132,11 @@ def combinations(cfg: Config) -> tuple[list[tuple[int, str, RegulariserConfig]],
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def draw_trajectories(cfg: Config, out: dict, run) -> None:
+def draw_trajectories(cfg: Config, out: dict, run):
+    """Each (loss, regulariser) panel: the game's field in the (theta, psi) plane and every rule's path from z0;
+    the rules' legend below the panels. Returns the figure (saved and closed)."""
     rows, cols = len(cfg.losses), len(cfg.regularisers)
-    fig, axes = plots.figure(rows, cols, size=(3.6 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = plots.figure(rows, cols, size=(3.6 * cols, 3.3 * rows + 0.4), squeeze=False, layout="constrained")
     lim = 1.5 * max(abs(v) for v in cfg.z0)
     for i, loss in enumerate(cfg.losses):
         for j, reg in enumerate(cfg.regularisers):
@@ -158,11 +160,10 @@ def draw_trajectories(cfg: Config, out: dict, run) -> None:
             if i == rows - 1:
                 ax.set_xlabel("theta (generator)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(cfg.rules), frameon=False,
-               bbox_to_anchor=(0.5, -0.01))
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(cfg.rules), frameon=False)
     fig.suptitle(f"Dirac-GAN trajectories, step size {cfg.step_size}, {cfg.steps} steps (star: equilibrium)")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     run.save_figure(fig, "dirac_trajectories")
+    return fig
 
 
 def draw_radius_table(cfg: Config, metrics: dict, run) -> None:

@@ -135,7 +135,9 @@ def density(x: np.ndarray, mu: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mu) ** 2) / np.sqrt(2 * np.pi)
 
 
-def draw_densities(cfg: Config, hist: dict, run) -> None:
+def draw_densities(cfg: Config, hist: dict, run):
+    """The first member's p_g, D and D* against p at a few steps; the title names that member. Returns the figure
+    (saved and closed)."""
     steps = np.asarray(hist["step"])
     # the game moves fast early and slowly late: snapshots at geometrically spaced logged steps
     picks = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, cfg.snapshots - 1).round().astype(int)])
@@ -151,17 +153,20 @@ def draw_densities(cfg: Config, hist: dict, run) -> None:
         ax.set(title=f"step {int(steps[i])}: mu_g = {mu:.3f}", xlabel="x", ylim=(0, 1.02))
     np.atleast_1d(axes)[0].set_ylabel("density / probability")
     np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle(f"1-D GAN (seed 000 q2), {cfg.loss} loss, seed 0 of {cfg.n_seeds}")
+    note = plots.member_title(Members.of(cfg, run))
+    fig.suptitle(f"1-D GAN (seed 000 q2), {cfg.loss} loss" + (f", {note}" if note else ""))
     run.save_figure(fig, "densities")
+    return fig
 
 
 def draw_parameters(cfg: Config, hist: dict, run) -> None:
     steps = np.asarray(hist["step"])
+    who = "members" if Members.of(cfg, run).swept else "seeds"
     fig, axes = plots.figure(1, 3, size=(12, 3.3))
     for ax, k, target in zip(axes, ("mu_g", "w", "b"), (cfg.mu_real, 0.0, 0.0), strict=True):
         v = np.asarray(hist[k])
         ax.plot(steps, v, color=plots.PALETTE[0], lw=0.7, alpha=0.5)
-        ax.plot(steps, v.mean(axis=1), color=plots.PALETTE[1], lw=1.8, label=f"mean of {v.shape[1]} seeds")
+        ax.plot(steps, v.mean(axis=1), color=plots.PALETTE[1], lw=1.8, label=f"mean of {v.shape[1]} {who}")
         ax.axhline(target, color="black", ls="--", lw=1, label=f"equilibrium {target:g}")
         ax.set(xlabel="step", title=k, xscale="symlog", xlim=(0, steps[-1]))
         ax.xaxis.set_major_formatter(ScalarFormatter())

@@ -112,7 +112,9 @@ def optimizer(cfg: Config, v: VariantConfig) -> optax.GradientTransformation:
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def draw_samples(cfg: Config, results: dict, centres: np.ndarray, run) -> None:
+def draw_samples(cfg: Config, results: dict, centres: np.ndarray, run):
+    """The first member's generated samples at a few steps, one row per variant; the title names that member.
+    Returns the figure (saved and closed)."""
     rows = len(cfg.variants)
     any_hist = next(iter(results.values()))["history"]
     steps = np.asarray(any_hist["step"])
@@ -131,8 +133,11 @@ def draw_samples(cfg: Config, results: dict, centres: np.ndarray, run) -> None:
             ax.set_title(f"step {int(steps[k])}: {covered:.0f} modes", fontsize=9)
             if j == 0:
                 ax.set_ylabel(v.name, fontsize=9)
-    fig.suptitle(f"Generated samples over training (seed 0; circles: the {cfg.data.modes} modes)")
+    note = plots.member_title(Members.of(cfg, run))
+    fig.suptitle(f"Generated samples over training ({note + '; ' if note else ''}circles: the {cfg.data.modes} "
+                 "modes)")
     run.save_figure(fig, "samples")
+    return fig
 
 
 def draw_modes(cfg: Config, results: dict, run) -> None:

@@ -6,9 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
 from vlab.cli import main
+from vlab.runs import Run
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -104,3 +109,46 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, override, need
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+SWEEP = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 3e-3}]
+
+
+def test_dirac_legend_sits_below_every_axis_label(tmp_path):
+    cfg = gan_dirac.Config(losses=["non_saturating", "wgan"], rules=["simultaneous", "alternating"], steps=40)
+    _, inputs = gan_dirac.combinations(cfg)
+    fig = gan_dirac.draw_trajectories(cfg, jax.device_get(gan_dirac.program(cfg)(*inputs)), Run(tmp_path))
+    FigureCanvasAgg(fig).draw()  # the saved figure is closed: draw it again, as laid out for saving
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        for label in (ax.xaxis.label, ax.yaxis.label):
+            assert not legend.overlaps(label.get_window_extent(renderer)), label.get_text()
+    assert legend.y0 >= 0
+
+
+def _members_run(tmp_path, points):
+    run = Run(tmp_path)
+    run.members = points
+    return run
+
+
+@pytest.mark.parametrize(("points", "n_seeds", "note"), [
+    (SWEEP, 1, "member: lr=0.001, seed 0"), (None, 2, "seed 0 of 2"), (None, 1, None),
+])
+def test_one_member_gan_figures_say_which_member_they_show(tmp_path, points, n_seeds, note):
+    steps, n = np.arange(0, 40, 5), n_seeds * (len(points) if points else 1)
+    cfg = gan_gaussian_1d.Config(n_seeds=n_seeds, snapshots=3)
+    hist = {"step": steps, **{k: np.zeros((len(steps), n)) for k in ("mu_g", "w", "b")}}
+    title = gan_gaussian_1d.draw_densities(cfg, hist, _members_run(tmp_path / "1d", points)).get_suptitle()
+    assert (note in title) if note else ("seed 0 of" not in title and "member:" not in title)
+
+    cfg = gan_mixture_2d.Config(n_seeds=n_seeds, snapshots=3)
+    hist = {"step": steps, "samples": np.zeros((len(steps), n, 10, 2)),
+            "modes_covered": np.zeros((len(steps), n))}
+    results = {v.name: {"history": hist} for v in cfg.variants}
+    fig = gan_mixture_2d.draw_samples(cfg, results, np.zeros((8, 2)), _members_run(tmp_path / "2d", points))
+    title = fig.get_suptitle()
+    assert (note in title) if note else ("seed 0 of" not in title and "member:" not in title)

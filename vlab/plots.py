@@ -41,9 +41,15 @@ def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None =
 
 
 def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: int = 150) -> Path:
-    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first), close it and return the PNG's path."""
+    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first), close it and return the PNG's path.
+
+    A figure with a layout of its own keeps it: one made with ``figure(..., layout="constrained")`` (which makes room
+    for figure legends placed ``loc="outside ..."`` and for colourbars shared by several panels), or one already
+    laid out by ``fig.tight_layout(rect=...)``. Any other is laid out tight here.
+    """
     path = Path(path)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     out = []
     for fmt in ("png", *[f for f in formats if f != "png"]):
         p = path.with_suffix(f".{fmt}")
@@ -56,6 +62,15 @@ def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: i
 def color(i: int) -> str:
     """The ``i``-th palette colour (cycling)."""
     return PALETTE[i % len(PALETTE)]
+
+
+def member_title(members: Any, i: int = 0) -> str:
+    """Which member of a vmapped run a one-member figure shows, for its title: ``member: lr=0.001, seed 0`` when
+    the run has sweep members, ``seed 0 of 3`` for several seeds, ``""`` for a single one (``members``: a
+    :class:`vlab.members.Members`)."""
+    if members.swept:
+        return f"member: {members.label(i)}"
+    return f"seed {i} of {members.n_seeds}" if members.n_seeds > 1 else ""
 
 
 def image_grid(images: np.ndarray, shape: tuple[int, int], ncols: int, pad: int = 1) -> np.ndarray:
