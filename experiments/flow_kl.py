@@ -165,6 +165,20 @@ def make_flow(cfg: Config, dim: int, loc=None, scale=None) -> flows.Bijection:
                        loc=loc if f.standardize else None, scale=scale if f.standardize else None)
 
 
+def normalised_log_prob(target: densities.Target):
+    """``log P_X(x) = log p~(x) - log Z``: an energy's ``log p~`` less its exact (or grid) ``log Z``
+    (:func:`vlab.densities.target_log_z`, computed once here); a data set's density is already normalised."""
+    log_z = densities.target_log_z(target) if target.kind == "energy" else 0.0
+    return lambda x: target.log_prob(x) - log_z
+
+
+def with_member(title: str, cfg: Config, run) -> str:
+    """``title`` with a second line naming the member a one-member figure shows (:func:`vlab.plots.member_title`),
+    when the run has several."""
+    note = plots.member_title(Members.of(cfg, run))
+    return f"{title}\n{note}" if note else title
+
+
 def _median(v) -> float:
     return float(np.median(np.asarray(v)))
 
@@ -242,8 +256,7 @@ class Experiment(_Experiment):
         }
         if target.log_prob is not None:
             # an energy's log p~ is normalised by its exact (or grid) log Z, so the KL is absolute
-            log_z = densities.target_log_z(target) if target.kind == "energy" else 0.0
-            log_px = lambda v: target.log_prob(v) - log_z
+            log_px = normalised_log_prob(target)
             lp = jax.jit(jax.vmap(log_px))(x)
             m["entropy"], m["entropy_se"] = float(-lp.mean()), float(lp.std(ddof=1) / math.sqrt(x.shape[0]))
             self.floor = {**getattr(self, "floor", {}), "forward": (m["entropy"], "data entropy (KL = 0)")}
@@ -371,16 +384,16 @@ class Experiment(_Experiment):
             ax.legend()
         run.save_figure(fig, "training")
 
-    def density_figure(self, cfg, target, fits, key, first, run) -> None:
+    def density_figure(self, cfg, target, fits, key, first, run):
+        """Heat-maps of the normalised target density and of each fit's ``q(x)`` on one colour scale (one
+        colourbar), each with 400 samples; the first member's fits. Returns the figure (saved and closed)."""
         n = cfg.grid
         box = target.box
         extent = (box[0][0], box[0][1], box[1][0], box[1][1])
         pts, _ = densities.grid(box, n)
         panels = []
         if target.log_prob is not None:
-            lp = jax.jit(jax.vmap(target.log_prob))(pts)
-            if target.kind == "energy":
-                lp = lp - densities.target_log_z(target)
+            lp = jax.jit(jax.vmap(normalised_log_prob(target)))(pts)
             panels.append(("target density", np.exp(np.asarray(lp)), target.sample(key, 1000)
                            if target.sample is not None else None))
         elif target.sample is not None:
@@ -391,11 +404,12 @@ class Experiment(_Experiment):
             xs = jax.jit(flows.sample_and_log_prob, static_argnums=(0, 3, 4))(flow, p, key, 1000, 2)[0]
             label = "forward KL (mass covering)" if name == "forward" else "reverse KL (mode seeking)"
             panels.append((f"{label}", np.exp(np.asarray(lq)), xs))
-        fig, axes = plots.figure(1, len(panels), size=(4.2 * len(panels), 4.0), squeeze=False)
+        fig, axes = plots.figure(1, len(panels), size=(4.2 * len(panels) + 0.9, 4.4), squeeze=False,
+                                 layout="constrained")
         vmax = max(float(np.percentile(d, 99.5)) for _, d, _ in panels if d is not None)
         for ax, (title, dens, xs) in zip(axes[0], panels, strict=True):
             if dens is not None:
-                ax.imshow(dens.reshape(n, n), origin="lower", extent=extent, aspect="auto", vmin=0, vmax=vmax,
+                image = ax.imshow(dens.reshape(n, n), origin="lower", extent=extent, aspect="auto", vmin=0, vmax=vmax,
                           cmap="viridis")
             if xs is not None:
                 xs = np.asarray(xs)
@@ -409,19 +423,20 @@ class Experiment(_Experiment):
             ax.grid(False)
             ax.set_xlabel("$x_1$")
             ax.set_ylabel("$x_2$")
-        fig.suptitle(f"{target.name}: density heat-maps (same colour scale) with 400 samples", y=1.0)
+        # 99.5th percentile: a sharp peak would otherwise leave the rest of the maps dark; above it is clipped
+        fig.colorbar(image, ax=axes[0].tolist(), label="density", extend="max", shrink=0.9)
+        fig.suptitle(with_member(f"{target.name}: density heat-maps (same colour scale) with 400 samples", cfg, run))
         run.save_figure(fig, "density")
+        return fig
 
-    def density_1d(self, cfg, target, fits, first, run) -> None:
+    def density_1d(self, cfg, target, fits, first, run):
+        """The normalised target density ``P_X = p~ / Z`` and each fit's ``q(x)`` on the target's interval; the
+        first member's fits. Returns the figure (saved and closed)."""
         (lo, hi), = target.box
         x = jnp.linspace(lo, hi, 800)[:, None]
         fig, ax = plots.figure(1, 1, size=(6.0, 3.5))
         if target.log_prob is not None:
-            # an energy's log p~ is normalised by its exact (or grid) log Z, so the KL is absolute
-            log_z = densities.target_log_z(target) if target.kind == "energy" else 0.0
-            log_px = lambda v: target.log_prob(v) - log_z
-            lp = jax.jit(jax.vmap(log_px))(x)
-            lp = lp - (densities.target_log_z(target) if target.kind == "energy" else 0.0)
+            lp = jax.jit(jax.vmap(normalised_log_prob(target)))(x)
             ax.fill_between(np.asarray(x[:, 0]), np.exp(np.asarray(lp)), color="0.85", label="target")
         for i, (name, (flow, res)) in enumerate(fits.items()):
             p = first(res)
@@ -429,11 +444,14 @@ class Experiment(_Experiment):
             ax.plot(np.asarray(x[:, 0]), np.exp(np.asarray(lq)), color=plots.color(i + 1), label=f"{name} KL fit")
         ax.set_xlabel("x")
         ax.set_ylabel("density")
-        ax.set_title(f"{target.name}: target and flow densities")
+        ax.set_title(with_member(f"{target.name}: target and flow densities", cfg, run))
         ax.legend()
         run.save_figure(fig, "density")
+        return fig
 
-    def pullback_figure(self, cfg, target, fit_, key, first, run) -> None:
+    def pullback_figure(self, cfg, target, fit_, key, first, run):
+        """Data ``x ~ P_X`` and its pull-back ``u = F^-1(x)`` by the first member's forward fit, against the base
+        ``N(0, I)``. Returns the figure (saved and closed)."""
         flow, res = fit_
         p = first(res)
         x = target.sample(key, 2000)
@@ -446,6 +464,8 @@ class Experiment(_Experiment):
             axes[1].hist(u[:, 0], bins=60, density=True, color=plots.color(2), label="$F^{-1}(x)$")
             axes[1].plot(grid, np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi), color="k", label="$N(0,1)$")
             axes[1].legend()
+            for ax, name in zip(axes, ("x", "u"), strict=True):
+                ax.set(xlabel=name, ylabel="density")
         else:
             fig, axes = plots.figure(1, 2, size=(9.0, 4.2))
             axes[0].scatter(x[:, 0], x[:, 1], s=2, c=plots.color(0), lw=0, alpha=0.6)
@@ -457,7 +477,13 @@ class Experiment(_Experiment):
             axes[1].set_xlim(-4, 4)
             axes[1].set_ylim(-4, 4)
             axes[1].set_aspect("equal")
+            for ax, name in zip(axes, ("x", "u"), strict=True):
+                ax.set(xlabel=f"${name}_1$", ylabel=f"${name}_2$")
         axes[0].set_title(f"data x ~ {target.name}")
         axes[1].set_title("pulled back: u = F$^{-1}$(x) (circles: N(0, I) at 1, 2, 3 sd)"
                           if target.dim == 2 else "pulled back: u = F$^{-1}$(x)")
+        note = plots.member_title(Members.of(cfg, run))
+        if note:
+            fig.suptitle(f"forward KL fit, {note}")
         run.save_figure(fig, "pullback")
+        return fig

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
+from experiments import flow_kl
+from vlab import densities
 from vlab.cli import main
+from vlab.runs import Run
 
 CFG = str(Path(__file__).resolve().parent.parent / "configs" / "flow_kl.yaml")
 TINY = ["n_seeds=1", "n_eval=500", "grid=24", "flow.layers=2", "flow.hidden=8", "train.steps=40",
@@ -114,3 +121,57 @@ def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
         assert lib[k].default == f[k], k
     assert lib["scale_fn"].default == f["affine_scale"]
     assert lib["invert_couplings"].default == (f["direction"] == "data_to_base")
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+SWEEP = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 3e-3}]
+
+
+def _first(res):
+    return jax.tree.map(lambda a: a[0], res.params)
+
+
+def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
+    """The target's filled curve in a density_1d figure: its polygon's vertices above the zero baseline."""
+    v = fig.axes[0].collections[0].get_paths()[0].vertices
+    top = v[v[:, 1] > 0]
+    return top[:, 0], top[:, 1]
+
+
+def test_density_1d_draws_an_energy_target_normalised_by_its_grid_log_z(tmp_path, x64):
+    # p~(x) = e^2 N(x; 1, 0.5^2) sqrt(2 pi) 0.5: log Z = 2 + log(0.5 sqrt(2 pi)), found on the grid (log_z None)
+    target = densities.Target("shifted_normal", "energy", 1, lambda x: 2.0 - 0.5 * ((x[0] - 1.0) / 0.5) ** 2,
+                              None, ((-4.0, 6.0),))
+    np.testing.assert_allclose(densities.target_log_z(target), 2.0 + math.log(0.5 * math.sqrt(2 * math.pi)),
+                               atol=1e-6)
+    fig = flow_kl.Experiment().density_1d(flow_kl.Config(), target, {}, _first, Run(tmp_path))
+    x, p = _curve(fig)
+    assert len(x) > 100
+    np.testing.assert_allclose(np.trapezoid(p, x), 1.0, atol=1e-4)
+    np.testing.assert_allclose(p, stats.norm.pdf(x, 1.0, 0.5), rtol=1e-5, atol=1e-12)
+
+
+def test_density_heat_maps_share_one_labelled_colourbar_and_name_the_sweep_member(tmp_path):
+    run = Run(tmp_path)
+    run.members = SWEEP
+    target = densities.get("two_moons")
+    fig = flow_kl.Experiment().density_figure(flow_kl.Config(grid=16), target, {}, jax.random.key(0), _first, run)
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "density"]
+    assert len(bars) == 1 and not bars[0].get_xlabel()
+    assert "member: lr=0.001, seed 0" in fig.get_suptitle()
+    assert {ax.get_xlabel() for ax in fig.axes if ax not in bars} == {"$x_1$"}
+
+
+@pytest.mark.parametrize(("name", "labels"), [
+    ("two_moons", [("$x_1$", "$x_2$"), ("$u_1$", "$u_2$")]),
+    ("mixture_1d", [("x", "density"), ("u", "density")]),
+])
+def test_pullback_figure_labels_data_and_base_axes(tmp_path, name, labels):
+    target = densities.get(name)
+    cfg = flow_kl.Config(n_seeds=2, flow=flow_kl.FlowConfig(layers=2, hidden=8))
+    flow = flow_kl.make_flow(cfg, target.dim)
+    res = SimpleNamespace(params=jax.vmap(flow.init)(jax.random.split(jax.random.key(0), 2)))
+    fig = flow_kl.Experiment().pullback_figure(cfg, target, (flow, res), jax.random.key(1), _first, Run(tmp_path))
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == labels
+    assert fig.get_suptitle() == "forward KL fit, seed 0 of 2"
