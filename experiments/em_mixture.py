@@ -14,6 +14,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from vlab import em
 from vlab.config import BaseConfig, spec
@@ -162,6 +163,9 @@ class Experiment(_Experiment):
 
     @staticmethod
     def _figure(run, x, truth, fitted, f_e, f_m, ecll_m, ll, ll0, kl, final_ll):
+        """Four panels: the data with the true and fitted densities (inset: every init's final log p(x)); the
+        distance of F and log p(x) below the final log p(x); the KL gap after each M-step; ECLL against the ELBO.
+        Returns the figure (saved and closed)."""
         fig, axes = figure(2, 2, size=(11, 7.6))
         axes = axes.ravel()
         ax = axes[0]
@@ -172,12 +176,16 @@ class Experiment(_Experiment):
         ax.plot(grid, np.exp(np.asarray(fitted.log_prob(jnp.asarray(grid)))), color=PALETTE[1], lw=2,
                 label="EM fit (best init)")
         ax.set_xlabel("x")
+        ax.set_ylabel("density")
         ax.set_title("data and fitted mixture")
-        ax.legend(fontsize=8)
-        inset = ax.inset_axes([0.70, 0.35, 0.27, 0.25])
+        ax.legend(fontsize=8, loc="upper left")
+        inset = ax.inset_axes([0.68, 0.5, 0.3, 0.36])
         inset.hist(final_ll, bins=min(10, len(final_ll)), color=PALETTE[4])
-        inset.set_title("final log p(x), all inits", fontsize=6)
-        inset.tick_params(labelsize=5)
+        inset.set_title(f"final log p(x) of the {len(final_ll)} inits", fontsize=8)
+        inset.set_ylabel("inits", fontsize=8)
+        inset.xaxis.set_major_locator(MaxNLocator(3))
+        inset.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+        inset.tick_params(labelsize=8)
 
         ax = axes[1]
         top = max(float(ll[-1]), float(f_m.max()))
@@ -193,7 +201,7 @@ class Experiment(_Experiment):
         done = np.nonzero(top - f_e <= 1e-10 * abs(top))[0]
         ax.set_xlim(-1, min(n, int(done[0]) + 10) if len(done) else n)
         ax.set_xlabel("EM iteration t")
-        ax.set_ylabel("final log p(x) minus ...")
+        ax.set_ylabel("below the final log p(x) (nats)")
         ax.set_title("F never decreases; after each E-step F = log p(x)")
         ax.legend(fontsize=8)
 
@@ -202,6 +210,7 @@ class Experiment(_Experiment):
                     label=r"after M: $\log p(x) - F = KL(q\,\|\,p(z|x))$")
         ax.axhline(1e-16, color="0.5", ls=":", lw=0.8, label="after E: 0 (drawn at 1e-16)")
         ax.set_xlabel("EM iteration")
+        ax.set_ylabel("KL (nats)")
         ax.set_title("the gap each E-step closes")
         ax.legend(fontsize=8)
 
@@ -210,6 +219,8 @@ class Experiment(_Experiment):
         ax.plot(it + 1, ecll_m, color=PALETTE[2], label=r"ECLL $E_q[\log p_\theta(x,z)]$")
         ax.fill_between(it + 1, ecll_m, f_m, color=PALETTE[2], alpha=0.15, label=r"$H(q) \geq 0$")
         ax.set_xlabel("EM iteration (after the M-step)")
+        ax.set_ylabel("nats")
         ax.set_title("ECLL vs ELBO: they differ by H(q), free of theta")
         ax.legend(fontsize=8, loc="lower right")
         run.save_figure(fig, "em_mixture")
+        return fig

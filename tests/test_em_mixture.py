@@ -88,6 +88,21 @@ def test_quick_config_end_to_end(tmp_path):
     assert (path / "em_mixture.png").exists()
 
 
+def test_figure_labels_every_panel_and_its_inset_is_readable(tmp_path):
+    from experiments.em_mixture import Experiment
+    from vlab.runs import Run
+
+    x = np.random.default_rng(0).normal(size=200)
+    p = mixture_1d([0.5, 0.5], [-1.0, 1.0], [1.0, 1.0])
+    f_e = np.linspace(-300.0, -280.0, 30)
+    fig = Experiment._figure(Run(tmp_path), x, p, p, f_e, f_e + 0.1, f_e - 5.0, f_e + 0.05, -320.0,
+                             np.geomspace(1.0, 1e-12, 30), np.array([-280.0, -281.0, -295.0, -280.0]))
+    assert all(ax.get_xlabel() and ax.get_ylabel() and "..." not in ax.get_ylabel() for ax in fig.axes)
+    (inset,) = fig.axes[0].child_axes
+    texts = [inset.title, inset.yaxis.label, *inset.get_xticklabels(), *inset.get_yticklabels()]
+    assert min(t.get_fontsize() for t in texts) >= 8
+
+
 BAD = ["means=[0,1]", "stds=[1,-1,1]", "n_components=0", "n_components=1000", "weights=[0,1,1]", "iters=1"]
 
 
