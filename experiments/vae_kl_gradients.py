@@ -49,6 +49,32 @@ def kl_single_sample(mu: jax.Array, sigma: jax.Array, eps: jax.Array) -> jax.Arr
     return normal_log_prob(z, mu, sigma) - normal_log_prob(z, 0.0, 1.0)
 
 
+def gradient_figure(dtype):
+    """The reparameterised one-sample gradients ``d/dmu`` and ``d/dsigma`` of ``log q(z) - log p(z)`` (their mean
+    and +-1 sd over 4000 draws of eps) against the closed forms ``mu`` and ``sigma - 1/sigma``."""
+    eps = jax.random.normal(jax.random.PRNGKey(1), (4000,), dtype)
+    fig, axes = plots.figure(1, 2, size=(11, 4))
+    s_grid = jnp.linspace(0.2, 3.0, 40, dtype=dtype)
+    m_grid = jnp.linspace(-2.5, 2.5, 40, dtype=dtype)
+    g_s = jax.vmap(lambda s: jax.vmap(lambda e: jax.grad(kl_single_sample, 1)(0.5, s, e))(eps))(s_grid)
+    g_m = jax.vmap(lambda m: jax.vmap(lambda e: jax.grad(kl_single_sample, 0)(m, 1.3, e))(eps))(m_grid)
+    for ax, grid, g, exact, xlabel, ylabel, title in (
+        (axes[0], m_grid, g_m, m_grid, "mu (sigma = 1.3)", "dKL/dmu", "dKL/dmu = mu"),
+        (axes[1], s_grid, g_s, s_grid - 1 / s_grid, "sigma (mu = 0.5)", "dKL/dsigma",
+         "dKL/dsigma = sigma - 1/sigma"),
+    ):
+        mean, sd = np.asarray(g.mean(1)), np.asarray(g.std(1))
+        ax.fill_between(np.asarray(grid), mean - sd, mean + sd, color=plots.color(0), alpha=0.2,
+                        label="one-sample estimates, +-1 sd")
+        ax.plot(grid, mean, "o", ms=3, color=plots.color(0), label="reparameterised MC mean (4000 samples)")
+        ax.plot(grid, exact, color=plots.color(1), lw=2, label="closed form")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    return fig
+
+
 class Experiment(_Experiment):
     name = "vae_kl_gradients"
     description = "KL(N(mu,sigma^2)||N(0,1)) and its gradients mu, sigma - 1/sigma vs reparameterised MC (seed 004)"
@@ -105,7 +131,7 @@ class Experiment(_Experiment):
         run.check("ELBO = log p(x) - KL(q || p(z|x)) (4 standard errors)", elbo_mc, log_px - kl_post, 4 * elbo_se)
 
         with run.timed("plots"):
-            self._figure(run, dtype)
+            run.save_figure(gradient_figure(dtype), "kl_gradients")
         err = np.abs(mean - closed)
         return {
             "points": rows,
@@ -115,25 +141,3 @@ class Experiment(_Experiment):
             "elbo_identity": {"elbo_mc": elbo_mc, "log_px_minus_kl": log_px - kl_post},
             "samples": cfg.samples,
         }
-
-    @staticmethod
-    def _figure(run, dtype) -> None:
-        eps = jax.random.normal(jax.random.PRNGKey(1), (4000,), dtype)
-        fig, axes = plots.figure(1, 2, size=(11, 4))
-        s_grid = jnp.linspace(0.2, 3.0, 40, dtype=dtype)
-        m_grid = jnp.linspace(-2.5, 2.5, 40, dtype=dtype)
-        g_s = jax.vmap(lambda s: jax.vmap(lambda e: jax.grad(kl_single_sample, 1)(0.5, s, e))(eps))(s_grid)
-        g_m = jax.vmap(lambda m: jax.vmap(lambda e: jax.grad(kl_single_sample, 0)(m, 1.3, e))(eps))(m_grid)
-        for ax, grid, g, exact, xlabel, title in (
-            (axes[0], m_grid, g_m, m_grid, "mu (sigma = 1.3)", "dKL/dmu = mu"),
-            (axes[1], s_grid, g_s, s_grid - 1 / s_grid, "sigma (mu = 0.5)", "dKL/dsigma = sigma - 1/sigma"),
-        ):
-            mean, sd = np.asarray(g.mean(1)), np.asarray(g.std(1))
-            ax.fill_between(np.asarray(grid), mean - sd, mean + sd, color=plots.color(0), alpha=0.2,
-                            label="one-sample estimates, +-1 sd")
-            ax.plot(grid, mean, "o", ms=3, color=plots.color(0), label="reparameterised MC mean (4000 samples)")
-            ax.plot(grid, exact, color=plots.color(1), lw=2, label="closed form")
-            ax.set_xlabel(xlabel)
-            ax.set_title(title)
-            ax.legend(fontsize=8)
-        run.save_figure(fig, "kl_gradients")

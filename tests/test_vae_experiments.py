@@ -186,6 +186,17 @@ def test_kl_gradients_checks_pass(tmp_path):
     assert m["additivity"]["sum_of_dims"] == pytest.approx(m["additivity"]["full_covariance"], abs=1e-10)
 
 
+def test_kl_gradients_figure_labels_both_axes_of_each_panel(x64):
+    import matplotlib.pyplot as plt
+
+    from experiments.vae_kl_gradients import gradient_figure
+
+    fig = gradient_figure(jnp.float64)
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("mu (sigma = 1.3)", "dKL/dmu"), ("sigma (mu = 0.5)", "dKL/dsigma")]
+    plt.close(fig)
+
+
 def test_kl_gradients_bad_pairs(tmp_path, capsys):
     code, _ = _run(tmp_path, str(ROOT / "configs" / "vae_kl_gradients.yaml"), "mu=[1,2]", "sigma=[1]")
     assert code == 2 and "key 'sigma'" in capsys.readouterr().err
