@@ -50,13 +50,19 @@ def test_not_an_idx_file(tmp_path):
         data.read_idx(tmp_path / "bad")
 
 
-def test_missing_files_error_names_files_and_remedy(tmp_path):
+def test_missing_files_error_names_files_and_remedy(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         data.load_idx_split(tmp_path, "train")
     msg = str(e.value)
-    assert "train-images-idx3-ubyte" in msg and "train-labels-idx1-ubyte" in msg
-    assert "apt-get install dataset-fashion-mnist" in msg and "data.root" in msg
+    assert "train-images-idx3-ubyte" in msg and "train-labels-idx1-ubyte" in msg and "data.root" in msg
+    assert "fashion" not in msg.lower()  # a folder of the user's own (MNIST) files: no Fashion-MNIST advice
     assert "\n" not in msg
+    with pytest.raises(ConfigError, match="does not exist"):
+        data.load_idx_split(tmp_path / "nowhere", "train")
+    monkeypatch.setattr(data, "DEFAULT_ROOT", str(tmp_path / "default"))
+    with pytest.raises(ConfigError) as e:
+        data.load_idx_split(tmp_path / "default", "train")
+    assert "apt-get install dataset-fashion-mnist" in str(e.value) and "data.root" in str(e.value)
 
 
 def test_load_idx_scales_and_limits(tmp_path):

@@ -119,9 +119,6 @@ def _free_port() -> int:
 KL_FIT = ["configs/kl_fit.yaml", "n_inits=8", "train.steps=200", "estimator.kind=mc", "figures.dpi=40", "-q"]
 
 
-@pytest.mark.xfail(strict=True, reason="fit hands the experiment global arrays (np.asarray fails on a process that "
-                   "addresses part of them) until vlab/train.py returns to_local(state.params), "
-                   "to_local(state.opt_state)")
 def test_two_processes_with_a_loopback_coordinator_sweep_across_them(tmp_path):
     """Two local CPU processes (one device each, coordinator on 127.0.0.1) with the 8 members split over both
     (``parallel.sweep=2``): both finish, only process 0 writes the run, and its optima are those of the same

@@ -125,7 +125,7 @@ def test_vae_on_idx_files(tmp_path):
     ("model.z_dim=0", "model.z_dim"),
     ("eval.iwae_k=0", "eval.iwae_k"),
     ("objective.beta=[]", "objective.beta"),
-    ("data.source=idx", "apt-get install dataset-fashion-mnist"),
+    ("data.source=idx", "does not exist"),
     ("data.dim=50", "data.dim"),
 ])
 def test_vae_bad_input_is_one_line_and_status_2(tmp_path, capsys, override, needle):

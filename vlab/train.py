@@ -22,7 +22,7 @@ import optax
 from vlab import interrupts
 from vlab.errors import TrainingDiverged
 from vlab.progress import Progress
-from vlab.sharding import place, split_batches, to_host
+from vlab.sharding import place, split_batches, to_host, to_local
 
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -145,8 +145,6 @@ def fit(
         init = jax.jit(lambda p, k: TrainState(p, optimizer.init(p), k))
         member_step = step_fn
     state = init(params, key)
-    if mesh is not None:
-        state, data = place(mesh, state, data, vmapped, n_members, name)
     traces = [0]
 
     def run_chunk(state: TrainState, start: jax.Array, data: Any):
@@ -177,6 +175,8 @@ def fit(
         dropped = run.truncate_history(name, -1)
         run.log(f"[{name}] no checkpoint to resume from: training from step 0"
                 + (f" ({dropped} history rows of the lost segment dropped)" if dropped else ""))
+    if mesh is not None:  # after a restore, so that restored state is laid on the mesh too
+        state, data = place(mesh, state, data, vmapped, n_members, name)
 
     t0 = time.perf_counter()
     compiled = jax.jit(run_chunk).lower(state, jnp.asarray(start, jnp.int32), data).compile()
@@ -239,7 +239,8 @@ def fit(
             run.timings["train"] = run.timings.get("train", 0.0) + prior["train_s"] + seg
     train_s = prior["train_s"] + time.perf_counter() - t1
     hist = {k: np.stack([np.asarray(x) for x in v]) for k, v in history.items()}
-    return FitResult(state.params, state.opt_state, hist, prior["compile_s"] + compile_s, train_s, traces[0])
+    return FitResult(to_local(state.params), to_local(state.opt_state), hist, prior["compile_s"] + compile_s, train_s,
+                     traces[0])
 
 
 def _restore(ckpt: dict[str, np.ndarray], like: Any, path: Any) -> Any:
