@@ -129,15 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     from vlab.errors import ConfigError, TrainingDiverged
 
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        return cmd_reproduce(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return status
     except ConfigError as e:
         print(f"vlab {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -149,13 +143,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "compare":
+        return cmd_compare(args)
+    if args.command == "bench":
+        return cmd_bench(args)
+    return cmd_reproduce(args)
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that Python's flush at exit does not raise a second BrokenPipeError."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
-        pass
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor: drop the object instead
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout for the rest of the process
     finally:
         os.close(devnull)
 

@@ -20,6 +20,7 @@ import functools
 import gzip
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -99,7 +100,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:  # unreadable, or a damaged gzip stream
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, or a damaged gzip stream
         raise ConfigError(f"key 'data.root': file '{path}' cannot be read ({type(e).__name__}: {e}): expected an "
                           "MNIST-format IDX file (raw or .gz)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
