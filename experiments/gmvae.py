@@ -19,6 +19,11 @@ is reported as a warning (not a silent result). Every seed is a member of one vm
 spread across seeds. ``restarts: R`` runs R members per seed (also vmapped) and keeps, per seed, the one of highest
 training ELBO: an unsupervised choice between local optima (on a small pinwheel run one restart reaches 0.975, the one
 of highest ELBO among three 0.9975).
+
+Clustering scores against the labels (test set, and the k-means / EM starts): the accuracy of the best one-to-one map
+from components to labels, and the normalised mutual information in two normalisations, ``nmi`` = I(L; C) /
+sqrt(H(L) H(C)) (geometric mean, the one quoted in the README) and ``nmi_arithmetic`` = I(L; C) / ((H(L) + H(C)) / 2)
+(scikit-learn's default), both from :func:`vlab.metrics.nmi`.
 """
 
 from __future__ import annotations
@@ -114,6 +119,14 @@ class Config(BaseConfig):
                                 optimizer=OptimizerConfig(name="adam", lr=2e-3))
 
 
+NMI_KEYS = {"nmi": "geometric", "nmi_arithmetic": "arithmetic"}
+
+
+def _nmis(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """The NMI of the clusters against the labels under each normalisation of :data:`NMI_KEYS`."""
+    return {key: vmetrics.nmi(labels, clusters, average=avg) for key, avg in NMI_KEYS.items()}
+
+
 def _confusion(ax, fig, conf: np.ndarray, row: dict) -> None:
     """Components (rows) against true labels (columns), with counts."""
     im = ax.imshow(conf, cmap="Blues")
@@ -122,9 +135,24 @@ def _confusion(ax, fig, conf: np.ndarray, row: dict) -> None:
                 color="white" if v > conf.max() / 2 else "black")
     ax.set_xlabel("true label")
     ax.set_ylabel("component")
-    ax.set_title(f"confusion: accuracy {row['accuracy']:.3f}, NMI {row['nmi']:.3f}")
+    ax.set_title(f"confusion: accuracy {row['accuracy']:.3f}, NMI {row['nmi']:.3f} (arithmetic "
+                 f"{row['nmi_arithmetic']:.3f})")
     ax.grid(False)
     fig.colorbar(im, ax=ax, fraction=0.046)
+
+
+def _latent_axis_labels(z_dim: int) -> tuple[str, str]:
+    """Axis names of the latent panel: w_1, w_2 themselves for z_dim <= 2, else the coordinates
+    v_j . (w - mean w) along the first two principal directions v_1, v_2 of the points and component means."""
+    if z_dim > 2:
+        x, y = (rf"$v_{j} \cdot (w - \bar w)$ (principal direction {j})" for j in (1, 2))
+        return x, y
+    return r"$w_1$", (r"$w_2$" if z_dim == 2 else "")
+
+
+def _titled(title: str, note: str) -> str:
+    """``title`` with ``note`` (which member a figure shows) on a second line, when there is one."""
+    return f"{title}\n{note}" if note else title
 
 
 class Experiment(_Experiment):
@@ -210,7 +238,7 @@ class Experiment(_Experiment):
             scores = {}
             if labels is not None:
                 acc, mapping = vmetrics.clustering_accuracy(labels, ev["assign"][i])
-                scores = {"accuracy": acc, "nmi": vmetrics.nmi(labels, ev["assign"][i]), "mapping": mapping}
+                scores = {"accuracy": acc, **_nmis(labels, ev["assign"][i]), "mapping": mapping}
             rows.append({
                 **scores,
                 "usage": (counts / counts.sum()).tolist(), "mean_q": ev["q"][i].mean(0).tolist(),
@@ -231,7 +259,7 @@ class Experiment(_Experiment):
                        if "tril" in final["prior"] else np.exp(final["prior"]["log_sigma"]))
         prior_pi = np.asarray(jax.nn.softmax(jnp.asarray(final["prior"]["logits"]), -1))
         metrics = {
-            "test": {**({"accuracy": agg("accuracy"), "nmi": agg("nmi")} if labels is not None else {}),
+            "test": {**({"accuracy": agg("accuracy"), **{k: agg(k) for k in NMI_KEYS}} if labels is not None else {}),
                      **{t: agg(f"test_{t}") for t in ("elbo", "rec", "w_term", "z_term")}},
             "train": {t: agg(f"train_{t}") for t in ("elbo", "rec", "w_term", "z_term")},
             "component_usage": [r["usage"] for r in rows] if len(rows) > 1 else rows[0]["usage"],
@@ -242,7 +270,7 @@ class Experiment(_Experiment):
             **({"restart_train_elbo": restart_elbo.tolist()} if R > 1 else {}),
             **({"kmeans_inertia": vmetrics.summarise(km["inertia"], len(rows))} if km else {}),
             **{f"{name}_init": {"accuracy": vmetrics.summarise(km[f"{name}_accuracy"], len(rows)),
-                                "nmi": vmetrics.summarise(km[f"{name}_nmi"], len(rows))}
+                                **{k: vmetrics.summarise(km[f"{name}_{k}"], len(rows)) for k in NMI_KEYS}}
                for name in ("kmeans", "em") if f"{name}_accuracy" in km},
             **({"em_log_likelihood": {"first_step": km["em_log_likelihood"][:, 0].tolist(),
                                       "last_step": km["em_log_likelihood"][:, 1].tolist()}}
@@ -252,7 +280,7 @@ class Experiment(_Experiment):
         if members.swept:
             names = {"test.elbo": "test_elbo", "train.elbo": "train_elbo"}
             if labels is not None:
-                names = {"test.accuracy": "accuracy", "test.nmi": "nmi", **names}
+                names = {"test.accuracy": "accuracy", **{f"test.{k}": k for k in NMI_KEYS}, **names}
             metrics["members"] = kept.rows({m: [r[k] for r in rows] for m, k in names.items()})
         for i, r in enumerate(rows):
             terms = r["test_rec"] + r["test_w_term"] + r["test_z_term"]
@@ -261,7 +289,7 @@ class Experiment(_Experiment):
         with run.timed("plots"):
             history = {k: (v if k == "step" else v[:, sel[0]]) for k, v in res.history.items()}
             self._figures(run, cfg, spec_, jax.tree.map(lambda a: jnp.asarray(a[0]), final), ds, ev, rows[0],
-                          history, k_fig)
+                          history, k_fig, plots.member_title(kept, 0))
         return metrics
 
     @staticmethod
@@ -311,7 +339,8 @@ class Experiment(_Experiment):
         """Step (2): k-means on the encoded training means of every member (vmapped), each cluster's Gaussian
         (spherical, diagonal or full, as the prior), then ``em_iters`` EM steps on that mixture; mu_k, Sigma_k, pi
         from the result. Returns the models and, per member, the k-means inertia and (with labels) the test accuracy
-        and NMI of k-means and, after EM, of the mixture's assignments argmax_k pi_k N(m(x); mu_k, Sigma_k)."""
+        and NMI (both normalisations) of k-means and, after EM, of the mixture's assignments argmax_k pi_k
+        N(m(x); mu_k, Sigma_k)."""
         mx = cfg.mixture
         spread = clustering.SPREADS[mx.covariance]
 
@@ -352,14 +381,18 @@ class Experiment(_Experiment):
                     continue
                 a = np.asarray(res[name])
                 out[f"{name}_accuracy"] = np.array([vmetrics.clustering_accuracy(y, a[i])[0] for i in range(n)])
-                out[f"{name}_nmi"] = np.array([vmetrics.nmi(y, a[i]) for i in range(n)])
+                nmis = [_nmis(y, a[i]) for i in range(n)]
+                out |= {f"{name}_{k}": np.array([m[k] for m in nmis]) for k in NMI_KEYS}
                 run.log(f"{'k-means' if name == 'kmeans' else 'EM'} on the encoded means: test accuracy "
-                        f"{np.mean(out[f'{name}_accuracy']):.3f}, NMI {np.mean(out[f'{name}_nmi']):.3f} (mean over "
+                        f"{np.mean(out[f'{name}_accuracy']):.3f}, NMI {np.mean(out[f'{name}_nmi']):.3f} (arithmetic "
+                        f"{np.mean(out[f'{name}_nmi_arithmetic']):.3f}; mean over "
                         f"{n} member(s))")
         return models, out
 
     @staticmethod
-    def _figures(run, cfg: Config, spec_, model, ds, ev, row, history, key) -> None:
+    def _figures(run, cfg: Config, spec_, model, ds, ev, row, history, key, note: str = "") -> None:
+        """The first kept member's latent means by component, confusion matrix and training curves, and samples of
+        each component; ``note`` (which member they are) is added to the titles."""
         K = cfg.mixture.k
         labels = np.asarray(ds.y_test)
         assign = ev["assign"][0]
@@ -387,6 +420,11 @@ class Experiment(_Experiment):
                 ring = pmu[k][:, None] + 2 * chol @ np.stack([np.cos(t), np.sin(t)])
                 ax.plot(ring[0], ring[1], color=c, lw=1.5)
         ax.set_title("w means by component, 2-sigma ellipses" + (" (projected)" if spec_.z_dim > 2 else ""))
+        xlabel, ylabel = _latent_axis_labels(spec_.z_dim)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if spec_.z_dim == 1:
+            ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(markerscale=3, fontsize=7, ncol=2, title="component (usage)", title_fontsize=7)
         ax = axes[1]
@@ -410,6 +448,8 @@ class Experiment(_Experiment):
         ax.set_xlabel("step")
         ax.set_title("training curves (train batches)")
         ax.legend(fontsize=8)
+        if note:
+            fig.suptitle(note)
         run.save_figure(fig, "latent_confusion_curves")
 
         # samples from each component: w = mu_k + L_k eps ~ N(mu_k, Sigma_k), x = E[x | w]
@@ -422,8 +462,15 @@ class Experiment(_Experiment):
         ws = component_draws(n_per)
         xs = np.asarray(decoder_mean(model["vae"], spec_, ws))
         if ds.image_shape is not None:
-            fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1))
-            plots.show_images(ax, plots.image_grid(xs, ds.image_shape, n_per), "samples of each component (rows)")
+            fig, ax = plots.figure(1, 1, size=(7, 0.7 * K + 1.3))
+            plots.show_images(ax, plots.image_grid(xs, ds.image_shape, n_per),
+                              _titled("samples of each component (rows)", note))
+            rows_px = ds.image_shape[0]  # grid row k: one pixel of padding, then rows_px pixels of images
+            centres = 1 + (rows_px + 1) * np.arange(K) + (rows_px - 1) / 2
+            ax.set_yticks(centres, [str(k) for k in range(K)], fontsize=7)
+            ax.tick_params(axis="y", length=0)
+            ax.set_ylabel("component k")
+            ax.set_xlabel(r"$x = \mathrm{E}[x \mid w]$, $w \sim N(\mu_k, \Sigma_k)$, one per column")
         else:
             fig, ax = plots.figure(1, 1, size=(5.5, 5))
             xd = np.asarray(ds.x_test)
@@ -434,6 +481,9 @@ class Experiment(_Experiment):
                 part = many[k * 200:(k + 1) * 200]
                 ax.scatter(part[:, 0], part[:, 1] if part.shape[1] > 1 else np.zeros(200), s=4,
                            color=plots.label_color(k, K), label=f"component {k}")
-            ax.set_title("samples E[x | w], w ~ N(mu_k, Sigma_k) (first 2 dims)")
+            ax.set_title(_titled("samples E[x | w], w ~ N(mu_k, Sigma_k)" + (" (first 2 dims)" if xd.shape[1] > 2
+                                                                                 else ""), note))
+            ax.set_xlabel(r"$x_1$")
+            ax.set_ylabel(r"$x_2$" if xd.shape[1] > 1 else "")
             ax.legend(markerscale=3, fontsize=7)
         run.save_figure(fig, "component_samples")

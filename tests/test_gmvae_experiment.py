@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlab import metrics, plots
 from vlab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,12 +25,46 @@ def _run(tmp_path, *args) -> tuple[int, dict]:
     return code, (json.loads(f.read_text()) if f.exists() else {})
 
 
-def test_gmvae_clusters_the_pinwheel(tmp_path):
+class _Spy:
+    """Records the (labels, clusters) of every clustering-accuracy call and the titles and axis labels of every saved
+    figure, passing both through."""
+
+    def __init__(self, monkeypatch):
+        self.scored: list[tuple[np.ndarray, np.ndarray]] = []
+        self.figures: dict[str, dict] = {}
+        accuracy, save = metrics.clustering_accuracy, plots.save
+
+        def scored(labels, clusters):
+            self.scored.append((np.asarray(labels).copy(), np.asarray(clusters).copy()))
+            return accuracy(labels, clusters)
+
+        def saved(fig, path, *args, **kwargs):
+            self.figures[Path(path).name] = {
+                "suptitle": fig._suptitle.get_text() if fig._suptitle is not None else "",
+                "axes": [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.get_label() !=
+                         "<colorbar>"]}
+            return save(fig, path, *args, **kwargs)
+
+        monkeypatch.setattr(metrics, "clustering_accuracy", scored)
+        monkeypatch.setattr(plots, "save", saved)
+
+    def nmis(self, i: int) -> dict[str, float]:
+        """Both normalisations of the NMI of the i-th scored clustering."""
+        return {"nmi": metrics.nmi(*self.scored[i], average="geometric"),
+                "nmi_arithmetic": metrics.nmi(*self.scored[i], average="arithmetic")}
+
+
+def test_gmvae_clusters_the_pinwheel(tmp_path, monkeypatch):
     # the config's procedure on one seed: a single restart of this seed reaches 0.975 (0.72 while q(w|x) kept the
     # autoencoder's untrained widths); three restarts, the one of highest training ELBO kept, 0.9975
+    spy = _Spy(monkeypatch)
     code, m = _run(tmp_path, *FAST, "restarts=3")
     assert code == 0 and all(c["ok"] for c in m["checks"])
     assert m["test"]["accuracy"] >= 0.9 and m["test"]["nmi"] >= 0.8
+    # the latent is w itself (z_dim = 2) and the samples are in data space; one seed: no member in the titles
+    latent, samples = spy.figures["latent_confusion_curves"], spy.figures["component_samples"]
+    assert latent["axes"][0][1:] == ("$w_1$", "$w_2$") and latent["suptitle"] == ""
+    assert samples["axes"][0][1:] == ("$x_1$", "$x_2$") and "\n" not in samples["axes"][0][0]
     assert len(m["component_usage"]) == 5 and abs(sum(m["component_usage"]) - 1) < 1e-9
     assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
@@ -84,9 +119,10 @@ def test_diagonal_components_from_kmeans(tmp_path):
     assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
 
-def test_full_components_from_kmeans_and_em(tmp_path):
+def test_full_components_from_kmeans_and_em(tmp_path, monkeypatch):
     # full covariances: k-means' partition gives each Sigma_k, EM refines the mixture on the encoded means (its
     # log-likelihood logged and never lower), and the GM-VAE trains the Cholesky factors
+    spy = _Spy(monkeypatch)
     code, m = _run(tmp_path, "train.steps=200", "train.chunk_size=200", "warmup_steps=50", "data.n_train=1000",
                    "data.n_test=400", "pretrain.kind=autoencoder", "pretrain.steps=200", "mixture.init=kmeans",
                    "mixture.covariance=full", "mixture.em_iters=30", "model.z_dim=3", "n_seeds=2", "restarts=1")
@@ -97,6 +133,34 @@ def test_full_components_from_kmeans_and_em(tmp_path):
     ll = m["em_log_likelihood"]
     assert all(b > a for a, b in zip(ll["first_step"], ll["last_step"], strict=True))
     assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    # every NMI in both normalisations, each vlab.metrics.nmi of the partition the accuracy was scored on: k-means
+    # of members 0, 1, then EM of members 0, 1, then the trained GM-VAEs
+    assert len(spy.scored) == 6
+    for j, block in enumerate((m["kmeans_init"], m["em_init"], m["test"])):
+        for i in range(2):
+            for key, want in spy.nmis(2 * j + i).items():
+                assert block[key]["values"][i] == pytest.approx(want, abs=1e-12), (j, i, key)
+    # z_dim = 3: the latent panel shows the projection on two principal directions; seed 0 of 2 is named
+    latent = spy.figures["latent_confusion_curves"]
+    assert all("principal direction" in label for label in latent["axes"][0][1:])
+    assert latent["suptitle"] == "seed 0 of 2"
+    assert spy.figures["component_samples"]["axes"][0][0].endswith("\nseed 0 of 2")
+
+
+def test_a_vmapped_sweep_names_the_member_in_its_figures(tmp_path, monkeypatch):
+    spy = _Spy(monkeypatch)
+    out = tmp_path / "sweep"
+    code = main(["run", CFG, "train.steps=100", "train.chunk_size=100", "warmup_steps=50", "data.n_train=500",
+                 "data.n_test=200", "n_seeds=1", "restarts=1", "pretrain.steps=50", "mixture.qz_fit_steps=10",
+                 "--sweep", "train.optimizer.lr=0.001,0.002", "--out", str(out), "--quiet"])
+    assert code == 0
+    m = json.loads(next(out.glob("*/metrics.json")).read_text())
+    assert [r["train.optimizer.lr"] for r in m["members"]] == [0.001, 0.002]
+    for i, row in enumerate(m["members"]):  # the last two scored partitions are the trained members'
+        for key, want in spy.nmis(len(spy.scored) - 2 + i).items():
+            assert row[f"test.{key}"] == pytest.approx(want, abs=1e-12), (i, key)
+    assert spy.figures["latent_confusion_curves"]["suptitle"] == "member: lr=0.001, seed 0"
+    assert spy.figures["component_samples"]["axes"][0][0].endswith("\nmember: lr=0.001, seed 0")
 
 
 @pytest.mark.parametrize("override,needle", [
