@@ -179,3 +179,34 @@ def test_sweep_options_out_of_place_are_one_line(argv, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("--separate" in err[0] or "--sweep" in err[0])
+
+
+def test_a_vmapped_sweep_reports_every_member_never_point_0_alone(tmp_path, capsys, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(sweep, "draw", lambda path, grid, rows, keys, title="": drawn.update(keys=keys))
+    args = [str(VAE), "train.steps=60", "train.chunk_size=60", "data.n_train=256", "data.n_test=64",
+            "eval.iwae_points=0", "model.hidden=[16]", "n_seeds=1", "--sweep", "lr=1e-4,1e-2", "--sweep", "seed=0,1",
+            "-q", "--out", str(tmp_path / "sw")]
+    assert main(["run", *args]) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "sw" / "00-vmapped" / "metrics.json").read_text())
+    elbos = [r["test.elbo"] for r in m["members"]]
+    top = m["test"]["elbo"]
+    assert top["mean"] == pytest.approx(np.mean(elbos)) and top["min"] == min(elbos) and top["max"] == max(elbos)
+    worst = m["members"][int(np.argmin(elbos))]
+    assert top["min_at"] == {"train.optimizer.lr": worst["train.optimizer.lr"], "seed": worst["seed"]}
+    assert "summarise all 4 members" in m["summary"] and "first member's (lr=0.0001, seed=0)" in m["summary"]
+    assert "sweep of 4 points, 4 members" in out
+    for r in m["members"]:  # one line per member, each with its own ELBO
+        assert f"lr={r['train.optimizer.lr']:g}, seed={r['seed']}: test.elbo={r['test.elbo']:.6g}" in out
+    # the figure plots measured metrics: not objective.beta (a config value every row carries), not empty IWAE
+    assert "test.elbo" in drawn["keys"] and "objective.beta" not in drawn["keys"] and "test.iwae" not in drawn["keys"]
+
+
+def test_the_progress_line_of_vmapped_members_shows_the_loss_spread():
+    from vlab.train import _progress_metrics
+
+    row = {"fit": "f", "step": 9, "loss": 0.5, "mu": 1.032}
+    shown = _progress_metrics(row, np.array([0.1, 0.9, 0.4]), vmapped=True)
+    assert shown == {"loss": "0.1..0.9", "mean mu": 1.032}
+    assert _progress_metrics(row, np.array(0.5), vmapped=False) == {"loss": 0.5, "mu": 1.032}

@@ -463,28 +463,33 @@ def out_of_memory(e: Exception, cfg, platform: str):
 
 
 def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict]) -> None:
-    """In a vmapped sweep of several points, each headline metric at the top of ``metrics`` becomes its summary over
-    every member (mean, std, min, max and the point of each extreme), never point 0's value; every member's values
-    stay in ``metrics["members"]``."""
+    """In a vmapped sweep of several points, every per-member metric that also has a place at the top of
+    ``metrics`` (the headline ones first) becomes its summary over every member: mean, std, min, max and the
+    point of each extreme, never point 0's value. Each member's own values stay in ``metrics["members"]``."""
     rows = metrics["members"]
-    swept = [k for k in rows[0] if k in {key for p in members for key in p}]
-    for key in headline:
+    point_keys = {key for p in members for key in p}
+    swept = [k for k in rows[0] if k in point_keys]
+    columns = [k for k in rows[0] if k not in point_keys and k != "seed_index"]
+    done = []
+    for key in [*[h for h in headline if h in columns], *[c for c in columns if c not in headline]]:
         vals = [(r[key], {k: r[k] for k in swept}) for r in rows if isinstance(r.get(key), int | float)]
-        if not vals:
+        parts = key.split(".")
+        node = metrics
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not vals or not isinstance(node, dict) or parts[-1] not in node:
             continue
         xs = [v for v, _ in vals]
         lo, hi = min(vals, key=lambda t: t[0]), max(vals, key=lambda t: t[0])
-        summary = {"mean": float(sum(xs) / len(xs)), "std": float(_std(xs)), "min": float(lo[0]), "max": float(hi[0]),
-                   "min_at": lo[1], "max_at": hi[1], "over": f"{len(xs)} members of {len(members)} sweep points"}
-        node = metrics
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else None
-            if node is None:
-                break
-        if node is not None:
-            node[parts[-1]] = summary
-    metrics["summary"] = "headline metrics summarise every member; metrics['members'] holds each member's values"
+        node[parts[-1]] = {"mean": float(sum(xs) / len(xs)), "std": float(_std(xs)), "min": float(lo[0]),
+                           "max": float(hi[0]), "min_at": lo[1], "max_at": hi[1],
+                           "over": f"{len(xs)} members of {len(members)} sweep points"}
+        done.append(key)
+    from vlab.members import short_items
+
+    first = ", ".join(short_items({k: rows[0][k] for k in swept})) or "the first member"
+    metrics["summary"] = (f"{', '.join(done)} summarise all {len(rows)} members (metrics['members'] holds each); "
+                          f"other top-level values are the first member's ({first})")
 
 
 def _std(xs: list[float]) -> float:
@@ -506,9 +511,11 @@ def _print_summary(cls, cfg, metrics: dict, members: list[dict] | None) -> None:
 
             keys = [k for k in cls.headline if k in rows[0]]
             swept = [k for k in rows[0] if k in {key for p in members for key in p}]
+            several_seeds = any(r.get("seed_index", 0) for r in rows)
             for r in rows:
-                label = ", ".join([*short_items({k: r[k] for k in swept}), f"seed {r.get('seed_index', 0)}"])
-                print(f"  {label}: " + ", ".join(f"{k}={_fmt(r[k])}" for k in keys))
+                seed = [f"seed {r.get('seed_index', 0)}"] if several_seeds else []
+                label = ", ".join([*short_items({k: r[k] for k in swept}), *seed])
+                print(f"  {label}: " + ", ".join(f"{k}={_fmt(r[k])}" for k in keys if r[k] is not None))
         return
     print(f"{cfg.experiment}: {summary}" if summary else cfg.experiment)
 

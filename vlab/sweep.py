@@ -304,7 +304,10 @@ def _run_points(root: Path, info: dict, *, quiet: bool) -> Path:
             rows.append({"point": name, **p, **scalar_metrics(metrics, cls.headline)})
     write_table(root / "sweep.csv", rows)
     config_keys = set(schema_keys(cls.Config))
-    metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid) and k not in config_keys]
+    measured = lambda k: any(isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool) for r in rows)  # noqa: E731
+    # metrics only: not the swept keys, not config values the rows carry along, not columns with no value
+    metric_keys = [k for k in rows[0] if k not in ("point", "seed_index", *grid) and k not in config_keys
+                   and measured(k)]
     draw(root / "sweep.png", grid, rows, metric_keys,
          title=f"{Path(info['config']).stem}: sweep of {', '.join(grid)} ({n_points} points)")
     write_json(root / SWEEP_FILE, {**info, "status": "complete", "points": rows})
