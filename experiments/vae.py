@@ -128,9 +128,15 @@ def _pca2(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Dataset, ev: dict, history: dict,
-                 key: jax.Array) -> None:
+                 key: jax.Array, which: str = "") -> None:
     """Reconstructions, prior samples, traversal or 2-D manifold, latent means by label, KL per dimension,
-    training curves (member 0)."""
+    training curves (member 0; ``which`` names it in each figure's title when the run has several)."""
+
+    def save(fig, name: str) -> None:
+        if which:
+            fig.suptitle(which, fontsize=10)
+        run.save_figure(fig, name)
+
     k_s, _ = jax.random.split(key)
     x = np.asarray(ds.x_test)
     n_show = 8
@@ -148,7 +154,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
         plots.show_images(axes[0], plots.image_grid(np.concatenate([xs, recon]), shape, n_show),
               "test inputs (top) and reconstructions E[x | mu(x)] (bottom)")
         plots.show_images(axes[1], plots.image_grid(samples[:32], shape, 8), "samples E[x | z], z ~ N(0, I)")
-        run.save_figure(fig, "reconstructions_and_samples")
+        save(fig, "reconstructions_and_samples")
 
         if spec_.z_dim == 2:
             q = np.linspace(-2.0, 2.0, 12)
@@ -164,7 +170,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
         imgs = np.asarray(decoder_mean(model, spec_, jnp.asarray(zz, dtype=mu_show.dtype)))
         fig, ax = plots.figure(1, 1, size=(6, 6 if spec_.z_dim == 2 else 4.5))
         plots.show_images(ax, plots.image_grid(imgs, shape, len(q)), title)
-        run.save_figure(fig, "latent_traversal")
+        save(fig, "latent_traversal")
     else:
         ref = np.asarray(ds.x_train)
         fig, axes = plots.figure(1, 2, size=(10, 4))
@@ -178,7 +184,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
         axes[1].scatter(*p_s.T, s=8, color=plots.color(2), label="samples from the prior")
         axes[1].set_title("samples from the prior (first 2 principal components)")
         axes[1].legend()
-        run.save_figure(fig, "reconstructions_and_samples")
+        save(fig, "reconstructions_and_samples")
 
     mu = np.asarray(ev["mu"])
     labels = np.zeros(len(mu), int) if ds.y_test is None else np.asarray(ds.y_test)
@@ -212,7 +218,7 @@ def draw_figures(run, cfg: Config, spec_: VAESpec, model: dict, ds: vdata.Datase
     ax.set_ylim(lo - 0.1 * abs(hi - lo), hi + 0.1 * abs(hi - lo))
     ax.set_title("training curves")
     ax.legend()
-    run.save_figure(fig, "latents_kl_curves")
+    save(fig, "latents_kl_curves")
 
 
 def draw_beta_figure(run, rows: list[dict]) -> None:
@@ -379,7 +385,7 @@ class Experiment(_Experiment):
             model0 = member(res.params["model"], 0)
             ev0 = {"kl_dims": ev["test"]["kl_dims"][0], "mu": ev["test"]["mu"][0]}
             hist = {k: np.asarray(v).reshape(len(v), -1) for k, v in res.history.items()}
-            draw_figures(run, cfg, spec_, model0, ds, ev0, hist, k_fig)
+            draw_figures(run, cfg, spec_, model0, ds, ev0, hist, k_fig, plots.member_title(members, 0))
             if len(betas) > 1 and len(betas) == len(groups):
                 draw_beta_figure(run, groups)
         return metrics
