@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,13 +170,24 @@ def test_resume_without_a_checkpoint_restarts_cleanly(reference, tmp_path, monke
     assert history_of(out) == history_of(reference)  # never a second copy of the rows
 
 
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> Path:
+    """A run interrupted during its second fit, with that fit's checkpoint at step 150."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    mp = pytest.MonkeyPatch()
+    _signal_at_update(mp, 11, signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            main(["run", *ARGS, "--out", str(out)])
+    finally:
+        mp.undo()
+    return out
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle", "shape"])
-def test_a_damaged_checkpoint_is_one_line_and_the_run_is_kept(damage, tmp_path, monkeypatch, capsys):
+def test_a_damaged_checkpoint_is_one_line_and_the_run_is_kept(damage, interrupted, tmp_path, capsys):
     out = tmp_path / "bad"
-    _signal_at_update(monkeypatch, 11, signal.SIGINT)
-    with pytest.raises(SystemExit):
-        main(["run", *ARGS, "--out", str(out)])
-    monkeypatch.undo()
+    shutil.copytree(interrupted, out)
     ck = out / "checkpoints" / "exclusive.npz"
     if damage == "truncate":
         ck.write_bytes(ck.read_bytes()[:200])
@@ -192,8 +204,9 @@ def test_a_damaged_checkpoint_is_one_line_and_the_run_is_kept(damage, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0] and str(ck) in err[0]
     assert status_of(out)["status"] == "interrupted"  # still resumable once the file is removed
-    ck.unlink()
-    assert main(["run", "--resume", str(out), "-q"]) == 0
+    if damage == "shape":
+        ck.unlink()
+        assert main(["run", "--resume", str(out), "-q"]) == 0
 
 
 def test_an_interrupted_sweep_resumes_skipping_completed_points(tmp_path, monkeypatch, capsys):

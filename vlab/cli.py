@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -253,11 +254,12 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     from vlab import runtime
 
     import_s = time.perf_counter() - t_start
-    distributed = runtime.maybe_initialize_distributed()
+    # only process 0 writes the run folder; the others train beside it in a scratch folder of their own
+    worker = runtime.maybe_initialize_distributed() and jax.process_index() != 0
     previous: dict = {}
     run = None
     if resume:
-        run, previous, cls, cfg = _open_for_resume(resume, quiet)
+        run, previous, cls, cfg = _open_for_resume(resume, quiet, lock=not worker)
         members = previous.get("members")
     else:
         cls, cfg = load(config, overrides, quick=quick)  # type: ignore[arg-type]
@@ -266,13 +268,9 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         runtime.enable_compile_cache()
         mesh = runtime.make_mesh(cfg.parallel.data, cfg.parallel.sweep, device.platform)
         check_inputs(cfg)
-        if distributed and jax.process_index() != 0:  # only process 0 writes the run folder
-            import tempfile
-
-            if run is not None:
-                run.close()
-            out, resume, quiet, previous = tempfile.mkdtemp(prefix="vlab-worker-"), None, True, {}
-        if not resume:
+        if worker:
+            run = _worker_run(resume)
+        elif not resume:
             run = _create_run(cls, cfg, out, quiet)
     except BaseException:
         if run is not None:
@@ -284,14 +282,31 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         run.close()
 
 
-def _open_for_resume(resume: str, quiet: bool):
-    """The locked run folder to continue, its recorded status, its experiment class and its config."""
-    from vlab.errors import ConfigError
+def _worker_run(resume: str | None):
+    """The scratch run folder of a process other than 0 in a run over many processes: resuming, it starts from
+    copies of process 0's checkpoints, so every process continues from the same step."""
+    import tempfile
+
     from vlab.runs import Run
+
+    scratch = Path(tempfile.mkdtemp(prefix="vlab-worker-"))
+    if resume:
+        shutil.copytree(Path(resume) / "checkpoints", scratch / "checkpoints", dirs_exist_ok=True)
+    return Run(scratch, resume=bool(resume), quiet=True)
+
+
+def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
+    """The run folder to continue (locked, unless ``lock`` is false: None then), its recorded status, its
+    experiment class and its config."""
+    from vlab.errors import ConfigError
+    from vlab.runs import STATUS_FILE, Run
 
     rdir = Path(resume)
     if not (rdir / "config.yaml").is_file():
         raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
+    if not lock:
+        status = json.loads((rdir / STATUS_FILE).read_text()) if (rdir / STATUS_FILE).is_file() else {}
+        return None, status, *load(str(rdir / "config.yaml"), [])
     run = Run(rdir, resume=True, quiet=quiet)  # the lock: a folder another process writes is refused here
     try:
         previous = run.status()
@@ -618,8 +633,6 @@ def flatten(tree, prefix: str = "") -> dict:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import json
-
     import yaml
 
     from vlab.errors import ConfigError
