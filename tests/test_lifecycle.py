@@ -197,7 +197,7 @@ def test_a_damaged_checkpoint_is_one_line_and_the_run_is_kept(damage, interrupte
         np.savez(ck.with_suffix(""), state_0=np.array([{"evil": 1}], dtype=object), step=np.asarray(150))
     else:
         arrays = dict(np.load(ck))
-        arrays["state_0"] = np.zeros((3, 3), np.float32)
+        arrays[next(k for k in arrays if k.startswith("params"))] = np.zeros((3, 3), np.float32)
         np.savez(ck.with_suffix(""), **arrays)
     capsys.readouterr()
     assert main(["run", "--resume", str(out), "-q"]) == 2
@@ -207,6 +207,17 @@ def test_a_damaged_checkpoint_is_one_line_and_the_run_is_kept(damage, interrupte
     if damage == "shape":
         ck.unlink()
         assert main(["run", "--resume", str(out), "-q"]) == 0
+
+
+def test_a_config_edited_to_other_shapes_is_refused_naming_the_leaf(interrupted, tmp_path, capsys):
+    out = tmp_path / "edited"
+    shutil.copytree(interrupted, out)
+    cfg = out / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("n_inits: 8", "n_inits: 4"))
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "params" in err[0] and "[8]" in err[0] and "[4]" in err[0], err
 
 
 def test_an_interrupted_sweep_resumes_skipping_completed_points(tmp_path, monkeypatch, capsys):

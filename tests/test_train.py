@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +164,22 @@ def test_aux_names_may_not_shadow_the_history_columns():
     with pytest.raises(ValueError, match="'step'"):
         fit(lambda p, b, k: (jnp.sum(p**2), {"step": jnp.sum(p)}), jnp.ones(2), optax.sgd(0.1), jax.random.key(0),
             steps=3, progress=False)
+
+
+def test_checkpoints_name_their_leaves_and_refuse_a_renamed_or_reshaped_parameter(tmp_path):
+    from vlab.errors import ConfigError
+
+    loss = lambda p, batch, key: (jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2), {})
+    params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+    run = Run(tmp_path / "n", quiet=True)
+    fit(loss, params, optax.adam(0.1), jax.random.key(0), steps=20, chunk_size=10, run=run, progress=False)
+    run.close()
+    saved = run.load_checkpoint("fit")
+    assert {"params['w']", "params['b']", "opt_state[0].mu['w']", "step"} <= set(saved)
+    np.testing.assert_array_equal(saved["params['w']"].shape, (3,))
+    for other, needle in (({"w2": jnp.ones(3), "b": jnp.ones(2)}, "has no params['w2'] and holds params['w']"),
+                          ({"w": jnp.ones(4), "b": jnp.ones(2)}, "params['w'] is float32[3] but the model's is "
+                                                                 "float32[4]")):
+        l2 = lambda p, batch, key: (sum(jnp.sum(v ** 2) for v in p.values()), {})
+        with Run(tmp_path / "n", resume=True, quiet=True) as again, pytest.raises(ConfigError, match=re.escape(needle)):
+            fit(l2, other, optax.adam(0.1), jax.random.key(0), steps=30, chunk_size=10, run=again, progress=False)

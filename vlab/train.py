@@ -165,7 +165,9 @@ def fit(
     prior = {"train_s": 0.0, "compile_s": 0.0}  # seconds spent on this fit by earlier segments of the run
     ckpt = run.load_checkpoint(name) if (run is not None and run.resume) else None
     if ckpt is not None:
-        state = TrainState(*_restore(ckpt, (state.params, state.opt_state), run.checkpoint_file(name)), state.keys)
+        restored = restore_named(ckpt, {"params": state.params, "opt_state": state.opt_state},
+                                 run.checkpoint_file(name))
+        state = TrainState(restored["params"], restored["opt_state"], state.keys)
         start = int(ckpt["step"])
         history = {k[5:]: list(ckpt[k]) for k in ckpt if k.startswith("hist/")}
         prior = {k: float(ckpt[f"meta/{k}"]) for k in prior if f"meta/{k}" in ckpt}
@@ -186,8 +188,7 @@ def fit(
     def save(st: TrainState, done: int) -> None:
         if run is None:
             return
-        leaves = to_host(jax.tree.leaves((st.params, st.opt_state)))
-        arrays = {f"state_{i}": x for i, x in enumerate(leaves)}
+        arrays = named_leaves(to_host({"params": st.params, "opt_state": st.opt_state}))
         arrays["step"] = np.asarray(done)
         arrays["meta/train_s"] = np.asarray(prior["train_s"] + time.perf_counter() - t1)
         arrays["meta/compile_s"] = np.asarray(prior["compile_s"] + compile_s)
@@ -243,24 +244,46 @@ def fit(
                      traces[0])
 
 
-def _restore(ckpt: dict[str, np.ndarray], like: Any, path: Any) -> Any:
-    """The pytree ``like`` with its leaves read from a checkpoint's ``state_i`` arrays, in order; a checkpoint
-    whose leaves do not match in number or shape (a changed model) is a :class:`ConfigError` naming the file."""
+def named_leaves(tree: Any) -> dict[str, np.ndarray]:
+    """Every leaf of ``tree`` under its key path, ``params['encoder']['w']`` or ``opt_state[0].mu['w']``: a
+    checkpoint whose entries say what they are, so a renamed or reshaped parameter is caught on resume."""
+    return {_leaf_name(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _leaf_name(path: tuple) -> str:
+    """``params['w']`` for the key path ``(DictKey('params'), DictKey('w'))``: the top key bare, the rest as JAX
+    spells key paths."""
+    return f"{path[0].key}{jax.tree_util.keystr(tuple(path[1:]))}"
+
+
+def restore_named(ckpt: dict[str, np.ndarray], like: Any, path: Any) -> Any:
+    """The pytree ``like`` with every leaf read from the checkpoint entry of its key path (:func:`named_leaves`).
+
+    The checkpoint must hold exactly these leaves with these shapes and dtypes; anything else (a renamed or removed
+    parameter, a changed size, another precision) is a :class:`ConfigError` naming the first leaf that differs.
+    """
     from vlab.errors import ConfigError
 
-    leaves, treedef = jax.tree.flatten(like)
-    saved = sorted((k for k in ckpt if k.startswith("state_")), key=lambda k: int(k[6:]))
-    if len(saved) != len(leaves):
-        raise ConfigError(f"checkpoint '{path}' holds {len(saved)} arrays but the model and optimiser have "
-                          f"{len(leaves)}: expected a checkpoint of this run's config; delete it to train again")
-    out = []
-    for i, x in enumerate(leaves):
-        a = ckpt[f"state_{i}"]
-        if tuple(a.shape) != tuple(x.shape):
-            raise ConfigError(f"checkpoint '{path}': array {i} has shape {tuple(a.shape)}, the model's has "
-                              f"{tuple(x.shape)}: expected a checkpoint of this run's config; delete it to train again")
-        out.append(jnp.asarray(a, dtype=x.dtype))
-    return jax.tree.unflatten(treedef, out)
+    again = "expected a checkpoint of this run's model and config; delete it to train that fit again"
+    leaves = jax.tree_util.tree_flatten_with_path(like)[0]
+    names = [_leaf_name(p) for p, _ in leaves]
+    saved = {k for k in ckpt if k.startswith(("params", "opt_state"))}
+    params_first = lambda n: (not n.startswith("params"), n)  # noqa: E731
+    missing = sorted((n for n in names if n not in saved), key=params_first)
+    extra = sorted(saved - set(names), key=params_first)
+    if missing or extra:
+        what = (f"has no {missing[0]}" if missing else "") + (" and " if missing and extra else "") + \
+            (f"holds {extra[0]}, which the model does not have" if extra else "")
+        raise ConfigError(f"checkpoint '{path}' {what} ({len(missing)} leaves missing, {len(extra)} unexpected): "
+                          f"{again}")
+    like_of = {n: x for n, (_, x) in zip(names, leaves, strict=True)}
+    for name in sorted(names, key=params_first):
+        a, x = ckpt[name], like_of[name]
+        if tuple(a.shape) != tuple(x.shape) or a.dtype != np.dtype(x.dtype):
+            raise ConfigError(f"checkpoint '{path}': {name} is {a.dtype}{list(a.shape)} but the model's is "
+                              f"{np.dtype(x.dtype)}{list(x.shape)}: {again}")
+    out = [jnp.asarray(ckpt[n]) for n in names]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), out)
 
 
 def _progress_metrics(row: dict, loss: np.ndarray, vmapped: bool) -> dict:
