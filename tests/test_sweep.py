@@ -210,3 +210,26 @@ def test_the_progress_line_of_vmapped_members_shows_the_loss_spread():
     shown = _progress_metrics(row, np.array([0.1, 0.9, 0.4]), vmapped=True)
     assert shown == {"loss": "0.1..0.9", "mean mu": 1.032}
     assert _progress_metrics(row, np.array(0.5), vmapped=False) == {"loss": 0.5, "mu": 1.032}
+
+
+WARMUP_VAE = ["train.steps=60", "train.chunk_size=60", "data.n_train=512", "data.n_test=128", "eval.iwae_points=0",
+              "model.hidden=[32]", "n_seeds=1", "objective.warmup_steps=40"]
+WARMUP_GMVAE = ["train.steps=60", "train.chunk_size=60", "warmup_steps=40", "data.n_train=500", "data.n_test=200",
+                "pretrain.steps=50", "mixture.qz_fit_steps=20", "n_seeds=1", "restarts=1"]
+
+
+@pytest.mark.parametrize("config,args", [("vae", WARMUP_VAE), ("gmvae", WARMUP_GMVAE)])
+def test_a_learning_rate_sweep_with_warm_up_equals_its_separate_runs(config, args, tmp_path):
+    """The warm-up clock ticks once per step for every member, whatever its learning rate: each row of the sweep is
+    its separate run (it was not: the clock ran at lr_scale steps per step)."""
+    path = str(Path(__file__).resolve().parent.parent / "configs" / f"{config}.yaml")
+    sweep_lr = ["--sweep", "train.optimizer.lr=1e-3,4e-3"]
+    assert main(["run", path, *args, *sweep_lr, "-q", "--out", str(tmp_path / "sw")]) == 0
+    rows = json.loads((tmp_path / "sw" / "00-vmapped" / "metrics.json").read_text())["members"]
+    assert main(["run", path, *args, "train.optimizer.lr=4e-3", "-q", "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    key = "test.elbo"
+    separate = one["test"]["elbo"]
+    separate = separate["mean"] if isinstance(separate, dict) else separate
+    assert rows[1]["train.optimizer.lr"] == 4e-3
+    assert rows[1][key] == pytest.approx(separate, rel=1e-5)

@@ -12,6 +12,7 @@ import pytest
 
 from vlab.config import OptimizerConfig, build_optimizer
 from vlab.errors import TrainingDiverged
+from vlab.optim import lr_factor
 from vlab.runs import Run
 from vlab.train import fit
 
@@ -124,8 +125,8 @@ def test_lr_scale_trains_each_member_with_its_own_learning_rate():
     keys = jax.random.split(jax.random.key(3), 3)
     scales = [0.25, 1.0, 4.0]
     sched = lambda lr: optax.warmup_cosine_decay_schedule(0.0, lr, 20, 150)  # noqa: E731
-    res = fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(sched(0.02)), keys, steps=150, chunk_size=60,
-              data=DATA, batch_fn=batch_fn, n_members=3, lr_scale=scales, progress=False)
+    res = fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.chain(optax.adam(sched(0.02)), lr_factor()), keys,
+              steps=150, chunk_size=60, data=DATA, batch_fn=batch_fn, n_members=3, lr_scale=scales, progress=False)
     for i, s in enumerate(scales):
         one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(sched(0.02 * s)), keys[i], steps=150,
                   chunk_size=60, data=DATA, batch_fn=batch_fn, progress=False)
@@ -134,6 +135,22 @@ def test_lr_scale_trains_each_member_with_its_own_learning_rate():
     with pytest.raises(ValueError, match="n_members"):
         fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.1), jax.random.key(0), steps=2, lr_scale=[1.0],
             progress=False)
+    with pytest.raises(ValueError, match="learning-rate factor"):  # found by name; none here
+        fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(0.1), keys, steps=2, n_members=3, lr_scale=scales,
+            progress=False)
+
+
+def test_lr_scale_leaves_a_counter_beside_the_parameters_alone():
+    """The learning-rate factor scales the rule's updates only: a step counter the optimiser keeps beside the
+    parameters (the VAE's KL warm-up clock) ticks once per step for every member."""
+    from vlab.objectives.vae import vae_optimizer
+
+    params = {"model": {"x": jnp.zeros((2, 3))}, "beta": jnp.ones(2), "step": jnp.zeros(2)}
+    loss = lambda p, batch, key: (noisy_quadratic(p["model"], batch, key)[0] + 0.0 * p["step"], {})
+    opt = vae_optimizer(build_optimizer(OptimizerConfig(lr=0.02), 40))
+    res = fit(loss, params, opt, jax.random.split(jax.random.key(0), 2), steps=40, chunk_size=20, data=DATA,
+              batch_fn=batch_fn, n_members=2, lr_scale=[1.0, 4.0], progress=False)
+    np.testing.assert_array_equal(res.params["step"], [40.0, 40.0])
 
 
 def test_a_batch_of_member_keys_is_used_as_given():

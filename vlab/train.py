@@ -21,6 +21,7 @@ import optax
 
 from vlab import interrupts
 from vlab.errors import TrainingDiverged
+from vlab.optim import set_lr_factor
 from vlab.progress import Progress
 from vlab.sharding import place, split_batches, to_host, to_local
 
@@ -117,9 +118,11 @@ def fit(
 
     ``with_step=True`` passes the global step (an int32 scalar, counted from 0 and restored on resume) as a fourth
     argument, ``loss_fn(params, batch, key, step)``, for objectives that change over training (KL warm-up, a
-    tempered target). ``lr_scale``, one positive number per member, multiplies each member's update: every optax
-    rule here is linear in its learning rate, so member ``i`` trains with learning rate ``lr_scale[i] * lr`` (and
-    its schedule) -- a learning-rate sweep in one vmapped program.
+    tempered target). ``lr_scale``, one positive number per member, is each member's learning-rate factor
+    (:mod:`vlab.optim`: the optimiser must carry one, as :func:`vlab.build_optimizer`'s do): it scales the rule's
+    updates only, so member ``i`` trains with learning rate ``lr_scale[i] * lr`` (and its schedule) while anything
+    else the optimiser updates (a step counter beside the parameters) is untouched -- a learning-rate sweep in one
+    vmapped program, each member equal to its separate run.
     """
     chunk = int(min(chunk_size, steps))
     mesh = getattr(run, "mesh", None)
@@ -129,14 +132,13 @@ def fit(
     if lr_scale is not None:
         if not vmapped:
             raise ValueError("lr_scale needs n_members: one learning-rate factor per vmapped member")
-        lr_scale = jnp.asarray(lr_scale, dtype=jax.tree.leaves(params)[0].dtype).reshape(n_members)
-        optimizer = optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+        lr_scale = np.asarray(lr_scale, dtype=np.float64).reshape(n_members)
     step_fn = make_step(loss_fn, optimizer, batch_fn, with_step)
     if vmapped:
         def init_members(p, k):
             opt_state = jax.vmap(optimizer.init)(p)
             if lr_scale is not None:
-                opt_state[1].hyperparams["step_size"] = lr_scale
+                opt_state = set_lr_factor(opt_state, lr_scale)
             return TrainState(p, opt_state, k if _is_key_batch(k) else jax.random.split(k, n_members))
 
         init = jax.jit(init_members)
