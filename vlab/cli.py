@@ -336,7 +336,7 @@ def _create_run(cls, cfg, out: str | None, quiet: bool):
         Run.check_fresh(out)
     path = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), cls.name or cfg.experiment)
     created = not path.exists()
-    run = Run(path, quiet=quiet, checkpoint_seconds=_checkpoint_seconds(cfg))
+    run = Run(path, quiet=quiet)  # _train_in sets its checkpoint_seconds, as for a resumed run
     run.created = created
     try:
         (run.path / "config.yaml").write_text(to_yaml(cfg))
@@ -481,6 +481,8 @@ def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict
     """In a vmapped sweep of several points, every per-member metric that also has a place at the top of
     ``metrics`` (the headline ones first) becomes its summary over every member: mean, std, min, max and the
     point of each extreme, never point 0's value. Each member's own values stay in ``metrics["members"]``."""
+    import numpy as np
+
     rows = metrics["members"]
     point_keys = {key for p in members for key in p}
     swept = [k for k in rows[0] if k in point_keys]
@@ -496,7 +498,7 @@ def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict
             continue
         xs = [v for v, _ in vals]
         lo, hi = min(vals, key=lambda t: t[0]), max(vals, key=lambda t: t[0])
-        node[parts[-1]] = {"mean": float(sum(xs) / len(xs)), "std": float(_std(xs)), "min": float(lo[0]),
+        node[parts[-1]] = {"mean": float(sum(xs) / len(xs)), "std": float(np.std(xs)), "min": float(lo[0]),
                            "max": float(hi[0]), "min_at": lo[1], "max_at": hi[1],
                            "over": f"{len(xs)} members of {len(members)} sweep points"}
         done.append(key)
@@ -505,11 +507,6 @@ def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict
     first = ", ".join(short_items({k: rows[0][k] for k in swept})) or "the first member"
     metrics["summary"] = (f"{', '.join(done)} summarise all {len(rows)} members (metrics['members'] holds each); "
                           f"other top-level values are the first member's ({first})")
-
-
-def _std(xs: list[float]) -> float:
-    mean = sum(xs) / len(xs)
-    return (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
 
 
 def _print_summary(cls, cfg, metrics: dict, members: list[dict] | None) -> None:
