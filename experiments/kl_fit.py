@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlab import plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
 from vlab.distributions import Mixture1D, mixture_1d, normal_log_prob
 from vlab.divergences import (
     exclusive_kl_mc,
@@ -28,7 +28,7 @@ from vlab.divergences import (
 )
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
-from vlab.train import fit
+from vlab.newton import newton_polish
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -82,7 +82,6 @@ class InitConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "kl_fit"
     target: TargetConfig = nested(TargetConfig)
     estimator: EstimatorConfig = nested(EstimatorConfig)
     init: InitConfig = nested(InitConfig)
@@ -113,28 +112,22 @@ def raw_of(log_sigma: jax.Array, param: str) -> jax.Array:
 
 
 def initial_params(cfg: Config, key: jax.Array) -> dict:
-    """``n_inits`` initialisations: mu and log sigma uniform on the configured ranges."""
-
-    @jax.jit
-    def draw(key):
-        k_mu, k_ls = jax.random.split(key)
-        n = cfg.n_inits
-        mu = jax.random.uniform(k_mu, (n,), minval=cfg.init.mu[0], maxval=cfg.init.mu[1])
-        ls = jax.random.uniform(k_ls, (n,), minval=cfg.init.log_sigma[0], maxval=cfg.init.log_sigma[1])
-        return {"mu": mu, "raw_sigma": raw_of(ls, cfg.sigma_param)}
-
-    return draw(key)
+    """One initialisation: mu and log sigma uniform on the configured ranges."""
+    k_mu, k_ls = jax.random.split(key)
+    mu = jax.random.uniform(k_mu, (), minval=cfg.init.mu[0], maxval=cfg.init.mu[1])
+    ls = jax.random.uniform(k_ls, (), minval=cfg.init.log_sigma[0], maxval=cfg.init.log_sigma[1])
+    return {"mu": mu, "raw_sigma": raw_of(ls, cfg.sigma_param)}
 
 
 def make_losses(cfg: Config):
-    """The two objectives as ``(params, target, key) -> (loss, aux)`` functions for :func:`vlab.train.fit`."""
+    """The two objectives as ``(params, target, key, hp) -> (loss, aux)`` functions for :func:`vlab.engine.fit`."""
     est = cfg.estimator
     rule = standard_normal_rule(est.nodes, est.rule)
 
     def unpack(params):
         return params["mu"], sigma_of(params["raw_sigma"], cfg.sigma_param)
 
-    def exclusive(params, target: Mixture1D, key):
+    def exclusive(params, target: Mixture1D, key, hp):
         mu, sigma = unpack(params)
         if est.kind == "quadrature":
             kl, se = exclusive_kl_quadrature(mu, sigma, target.log_prob, rule), jnp.zeros(())
@@ -142,7 +135,7 @@ def make_losses(cfg: Config):
             kl, se = exclusive_kl_mc(key, mu, sigma, target.log_prob, est.samples)
         return kl, {"mu": mu, "sigma": sigma, "kl_stderr": se}
 
-    def inclusive(params, target: Mixture1D, key):
+    def inclusive(params, target: Mixture1D, key, hp):
         mu, sigma = unpack(params)
         if est.kind == "quadrature":
             kl, se = inclusive_kl_quadrature(mu, sigma, target, rule), jnp.zeros(())
@@ -159,29 +152,6 @@ def exact_kls(target: Mixture1D, nodes: int):
     incl = lambda mu, ls: inclusive_kl_quadrature(mu, jnp.exp(ls), target, rule)
     excl = lambda mu, ls: exclusive_kl_quadrature(mu, jnp.exp(ls), target.log_prob, rule)
     return incl, excl
-
-
-def newton_polish(f, z0: jax.Array, steps: int = 10) -> tuple[jax.Array, jax.Array]:
-    """Refine a local minimum of f(mu, log sigma) from ``z0 = (mu, log sigma)`` by Newton's method.
-
-    Returns the refined point and whether it is a strict local minimum: finite, gradient norm below 1e-5 (float32)
-    or 1e-9 (float64), Hessian positive definite.
-    """
-    g = jax.grad(lambda z: f(z[0], z[1]))
-    h = jax.hessian(lambda z: f(z[0], z[1]))
-
-    def newton_step(_, z):  # the 2 x 2 system by Cramer's rule (no LAPACK call for a 2 x 2 matrix)
-        (a, b), (c, d) = h(z)
-        r = g(z)
-        det = a * d - b * c
-        return z - jnp.stack([d * r[0] - b * r[1], a * r[1] - c * r[0]]) / det
-
-    z = jax.lax.fori_loop(0, steps, newton_step, z0)
-    tol = 1e-5 if z.dtype == jnp.float32 else 1e-9
-    (a, b), (c, d) = h(z)
-    positive_definite = (a > 0) & (a * d - b * c > 0)  # Sylvester's criterion for the symmetric 2 x 2 Hessian
-    ok = jnp.all(jnp.isfinite(z)) & (jnp.linalg.norm(g(z)) < tol) & positive_definite
-    return z, ok
 
 
 def analyse(f, params: dict, sigma_param: str) -> tuple[np.ndarray, ...]:
@@ -212,37 +182,32 @@ def group_optima(mu: np.ndarray, log_sigma: np.ndarray, kl: np.ndarray, tol: flo
 
 
 class Experiment(_Experiment):
-    name = "kl_fit"
     description = "Inclusive vs exclusive KL fit of a Gaussian to a 1-D mixture"
     source = "seed 001, problems 1 and 6.3"
     Config = Config
     headline = ("inclusive.mu", "inclusive.sigma", "inclusive.kl", "exclusive.mu", "exclusive.sigma",
                 "exclusive.kl", "exclusive.n_optima", "inclusive.unconverged", "exclusive.unconverged")
 
-    def run(self, cfg: Config, run) -> dict:
+    def n_seeds(self, cfg: Config) -> int:
+        return cfg.n_inits  # every initialisation is a member
+
+    def setup(self, cfg: Config) -> None:
         t = cfg.target
-        target = mixture_1d(t.weights, t.means, t.stds)
-        k_init, k_incl, k_excl = jax.random.split(jax.random.key(cfg.seed), 3)
-        params0 = initial_params(cfg, k_init)
+        self.target = mixture_1d(t.weights, t.means, t.stds)
+
+    def init(self, cfg: Config, key: jax.Array) -> dict:
+        return initial_params(cfg, key)
+
+    def train(self, cfg: Config) -> dict:
+        """Both directions from the same initialisations."""
+        params = self.init_members(cfg)
         inclusive, exclusive = make_losses(cfg)
-        tr = cfg.train
-        common = dict(steps=tr.steps, chunk_size=tr.chunk_size, log_every=tr.log_every, data=target,
-                      n_members=cfg.n_inits, run=run, checkpoint_every=tr.checkpoint_every)
-        fits = {}
-        for direction, loss, k in (("inclusive", inclusive, k_incl), ("exclusive", exclusive, k_excl)):
-            optimizer = build_optimizer(tr.optimizer, tr.steps)
-            fits[direction] = fit(loss, params0, optimizer, k, name=direction, **common)
+        return {direction: self.fit(direction, loss, params, data=self.target)
+                for direction, loss in (("inclusive", inclusive), ("exclusive", exclusive))}
 
-        with run.timed("evaluate"):
-            metrics = self.evaluate(cfg, target, fits, run)
-        with run.timed("plots"):
-            self.draw(cfg, target, fits, metrics, run)
-        return metrics
-
-    # -------------------------------------------------------------------------------------------- evaluate
-    def evaluate(self, cfg: Config, target: Mixture1D, fits, run) -> dict:
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
         """Exact KLs of every fit, the distinct optima they reached (Newton-refined) and the closed-form checks."""
-        incl_f, excl_f = exact_kls(target, cfg.eval_nodes)
+        incl_f, excl_f = exact_kls(self.target, cfg.eval_nodes)
         w, m, sd = (np.asarray(v, dtype=np.float64) for v in (cfg.target.weights, cfg.target.means, cfg.target.stds))
         mean = float(w @ m)
         out: dict = {"target": {"mean": mean, "std": float(np.sqrt(w @ (sd**2 + m**2) - mean**2))}}
@@ -273,21 +238,22 @@ class Experiment(_Experiment):
                 "optima": optima, "n_optima": len(optima), "unconverged": n_unconv,
             }
             if n_unconv:
-                run.warn(f"{n_unconv} of {len(mu)} {direction} fits did not reach a local optimum within "
-                         f"optimum_tol={cfg.optimum_tol} (train longer or raise the learning rate)")
+                self.warn(f"{n_unconv} of {len(mu)} {direction} fits did not reach a local optimum within "
+                          f"optimum_tol={cfg.optimum_tol} (train longer or raise the learning rate)")
         mc = cfg.estimator.kind == "mc"
         tol = 0.1 if mc else (1e-3 if jnp.asarray(0.0).dtype == jnp.float32 else 1e-6)
-        run.check("inclusive fit mu = E_p[x] (moment matching)", out["inclusive"]["fit_mu"],
-                  out["target"]["mean"], tol)
-        run.check("inclusive fit sigma = sd_p[x] (moment matching)", out["inclusive"]["fit_sigma"],
-                  out["target"]["std"], tol)
-        run.check("inclusive optimum mu = E_p[x]", out["inclusive"]["mu"], out["target"]["mean"], tol)
-        run.check("inclusive optimum sigma = sd_p[x]", out["inclusive"]["sigma"], out["target"]["std"], tol)
+        self.check("inclusive fit mu = E_p[x] (moment matching)", out["inclusive"]["fit_mu"],
+                   out["target"]["mean"], tol)
+        self.check("inclusive fit sigma = sd_p[x] (moment matching)", out["inclusive"]["fit_sigma"],
+                   out["target"]["std"], tol)
+        self.check("inclusive optimum mu = E_p[x]", out["inclusive"]["mu"], out["target"]["mean"], tol)
+        self.check("inclusive optimum sigma = sd_p[x]", out["inclusive"]["sigma"], out["target"]["std"], tol)
         return out
 
     # -------------------------------------------------------------------------------------------- figures
-    def draw(self, cfg: Config, target: Mixture1D, fits, metrics: dict, run) -> None:
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
         """(1) the target with both fits, (2) both KL landscapes with every path, (3) loss curves."""
+        target = self.target
         means, stds = np.asarray(cfg.target.means), np.asarray(cfg.target.stds)
         inc, exc = metrics["inclusive"], metrics["exclusive"]
         lo = min(means.min() - 4 * stds.max(), inc["mu"] - 3 * inc["sigma"])
@@ -326,7 +292,7 @@ class Experiment(_Experiment):
         ax.set_title("Gaussian fits to a mixture: mass-covering (inclusive) vs mode-seeking (exclusive)")
         ax.set_ylim(0, max(p.max(), q.max()) * 1.35)
         ax.legend(loc="upper left", fontsize=8)
-        run.save_figure(fig, "fits")
+        self.save_figure(fig, "fits")
 
         # (2) both KL landscapes over (mu, log sigma) with every initialisation's path
         fig, axes = plots.figure(1, 2, size=(12, 4.6))
@@ -348,7 +314,7 @@ class Experiment(_Experiment):
             ax.set_ylabel("log sigma")
             ax.set_title(f"{direction} KL landscape, {paths_mu.shape[1]} optimisation paths")
         axes[1].legend(loc="upper right", fontsize=8)
-        run.save_figure(fig, "landscape")
+        self.save_figure(fig, "landscape")
 
         # (3) loss curves of every initialisation
         fig, axes = plots.figure(1, 2, size=(11, 3.8))
@@ -360,4 +326,4 @@ class Experiment(_Experiment):
             ax.set_xlabel("step")
             ax.set_ylabel(f"{direction} KL ({cfg.estimator.kind} estimate)")
             ax.set_title(f"{direction}: {h['loss'].shape[1]} initialisations")
-        run.save_figure(fig, "loss")
+        self.save_figure(fig, "loss")

@@ -378,8 +378,6 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
     segments = list(previous.get("segments", []))
     run.timings["import"] = import_s
     run.checkpoint_seconds = _checkpoint_seconds(cfg)
-    run.mesh = mesh
-    run.members = members
     run.figure_formats, run.figure_dpi = tuple(cfg.figures.format), cfg.figures.dpi
     run.set_status("running", experiment=cfg.experiment, environment=environment(),
                    mesh=dict(mesh.shape) if mesh is not None else None, **({"members": members} if members else {}))
@@ -393,7 +391,11 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
     try:
         with interrupts.handle_signals(), jax.default_device(device):
             try:
-                metrics = cls().run(cfg, run)
+                if "run" in cls.__dict__:  # the former contract: members and mesh ride on the run
+                    run.mesh, run.members = mesh, members
+                    metrics = cls().run(cfg, run)
+                else:
+                    metrics = cls().run(cfg, run, members=members, mesh=mesh)
             except jax.errors.JaxRuntimeError as e:
                 if "RESOURCE_EXHAUSTED" not in str(e):
                     raise

@@ -94,6 +94,10 @@ class Members:
         """Member ``i`` for a legend, a check or a log line: ``seed 1``, or ``lr=0.001, seed 1`` in a sweep."""
         return ", ".join([*short_items(self.point_of(i)), f"seed {i % self.n_seeds}"])
 
+    def labels(self) -> list[dict[str, Any]]:
+        """What tells each member apart: its point's values (dotted keys) and its seed index."""
+        return [{**self.point_of(i), "seed_index": i % self.n_seeds} for i in range(len(self))]
+
     def groups(self) -> list[tuple[dict[str, Any], slice]]:
         """Each point with the slice of its members."""
         return [(p, slice(j * self.n_seeds, (j + 1) * self.n_seeds)) for j, p in enumerate(self.points)]

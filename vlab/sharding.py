@@ -96,3 +96,29 @@ def to_local(tree: Any) -> Any:
         return jnp.asarray(to_host(x))
 
     return jax.tree.map(leaf, tree)
+
+
+def shard_members(mesh, params: Any, keys: jax.Array, hp: Any, data: Any, batch_fn: Callable | None):
+    """``(params, keys, hp, data, batch_fn)`` laid out on a ("data", "sweep") mesh for :func:`vlab.engine.fit`,
+    which follows its inputs' layout: members (the leading axis of ``params``, ``keys`` and ``hp``) split over
+    "sweep", ``data`` replicated, and every batch ``batch_fn`` draws split over "data". Unchanged without a mesh.
+
+    Raises:
+        ValueError: "sweep" does not divide the number of members.
+    """
+    if mesh is None:
+        return params, keys, hp, data, batch_fn
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from vlab.engine import is_key_batch
+
+    vmapped = is_key_batch(keys)
+    n_sweep, n = mesh.shape["sweep"], (keys.shape[0] if vmapped else 1)
+    if n_sweep > 1 and (not vmapped or n % n_sweep):
+        raise ValueError(f"{n_sweep} sweep devices do not divide the fit's {n} vmapped members")
+    members = NamedSharding(mesh, P("sweep") if vmapped else P())
+    params, keys, hp = put(params, members), put(keys, members), put(hp, members)
+    if data is not None:
+        data = put(data, NamedSharding(mesh, P()))
+    return params, keys, hp, data, (split_batches(mesh, batch_fn) if batch_fn is not None else None)

@@ -1,0 +1,67 @@
+"""Checkpoints whose entries say what they are: every leaf of a training state under its pytree key path.
+
+A checkpoint is a flat ``{name: array}`` mapping (saved as ``.npz``): ``params['encoder']['w']``,
+``opt_state[0].mu['encoder']['w']``, ``step``, plus whatever the writer adds (``hist/...``, ``meta/...``). Restoring
+reads every leaf of a template pytree from the entry of its own key path and checks its shape and dtype, so a
+renamed, removed or resized parameter is refused by name instead of being restored into the wrong place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from vlab.sharding import put
+
+
+def named_leaves(tree: Any) -> dict[str, np.ndarray]:
+    """Every leaf of ``tree`` (a dict of pytrees) under its key path, ``params['encoder']['w']``."""
+    return {leaf_name(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def leaf_name(path: tuple) -> str:
+    """``params['w']`` for the key path ``(DictKey('params'), DictKey('w'))``: the top key bare, the rest as JAX
+    spells key paths."""
+    return f"{path[0].key}{jax.tree_util.keystr(tuple(path[1:]))}"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint does not hold the leaves, shapes or dtypes of the state it is restored into."""
+
+
+def restore_named(ckpt: dict[str, np.ndarray], like: Any, where: Any) -> Any:
+    """The pytree ``like`` with every leaf read from the checkpoint entry of its key path (:func:`named_leaves`),
+    laid out as ``like``'s leaf is (its device or sharding).
+
+    The checkpoint must hold exactly these leaves (among its entries that start with one of ``like``'s top keys)
+    with these shapes and dtypes; anything else (a renamed or removed parameter, a changed size, another precision)
+    raises :class:`CheckpointMismatch` naming the first leaf that differs and ``where`` the checkpoint is.
+    """
+    again = "expected a checkpoint of this run's model and config; delete it to train that fit again"
+    leaves = jax.tree_util.tree_flatten_with_path(like)[0]
+    names = [leaf_name(p) for p, _ in leaves]
+    saved = {k for k in ckpt if k.startswith(tuple(like))}
+    first_key = tuple(like)[0]
+    order = lambda n: (not n.startswith(first_key), n)  # noqa: E731
+    missing = sorted((n for n in names if n not in saved), key=order)
+    extra = sorted(saved - set(names), key=order)
+    if missing or extra:
+        what = (f"has no {missing[0]}" if missing else "") + (" and " if missing and extra else "") + \
+            (f"holds {extra[0]}, which the model does not have" if extra else "")
+        raise CheckpointMismatch(f"checkpoint '{where}' {what} ({len(missing)} leaves missing, {len(extra)} "
+                                 f"unexpected): {again}")
+    like_of = {n: x for n, (_, x) in zip(names, leaves, strict=True)}
+    for name in sorted(names, key=order):
+        a, x = ckpt[name], like_of[name]
+        if tuple(a.shape) != tuple(x.shape) or a.dtype != np.dtype(x.dtype):
+            raise CheckpointMismatch(f"checkpoint '{where}': {name} is {a.dtype}{list(a.shape)} but the model's is "
+                                     f"{np.dtype(x.dtype)}{list(x.shape)}: {again}")
+    out = [_like(ckpt[n], like_of[n]) for n in names]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), out)
+
+
+def _like(a: np.ndarray, x: Any) -> Any:
+    sharding = getattr(x, "sharding", None)
+    return put(a, sharding) if sharding is not None else jax.numpy.asarray(a)
