@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vlab.batching import map_batches
 from vlab.distributions import kl_to_standard_normal, normal_log_prob
 from vlab.encoders import VAESpec, encode, log_likelihood
 
@@ -109,16 +110,20 @@ def kl_penalty(kl_dims: jax.Array, free_bits: float) -> jax.Array:
 
 
 def make_loss(spec: VAESpec, *, kl_estimator: str = "analytic", free_bits: float = 0.0, warmup_steps: int = 0,
-              n_samples: int = 1) -> Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, dict]]:
-    """The negative beta-ELBO -(mean rec - beta_t KL_penalty) as ``loss_fn(params, x, key) -> (loss, aux)``.
+              n_samples: int = 1) -> Callable[..., tuple[jax.Array, dict]]:
+    """The negative beta-ELBO -(mean rec - beta_t KL_penalty) as ``loss_fn(model, x, key, hp) -> (loss, aux)``.
 
-    ``aux`` reports the true (unweighted) ELBO, reconstruction term and KL, and the KL weight beta_t in force.
+    ``hp["beta"]`` is the KL weight (1 when absent) and ``hp["step"]`` the step of the warm-up
+    beta_t = beta min(1, (t + 1) / warmup_steps). ``aux`` reports the true (unweighted) ELBO, reconstruction term
+    and KL, and the KL weight beta_t in force.
     """
 
-    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
-        terms = elbo_terms(params["model"], spec, x, key, kl_estimator, n_samples)
-        beta = kl_weight(jax.lax.stop_gradient(params["beta"]), jax.lax.stop_gradient(params["step"]),
-                         warmup_steps)
+    def loss_fn(model: dict, x: jax.Array, key: jax.Array, hp: dict | None = None):
+        if hp is None:  # the former contract: {"model", "beta", "step"} in the parameters
+            model, hp = model["model"], {"beta": jax.lax.stop_gradient(model["beta"]),
+                                         "step": jax.lax.stop_gradient(model["step"])}
+        terms = elbo_terms(model, spec, x, key, kl_estimator, n_samples)
+        beta = kl_weight(jnp.asarray(hp.get("beta", 1.0), terms.elbo.dtype), hp["step"], warmup_steps)
         loss = -(jnp.mean(terms.rec) - beta * kl_penalty(terms.kl_dims, free_bits))
         aux = {"elbo": jnp.mean(terms.elbo), "rec": jnp.mean(terms.rec), "kl": jnp.mean(terms.kl), "beta": beta}
         return loss, aux
@@ -154,15 +159,7 @@ def evaluate(model: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, batch_
 
     Runs over ``x`` in batches with ``lax.map`` (padding the last batch), one sample of z per point for the ELBO.
     """
-    n = x.shape[0]
-    b = min(batch_size, n)
-    n_batches = -(-n // b)
-    pad = n_batches * b - n
-    xs = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(n_batches, b, -1)
-    keys = jax.random.split(key, n_batches)
-
-    def one(args):
-        xb, kb = args
+    def one(xb, kb):
         k1, k2 = jax.random.split(kb)
         t = elbo_terms(model, spec, xb, k1)
         mu, _ = encode(model, spec, xb)
@@ -171,5 +168,4 @@ def evaluate(model: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, batch_
             out["iwae"] = iwae_bound(model, spec, xb, k2, iwae_k, iwae_chunk)
         return out
 
-    res = jax.lax.map(one, (xs, keys))
-    return {k: v.reshape(n_batches * b, *v.shape[2:])[:n] for k, v in res.items()}
+    return map_batches(one, x, batch_size, key)
