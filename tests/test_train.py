@@ -1,7 +1,9 @@
-"""The training engine: compiles once, chunking does not change results, members are independent, NaNs stop."""
+"""The training engine: compiles once, chunking does not change results, members are independent, NaNs stop,
+hyperparameters and the step reach the objective, checkpoints resume and refuse what does not fit."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import jax
@@ -10,14 +12,15 @@ import numpy as np
 import optax
 import pytest
 
+from vlab import callbacks as cb
 from vlab.config import OptimizerConfig, build_optimizer
-from vlab.errors import TrainingDiverged
+from vlab.engine import fit
+from vlab.errors import ConfigError, TrainingDiverged
 from vlab.optim import lr_factor
 from vlab.runs import Run
-from vlab.train import fit
 
 
-def noisy_quadratic(params, batch, key):
+def noisy_quadratic(params, batch, key, hp):
     """E||x - target||^2 with a noisy gradient: exercises keys and batches."""
     noise = 0.01 * jax.random.normal(key, params["x"].shape)
     loss = jnp.sum((params["x"] - batch["target"] + noise) ** 2)
@@ -31,10 +34,17 @@ def batch_fn(data, key):
 DATA = {"target": jnp.array([1.0, -2.0, 3.0])}
 
 
-def run_fit(steps=600, chunk=200, n=None, **kw):
+def to_run(run, name="fit", every=0, labels=None):
+    """The callbacks a run folder gets: checkpoints, history rows, timings."""
+    return [cb.Checkpoint(run, name, every), cb.History(run, name, labels), cb.Timings(run)]
+
+
+def run_fit(steps=600, chunk=200, n=None, run=None, checkpoint_every=0, **kw):
     x0 = jnp.zeros((n, 3)) if n else jnp.zeros(3)
-    return fit(noisy_quadratic, {"x": x0}, optax.adam(0.05), jax.random.key(0), steps=steps, chunk_size=chunk,
-               data=DATA, batch_fn=batch_fn, n_members=n, progress=False, **kw)
+    keys = jax.random.split(jax.random.key(0), n) if n else jax.random.key(0)
+    callbacks = kw.pop("callbacks", to_run(run, every=checkpoint_every) if run is not None else ())
+    return fit(noisy_quadratic, {"x": x0}, optax.adam(0.05), keys, steps=steps, chunk_size=chunk,
+               data=DATA, batch_fn=batch_fn, callbacks=callbacks, **kw)
 
 
 def test_compiles_once_and_chunking_does_not_change_the_result():
@@ -65,14 +75,14 @@ def test_members_are_vmapped_and_independent():
 def test_nan_stops_training_with_step_and_metric(tmp_path):
     """t grows by one per sgd step (gradient -1); the loss turns NaN once t reaches 5, i.e. at step 5."""
 
-    def loss(params, batch, key):
+    def loss(params, batch, key, hp):
         bad = jnp.where(params["t"] >= 5.0, jnp.nan, 0.0)
         return jnp.sum((params["x"] - 1.0) ** 2) - params["t"] + bad, {"t": params["t"]}
 
     run = Run(tmp_path / "r", quiet=True)
     params = {"x": jnp.zeros(2), "t": jnp.zeros(())}
     with pytest.raises(TrainingDiverged, match=r"loss became non-finite at step 5"):
-        fit(loss, params, optax.sgd(1.0), jax.random.key(0), steps=20, chunk_size=4, run=run, progress=False)
+        fit(loss, params, optax.sgd(1.0), jax.random.key(0), steps=20, chunk_size=4, callbacks=to_run(run))
     ckpt = run.load_checkpoint("fit")
     assert ckpt is not None and int(ckpt["step"]) == 4  # the last finite chunk's parameters are kept
 
@@ -81,22 +91,15 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     full = run_fit(steps=500, chunk=100, run=Run(tmp_path / "a", quiet=True), checkpoint_every=100)
     run_c = Run(tmp_path / "c", quiet=True)
     calls = {"n": 0}
-    from vlab import progress
+    class Interrupt(cb.Callback):
+        def on_chunk(self, loop, rows):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
 
-    orig = progress.Progress.update
-
-    def interrupt(self, done, metrics):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        orig(self, done, metrics)
-
-    progress.Progress.update = interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_fit(steps=500, chunk=100, run=run_c, checkpoint_every=100)
-    finally:
-        progress.Progress.update = orig
+    with pytest.raises(KeyboardInterrupt):
+        fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.05), jax.random.key(0), steps=500, chunk_size=100,
+            data=DATA, batch_fn=batch_fn, callbacks=[*to_run(run_c, every=100), Interrupt()])
     assert int(run_c.load_checkpoint("fit")["step"]) == 200
     run_c.close()  # the interrupted process ends and its lock on the folder with it
     resumed = run_fit(steps=500, chunk=100, run=Run(tmp_path / "c", resume=True, quiet=True), checkpoint_every=100)
@@ -119,77 +122,90 @@ def test_every_optimizer_and_schedule_builds_and_descends(name, schedule):
     assert loss(params) < start
 
 
-def test_lr_scale_trains_each_member_with_its_own_learning_rate():
-    """Member i with lr_scale[i] follows exactly the separate run with learning rate lr_scale[i] * lr (and the
+def test_lr_factor_trains_each_member_with_its_own_learning_rate():
+    """Member i with hp["lr_factor"][i] = s follows exactly the separate run with learning rate s * lr (and the
     same schedule), because every optax rule is linear in its learning rate."""
     keys = jax.random.split(jax.random.key(3), 3)
-    scales = [0.25, 1.0, 4.0]
+    scales = jnp.asarray([0.25, 1.0, 4.0])
     sched = lambda lr: optax.warmup_cosine_decay_schedule(0.0, lr, 20, 150)  # noqa: E731
     res = fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.chain(optax.adam(sched(0.02)), lr_factor()), keys,
-              steps=150, chunk_size=60, data=DATA, batch_fn=batch_fn, n_members=3, lr_scale=scales, progress=False)
+              steps=150, chunk_size=60, data=DATA, batch_fn=batch_fn, hp={"lr_factor": scales})
     for i, s in enumerate(scales):
-        one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(sched(0.02 * s)), keys[i], steps=150,
-                  chunk_size=60, data=DATA, batch_fn=batch_fn, progress=False)
+        one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(sched(0.02 * float(s))), keys[i], steps=150,
+                  chunk_size=60, data=DATA, batch_fn=batch_fn)
         np.testing.assert_allclose(res.params["x"][i], one.params["x"], rtol=1e-5, atol=1e-6)
     assert not np.allclose(res.params["x"][0], res.params["x"][2])
-    with pytest.raises(ValueError, match="n_members"):
-        fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.1), jax.random.key(0), steps=2, lr_scale=[1.0],
-            progress=False)
+    with pytest.raises(ValueError, match="leading axis of 3"):  # one factor per member
+        fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(0.1), keys, steps=2, hp={"lr_factor": 1.0})
     with pytest.raises(ValueError, match="learning-rate factor"):  # found by name; none here
-        fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(0.1), keys, steps=2, n_members=3, lr_scale=scales,
-            progress=False)
+        fit(noisy_quadratic, {"x": jnp.zeros((3, 3))}, optax.adam(0.1), keys, steps=2, hp={"lr_factor": scales})
 
 
-def test_lr_scale_leaves_a_counter_beside_the_parameters_alone():
-    """The learning-rate factor scales the rule's updates only: a step counter the optimiser keeps beside the
-    parameters (the VAE's KL warm-up clock) ticks once per step for every member."""
-    from vlab.objectives.vae import vae_optimizer
+def test_the_step_reaches_every_member_once_per_step_whatever_its_learning_rate():
+    """The step is the engine's, not an optimiser counter: with learning-rate factors 1 and 4 both members see
+    hp["step"] = 0, 1, 2, ... and a hyperparameter of their own, across chunks."""
 
-    params = {"model": {"x": jnp.zeros((2, 3))}, "beta": jnp.ones(2), "step": jnp.zeros(2)}
-    loss = lambda p, batch, key: (noisy_quadratic(p["model"], batch, key)[0] + 0.0 * p["step"], {})
-    opt = vae_optimizer(build_optimizer(OptimizerConfig(lr=0.02), 40))
-    res = fit(loss, params, opt, jax.random.split(jax.random.key(0), 2), steps=40, chunk_size=20, data=DATA,
-              batch_fn=batch_fn, n_members=2, lr_scale=[1.0, 4.0], progress=False)
-    np.testing.assert_array_equal(res.params["step"], [40.0, 40.0])
+    def loss(p, batch, key, hp):
+        out, aux = noisy_quadratic(p, batch, key, hp)
+        return hp["beta"] * out, {**aux, "seen": hp["step"].astype(jnp.float32), "beta": hp["beta"]}
+
+    opt = build_optimizer(OptimizerConfig(lr=0.02), 40)
+    res = fit(loss, {"x": jnp.zeros((2, 3))}, opt, jax.random.split(jax.random.key(0), 2), steps=40, chunk_size=15,
+              log_every=1, data=DATA, batch_fn=batch_fn,
+              hp={"lr_factor": jnp.asarray([1.0, 4.0]), "beta": jnp.asarray([0.5, 2.0])})
+    np.testing.assert_array_equal(res.history["seen"], np.tile(np.arange(40)[:, None], (1, 2)))
+    np.testing.assert_array_equal(res.history["beta"][-1], [0.5, 2.0])
+    with pytest.raises(ValueError, match="step"):
+        fit(loss, {"x": jnp.zeros(3)}, opt, jax.random.key(0), steps=2, hp={"step": 3, "beta": 1.0})
 
 
 def test_a_batch_of_member_keys_is_used_as_given():
     keys = jax.random.split(jax.random.key(5), 2)
-    both = fit(
-        noisy_quadratic, {"x": jnp.zeros((2, 3))}, optax.adam(0.05), keys, steps=50, chunk_size=50, data=DATA,
-        batch_fn=batch_fn, n_members=2, progress=False)
+    both = fit(noisy_quadratic, {"x": jnp.zeros((2, 3))}, optax.adam(0.05), keys, steps=50, chunk_size=50,
+               data=DATA, batch_fn=batch_fn)
     for i in range(2):
         one = fit(noisy_quadratic, {"x": jnp.zeros(3)}, optax.adam(0.05), keys[i], steps=50, chunk_size=50,
-                  data=DATA, batch_fn=batch_fn, progress=False)
+                  data=DATA, batch_fn=batch_fn)
         np.testing.assert_allclose(both.params["x"][i], one.params["x"], rtol=1e-6)
 
 
-def test_with_step_passes_the_global_step_across_chunks():
-    def tempered(params, batch, key, step):
-        t = jnp.minimum(1.0, (step + 1.0) / 40.0)
-        loss, aux = noisy_quadratic(params, batch, key)
-        return t * loss, {**aux, "t": t, "seen": step.astype(jnp.float32)}
+def test_the_global_step_crosses_chunks():
+    def tempered(params, batch, key, hp):
+        t = jnp.minimum(1.0, (hp["step"] + 1.0) / 40.0)
+        loss, aux = noisy_quadratic(params, batch, key, hp)
+        return t * loss, {**aux, "t": t, "seen": hp["step"].astype(jnp.float32)}
 
     full = fit(tempered, {"x": jnp.zeros(3)}, optax.adam(0.05), jax.random.key(0), steps=60, chunk_size=25,
-               log_every=1, data=DATA, batch_fn=batch_fn, progress=False, with_step=True)
+               log_every=1, data=DATA, batch_fn=batch_fn)
     np.testing.assert_array_equal(full.history["seen"], np.arange(60))
     np.testing.assert_allclose(full.history["t"], np.minimum(1.0, (np.arange(60) + 1.0) / 40.0), rtol=1e-6)
     assert full.compiles == 1
 
 
+def test_history_rows_are_per_member_with_their_labels(tmp_path):
+    """history.jsonl holds one row per logged step and member, with what tells the members apart."""
+    labels = [{"train.optimizer.lr": 0.1, "seed_index": 0}, {"train.optimizer.lr": 0.4, "seed_index": 0}]
+    with Run(tmp_path / "h", quiet=True) as run:
+        res = run_fit(steps=20, chunk=10, n=2, run=None, log_every=5,
+                      callbacks=[cb.History(run, "quad", labels)])
+    rows = [json.loads(line) for line in (tmp_path / "h" / "history.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["member"]) for r in rows] == [(s, m) for s in (0, 5, 10, 15, 19) for m in (0, 1)]
+    assert rows[1]["train.optimizer.lr"] == 0.4 and rows[1]["fit"] == "quad"
+    assert rows[-1]["loss"] == pytest.approx(float(res.history["loss"][-1, 1]), rel=1e-6)
+    assert rows[-2]["x0"] == pytest.approx(float(res.history["x0"][-1, 0]), rel=1e-6)
+
+
 def test_aux_names_may_not_shadow_the_history_columns():
     with pytest.raises(ValueError, match="'step'"):
-        fit(lambda p, b, k: (jnp.sum(p**2), {"step": jnp.sum(p)}), jnp.ones(2), optax.sgd(0.1), jax.random.key(0),
-            steps=3, progress=False)
+        fit(lambda p, b, k, hp: (jnp.sum(p**2), {"step": jnp.sum(p)}), jnp.ones(2), optax.sgd(0.1),
+            jax.random.key(0), steps=3)
 
 
 def test_checkpoints_name_their_leaves_and_refuse_a_renamed_or_reshaped_parameter(tmp_path):
-    from vlab.errors import ConfigError
-
-    loss = lambda p, batch, key: (jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2), {})
+    loss = lambda p, batch, key, hp: (jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2), {})
     params = {"w": jnp.ones(3), "b": jnp.ones(2)}
     run = Run(tmp_path / "n", quiet=True)
-    fit(loss, params, optax.adam(0.1), jax.random.key(0), steps=20, chunk_size=10, run=run, progress=False)
+    fit(loss, params, optax.adam(0.1), jax.random.key(0), steps=20, chunk_size=10, callbacks=to_run(run))
     run.close()
     saved = run.load_checkpoint("fit")
     assert {"params['w']", "params['b']", "opt_state[0].mu['w']", "step"} <= set(saved)
@@ -197,6 +213,6 @@ def test_checkpoints_name_their_leaves_and_refuse_a_renamed_or_reshaped_paramete
     for other, needle in (({"w2": jnp.ones(3), "b": jnp.ones(2)}, "has no params['w2'] and holds params['w']"),
                           ({"w": jnp.ones(4), "b": jnp.ones(2)}, "params['w'] is float32[3] but the model's is "
                                                                  "float32[4]")):
-        l2 = lambda p, batch, key: (sum(jnp.sum(v ** 2) for v in p.values()), {})
+        l2 = lambda p, batch, key, hp: (sum(jnp.sum(v ** 2) for v in p.values()), {})
         with Run(tmp_path / "n", resume=True, quiet=True) as again, pytest.raises(ConfigError, match=re.escape(needle)):
-            fit(l2, other, optax.adam(0.1), jax.random.key(0), steps=30, chunk_size=10, run=again, progress=False)
+            fit(l2, other, optax.adam(0.1), jax.random.key(0), steps=30, chunk_size=10, callbacks=to_run(again))
