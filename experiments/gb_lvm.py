@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,6 @@ from vlab.plots import PALETTE, figure
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "gb_lvm"
     precision: Literal["float32", "float64"] = "float64"
     w: list[list[float]] = spec([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], help="W, d rows of k entries")
     c: list[float] = spec([0.0, 0.0, 0.0], help="visible bias c (d entries)")
@@ -63,61 +62,54 @@ def seed_prior() -> np.ndarray:
 
 
 class Experiment(_Experiment):
-    name = "gb_lvm"
     description = "Gaussian-Bernoulli LVM: p(h), p(h|x), p(x|h) in closed form vs quadrature and Gibbs sampling"
     source = "seed 000, question 4"
     Config = Config
     headline = ("p_h.closed_form", "p_h.max_abs_diff_quadrature", "p_h.max_abs_diff_gibbs")
 
-    def run(self, cfg: Config, run) -> dict:
-        p = gb.GBParams(jnp.asarray(cfg.w), jnp.asarray(cfg.c), jnp.asarray(cfg.b))
-        d, k = p.w.shape
-        hs = gb.hidden_states(k)
-        k_gibbs, k_x = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    def setup(self, cfg: Config) -> None:
+        self.p = gb.GBParams(jnp.asarray(cfg.w), jnp.asarray(cfg.c), jnp.asarray(cfg.b))
+        self.hs = gb.hidden_states(self.p.w.shape[1])
 
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: :meth:`summarise` integrates, enumerates and samples."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """The closed forms against grid quadrature over x, enumeration over h (at x ~ N(0, 4 I)) and the final
+        states of ``n_chains`` block Gibbs chains (z-scores against sqrt(p (1 - p) / n_chains))."""
+        p, hs = self.p, self.hs
+        d, k = p.w.shape
         p_h = gb.prior(p)
         log_z = float(gb.log_partition(p))
         means = gb.conditional_mean(hs, p)
         lo, hi = float(jnp.min(means)) - cfg.grid_margin, float(jnp.max(means)) + cfg.grid_margin
-        quad = jax.jit(gb.prior_by_quadrature, static_argnums=(1, 2, 3))
-        p_h_quad, z_quad = quad(p, lo, hi, cfg.grid_points)
+        p_h_quad, z_quad = gb.prior_by_quadrature(p, lo, hi, cfg.grid_points)
         diff_quad = float(jnp.max(jnp.abs(p_h - p_h_quad)))
 
-        # p(h | x) as a product of sigmoids against enumeration p(x, h) / sum_h p(x, h), at random x.
-        xs = 2.0 * jax.random.normal(k_x, (256, d), p.w.dtype)
-        probs = gb.posterior_probs(xs, p)
-        fact = jnp.prod(jnp.where(hs[None] == 1, probs[:, None], 1 - probs[:, None]), -1)
-        neg_e = -jax.vmap(lambda x: jax.vmap(lambda h: gb.energy(x, h, p))(hs))(xs)
-        enum = jax.nn.softmax(neg_e, axis=-1)
-        diff_post = float(jnp.max(jnp.abs(fact - enum)))
-        # log p(x) in closed form against log sum_h exp(-E(x, h)) - log Z.
-        diff_marg = float(jnp.max(jnp.abs(gb.log_marginal(xs, p) - (jax.scipy.special.logsumexp(neg_e, -1)
-                                                                     - log_z))))
+        xs = 2.0 * jax.random.normal(self.key("x"), (256, d), p.w.dtype)
+        neg_e = gb.enumerated_log_joint(xs, p)
+        diff_post = float(jnp.max(jnp.abs(gb.factorised_posterior(xs, p) - jax.nn.softmax(neg_e, axis=-1))))
+        log_px = jax.scipy.special.logsumexp(neg_e, -1) - log_z
+        diff_marg = float(jnp.max(jnp.abs(gb.log_marginal(xs, p) - log_px)))
 
-        sampler = jax.jit(gb.gibbs, static_argnums=(2, 3))
-        h_chain, x_chain = sampler(k_gibbs, p, cfg.n_chains, cfg.n_steps)
-        final = gb.state_index(h_chain[-1])
-        freq = jnp.bincount(final, length=2**k) / cfg.n_chains
+        h_chain, x_chain = gb.gibbs(self.key("gibbs"), p, cfg.n_chains, cfg.n_steps)
+        freq = jnp.bincount(gb.state_index(h_chain[-1]), length=2**k) / cfg.n_chains
         se = jnp.sqrt(p_h * (1 - p_h) / cfg.n_chains)
         z_score = float(jnp.max(jnp.abs(freq - p_h) / se))
         diff_gibbs = float(jnp.max(jnp.abs(freq - p_h)))
-        x_kept = np.asarray(x_chain[cfg.burn_in:]).reshape(-1, d)
 
         tol = 1e-9 if p.w.dtype == jnp.float64 else 1e-4
-        run.check("p(h): closed form vs quadrature (max abs)", diff_quad, 0.0, tol)
-        run.check("Z: closed form vs quadrature (relative)", float(z_quad) / math.exp(log_z), 1.0, tol)
-        run.check("p(h|x): product of sigmoids vs enumeration (max abs)", diff_post, 0.0, tol)
-        run.check("log p(x): closed form vs enumeration (max abs)", diff_marg, 0.0, tol)
-        run.check("p(h): Gibbs vs closed form (max |z-score|, 4 = tolerance)", z_score, 0.0, 4.0)
+        self.check("p(h): closed form vs quadrature (max abs)", diff_quad, 0.0, tol)
+        self.check("Z: closed form vs quadrature (relative)", float(z_quad) / math.exp(log_z), 1.0, tol)
+        self.check("p(h|x): product of sigmoids vs enumeration (max abs)", diff_post, 0.0, tol)
+        self.check("log p(x): closed form vs enumeration (max abs)", diff_marg, 0.0, tol)
+        self.check("p(h): Gibbs vs closed form (max |z-score|, 4 = tolerance)", z_score, 0.0, 4.0)
         seed_case = d == 3 and k == 2 and np.allclose(cfg.w, [[1, 0], [0, 1], [1, 1]]) and not any(cfg.c + cfg.b)
         if seed_case:
-            run.check("p(h) equals the seed's (1, e, e, e^3) / (1 + 2e + e^3)",
-                      float(np.max(np.abs(np.asarray(p_h) - seed_prior()))), 0.0, tol)
-
-        with run.timed("plots"):
-            self._figure(run, p, np.asarray(hs), np.asarray(p_h), np.asarray(p_h_quad), np.asarray(freq),
-                         np.asarray(se), x_kept)
-
+            self.check("p(h) equals the seed's (1, e, e, e^3) / (1 + 2e + e^3)",
+                       float(np.max(np.abs(np.asarray(p_h) - seed_prior()))), 0.0, tol)
+        self.x_kept = np.asarray(x_chain[cfg.burn_in:]).reshape(-1, d)
         return {
             "states": [("".join(str(int(v)) for v in h)) for h in np.asarray(hs)],
             "p_h": {"closed_form": p_h, "quadrature": p_h_quad, "gibbs": freq, "gibbs_standard_error": se,
@@ -130,32 +122,40 @@ class Experiment(_Experiment):
             "log_marginal_max_abs_diff_enumeration": diff_marg,
         }
 
-    @staticmethod
-    def _figure(run, p, hs, p_h, p_quad, freq, se, x_kept):
-        d = p.w.shape[0]
-        ncols = math.ceil((1 + d) / 2)
-        fig, axes = figure(2, ncols, size=(4.6 * ncols, 7.0))
-        axes = axes.ravel()
-        for ax in axes[1 + d:]:
-            ax.set_visible(False)
-        ax = axes[0]
-        idx = np.arange(len(p_h))
-        width = 0.27
-        ax.bar(idx - width, p_h, width, color=PALETTE[0], label="closed form")
-        ax.bar(idx, p_quad, width, color=PALETTE[2], label="quadrature over x")
-        ax.bar(idx + width, freq, width, yerr=2 * se, color=PALETTE[1], capsize=2, label="Gibbs (±2 s.e.)")
-        ax.set_xticks(idx, ["h=" + "".join(str(int(v)) for v in h) for h in hs])
-        ax.set_ylabel("p(h)")
-        ax.set_title("marginal of the hidden units")
-        ax.legend(fontsize=8)
-        grid = np.linspace(*np.percentile(x_kept, [0.01, 99.99]), 300)
-        for i in range(d):
-            ax = axes[1 + i]
-            ax.hist(x_kept[:, i], bins=np.linspace(grid[0], grid[-1], 80), density=True, color=PALETTE[5],
-                    alpha=0.6, label="Gibbs samples")
-            ax.plot(grid, np.asarray(gb.marginal_1d(jnp.asarray(grid), i, p)), color="k", lw=1.5,
-                    label=r"$\sum_h p(h)\,N(x_i; (Wh+c)_i, 1)$")
-            ax.set_xlabel(f"$x_{i + 1}$")
-            ax.set_title(f"marginal p($x_{i + 1}$)")
-            ax.legend(fontsize=7, loc="upper left")
-        run.save_figure(fig, "gb_lvm")
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """p(h) three ways, and a histogram of the Gibbs x of every coordinate against the exact p(x_i)."""
+        ph = metrics["p_h"]
+        self.save_figure(_figure(self.p, np.asarray(self.hs), *(np.asarray(ph[k]) for k in (
+            "closed_form", "quadrature", "gibbs", "gibbs_standard_error")), self.x_kept), "gb_lvm")
+
+
+def _figure(p: gb.GBParams, hs: np.ndarray, p_h: np.ndarray, p_quad: np.ndarray, freq: np.ndarray,
+            se: np.ndarray, x_kept: np.ndarray) -> Any:
+    """The panels of :meth:`Experiment.figures`."""
+    d = p.w.shape[0]
+    ncols = math.ceil((1 + d) / 2)
+    fig, axes = figure(2, ncols, size=(4.6 * ncols, 7.0))
+    axes = axes.ravel()
+    for ax in axes[1 + d:]:
+        ax.set_visible(False)
+    ax = axes[0]
+    idx = np.arange(len(p_h))
+    width = 0.27
+    ax.bar(idx - width, p_h, width, color=PALETTE[0], label="closed form")
+    ax.bar(idx, p_quad, width, color=PALETTE[2], label="quadrature over x")
+    ax.bar(idx + width, freq, width, yerr=2 * se, color=PALETTE[1], capsize=2, label="Gibbs (±2 s.e.)")
+    ax.set_xticks(idx, ["h=" + "".join(str(int(v)) for v in h) for h in hs])
+    ax.set_ylabel("p(h)")
+    ax.set_title("marginal of the hidden units")
+    ax.legend(fontsize=8)
+    grid = np.linspace(*np.percentile(x_kept, [0.01, 99.99]), 300)
+    for i in range(d):
+        ax = axes[1 + i]
+        ax.hist(x_kept[:, i], bins=np.linspace(grid[0], grid[-1], 80), density=True, color=PALETTE[5],
+                alpha=0.6, label="Gibbs samples")
+        ax.plot(grid, np.asarray(gb.marginal_1d(jnp.asarray(grid), i, p)), color="k", lw=1.5,
+                label=r"$\sum_h p(h)\,N(x_i; (Wh+c)_i, 1)$")
+        ax.set_xlabel(f"$x_{i + 1}$")
+        ax.set_title(f"marginal p($x_{i + 1}$)")
+        ax.legend(fontsize=7, loc="upper left")
+    return fig

@@ -9,6 +9,7 @@ uses the seed's template layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from vlab.plots import PALETTE, figure
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "masked_conv"
     size: int = spec(5, ge=1, le=64, help="height and width of the feature map")
     kernel: int = spec(3, ge=1, le=15, help="kernel size (odd)")
     pixel: list[int] = spec([3, 3], ge=1, help="output pixel (row, column), 1-indexed")
@@ -49,22 +49,29 @@ def as_pairs(field: np.ndarray) -> list[list[int]]:
 
 
 class Experiment(_Experiment):
-    name = "masked_conv"
     description = "PixelCNN masks A/B: receptive field of pixel (3,3) after two masked 3x3 convolutions, by jax.grad"
     source = "seed 002, question 2"
     Config = Config
     headline = ("AA.size", "AB.size", "BA.size", "BB.size")
 
-    def run(self, cfg: Config, run) -> dict:
-        shape = (cfg.size, cfg.size)
-        pixel = (cfg.pixel[0] - 1, cfg.pixel[1] - 1)
+    def setup(self, cfg: Config) -> None:
+        self.shape = (cfg.size, cfg.size)
+        self.pixel = (cfg.pixel[0] - 1, cfg.pixel[1] - 1)
+
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: the receptive fields are gradients of fixed all-ones networks."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """Every case's field by jax.grad against the walk back through the masks, its blind spot and causality."""
+        shape, pixel = self.shape, self.pixel
         before = mc.raster_before(shape, pixel)
-        out, fields = {}, {}
+        out, self.fields = {}, {}
         for case in cfg.cases:
             masks = [mc.pixelcnn_mask(kind, cfg.kernel) for kind in case]
             field = mc.receptive_field(masks, shape, pixel)
             walk = mc.receptive_field_by_propagation([np.asarray(m) for m in masks], shape, pixel)
-            fields[case] = field
+            self.fields[case] = field
             causal = bool(np.all(before[field]))
             # Blind spot: earlier pixels the stack could reach with full kernels but does not see.
             full = mc.receptive_field_by_propagation([np.ones((cfg.kernel, cfg.kernel))] * len(case), shape, pixel)
@@ -77,43 +84,45 @@ class Experiment(_Experiment):
                 "autoregressive": causal,
                 "blind_spot": as_pairs(blind),
             }
-            run.check(f"{case}: jax.grad field = walk through the masks (differing pixels)",
-                      float(np.sum(field != walk)), 0.0, 0.0)
+            self.check(f"{case}: jax.grad field = walk through the masks (differing pixels)",
+                       float(np.sum(field != walk)), 0.0, 0.0)
             # Every tap of A, and every tap of B but its centre, moves strictly back in raster order, so a path
             # returns to the pixel itself only through centre taps: the own pixel is seen iff every mask is B.
             all_b = set(case) == {"B"}
-            run.check(f"{case}: own pixel in the field iff every mask is B", float(field[pixel] != all_b), 0.0, 0.0)
-            run.check(f"{case}: only earlier pixels in raster order iff some mask is A", float(causal == all_b),
-                      0.0, 0.0)
-
-        with run.timed("plots"):
-            self._figure(run, fields, pixel, cfg.size)
+            self.check(f"{case}: own pixel in the field iff every mask is B", float(field[pixel] != all_b), 0.0, 0.0)
+            self.check(f"{case}: only earlier pixels in raster order iff some mask is A", float(causal == all_b),
+                       0.0, 0.0)
         out["masks"] = {k: np.asarray(mc.pixelcnn_mask(k, cfg.kernel)).astype(int).tolist() for k in ("A", "B")}
         return out
 
-    @staticmethod
-    def _figure(run, fields, pixel, size):
-        n = len(fields)
-        fig, axes = figure(1, n, size=(3.2 * n, 3.6))
-        axes = np.atleast_1d(axes)
-        for num, (ax, (case, field)) in enumerate(zip(axes, fields.items(), strict=True), 1):
-            for i in range(size):
-                for j in range(size):
-                    on = field[i, j]
-                    face = PALETTE[5] if on else "white"
-                    ax.add_patch(_rect(j, size - 1 - i, face))
-                    ax.text(j + 0.5, size - 0.5 - i, f"{i + 1}{j + 1}", ha="center", va="center", fontsize=9,
-                            color="k", fontweight="bold" if on else "normal")
-            ax.add_patch(_rect(pixel[1], size - 1 - pixel[0], "none", edge=PALETTE[1], lw=2.5))
-            ax.set_xlim(0, size)
-            ax.set_ylim(0, size)
-            ax.set_aspect("equal")
-            ax.axis("off")
-            layers = " then ".join("$M^" + k + "$" for k in case)
-            ax.set_title(f"{num}. {layers}: {int(field.sum())} pixels", fontsize=10)
-        fig.suptitle(f"receptive field of output pixel {pixel[0] + 1}{pixel[1] + 1} (outlined), shaded",
-                     fontsize=11)
-        run.save_figure(fig, "masked_conv")
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """Every case's field shaded on the seed's template of row-column labels, the output pixel outlined."""
+        self.save_figure(_figure(self.fields, self.pixel, cfg.size), "masked_conv")
+
+
+def _figure(fields: dict[str, np.ndarray], pixel: tuple[int, int], size: int) -> Any:
+    """The panels of :meth:`Experiment.figures`."""
+    n = len(fields)
+    fig, axes = figure(1, n, size=(3.2 * n, 3.6))
+    axes = np.atleast_1d(axes)
+    for num, (ax, (case, field)) in enumerate(zip(axes, fields.items(), strict=True), 1):
+        for i in range(size):
+            for j in range(size):
+                on = field[i, j]
+                face = PALETTE[5] if on else "white"
+                ax.add_patch(_rect(j, size - 1 - i, face))
+                ax.text(j + 0.5, size - 0.5 - i, f"{i + 1}{j + 1}", ha="center", va="center", fontsize=9,
+                        color="k", fontweight="bold" if on else "normal")
+        ax.add_patch(_rect(pixel[1], size - 1 - pixel[0], "none", edge=PALETTE[1], lw=2.5))
+        ax.set_xlim(0, size)
+        ax.set_ylim(0, size)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        layers = " then ".join("$M^" + k + "$" for k in case)
+        ax.set_title(f"{num}. {layers}: {int(field.sum())} pixels", fontsize=10)
+    fig.suptitle(f"receptive field of output pixel {pixel[0] + 1}{pixel[1] + 1} (outlined), shaded",
+                 fontsize=11)
+    return fig
 
 
 def _rect(x, y, face, edge="0.4", lw=0.8):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,6 @@ SEED_THETA = (1.0, 1.0, 0.0, 0.0, 0.0, -2.0)
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "sfa"
     precision: Literal["float32", "float64"] = "float64"
     n_samples: int = spec(1024, ge=128, help="samples of one period [0, 2 pi) (>= 128: exact averages)")
     derivative: Literal["exact", "finite_difference"] = "exact"
@@ -38,28 +37,34 @@ def slowness_of_cos(derivative: str, dt: float) -> float:
 
 
 class Experiment(_Experiment):
-    name = "sfa"
     description = "slow feature analysis recovers cos t = 1 + x1 - 2 x2^2 from a quadratic expansion"
     source = "seed 000, question 3"
     Config = Config
     headline = ("theta_max_abs_error", "slowness", "seed_loss.at_seed_answer", "seed_loss.null_space_dim")
 
-    def run(self, cfg: Config, run) -> dict:
-        n = cfg.n_samples
-        dt = 2 * math.pi / n
-        t = dt * jnp.arange(n)
+    def setup(self, cfg: Config) -> None:
+        self.dt = 2 * math.pi / cfg.n_samples
+        self.t = self.dt * jnp.arange(cfg.n_samples)
+
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: SFA is a generalised eigenproblem, solved in :meth:`summarise`."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """The slowest feature of A v = Delta B v over one period against cos t, and the seed's literal loss
+        L(theta) = theta^T M theta: its value at the seed's answer and at theta = 0, and its null space."""
+        t, dt = self.t, self.dt
 
         @jax.jit
         def solve(t):
             z, zdot = sfa.expanded_with_derivative(sfa.seed_signal, t)
             if cfg.derivative == "finite_difference":
                 zdot = (jnp.roll(z, -1, axis=0) - z) / dt  # periodic forward difference
-            res = sfa.sfa(z[:, 1:], zdot[:, 1:])  # drop the constant feature: E[f] = 0 fixes A
-            return z, res
+            return z, sfa.sfa(z[:, 1:], zdot[:, 1:])  # drop the constant feature: E[f] = 0 fixes A
 
         z, res = solve(t)
         theta = sfa.theta_of(res.weights[:, 0], res.mean)
-        f = (z @ theta)
+        self.feature = f = z @ theta
         theta_norm = theta / theta[1]
         err = float(jnp.max(jnp.abs(theta_norm - jnp.asarray(SEED_THETA))))
         delta = float(res.delta[0])
@@ -67,32 +72,24 @@ class Experiment(_Experiment):
         corr = float(jnp.corrcoef(f, jnp.cos(t))[0, 1])
 
         m = sfa.four_point_loss_matrix(sfa.seed_signal)
-        seed_theta = jnp.asarray(SEED_THETA)
-        at_seed = float(sfa.four_point_loss(seed_theta, sfa.seed_signal))
+        at_seed = float(sfa.four_point_loss(jnp.asarray(SEED_THETA), sfa.seed_signal))
         at_zero = float(sfa.four_point_loss(jnp.zeros(6), sfa.seed_signal))
         eig_m, vec_m = jnp.linalg.eigh(m)
         rank = int(jnp.sum(eig_m > 1e3 * jnp.finfo(eig_m.dtype).eps * eig_m[-1]))
         # A non-constant theta with zero literal loss: a null vector of M off the constant direction.
         null = vec_m[:, : 6 - rank]
-        nonconst = null[1:, :]
-        u = jnp.linalg.svd(nonconst, full_matrices=False)[2][0] if 6 - rank > 1 else jnp.ones(1)
+        u = jnp.linalg.svd(null[1:, :], full_matrices=False)[2][0] if 6 - rank > 1 else jnp.ones(1)
         example = null @ u
         example = example / jnp.max(jnp.abs(example[1:]))
 
         tol = 1e-9 if z.dtype == jnp.float64 else 1e-3
-        run.check("theta / B - [1, 1, 0, 0, 0, -2] (max abs)", err, 0.0, tol)
-        run.check("slowness of the slowest feature", delta, delta_ref, tol)
-        run.check("|corr(f, cos t)|", abs(corr), 1.0, tol)
-        run.check("unit variance of the SFA feature", float(jnp.var(f)), 1.0, tol)
-        run.check("seed four-point loss at [1,1,0,0,0,-2]", at_seed, 1.0 - 1.0 / math.sqrt(2.0), tol)
-        run.check("seed four-point loss at theta = 0", at_zero, 0.0, 0.0)
-        run.check("seed four-point loss at a non-constant null vector", float(example @ m @ example), 0.0,
-                  tol)
-
-        with run.timed("plots"):
-            self._figure(run, np.asarray(t), np.asarray(sfa.seed_signal(t)), np.asarray(f),
-                         np.asarray(res.delta))
-
+        self.check("theta / B - [1, 1, 0, 0, 0, -2] (max abs)", err, 0.0, tol)
+        self.check("slowness of the slowest feature", delta, delta_ref, tol)
+        self.check("|corr(f, cos t)|", abs(corr), 1.0, tol)
+        self.check("unit variance of the SFA feature", float(jnp.var(f)), 1.0, tol)
+        self.check("seed four-point loss at [1,1,0,0,0,-2]", at_seed, 1.0 - 1.0 / math.sqrt(2.0), tol)
+        self.check("seed four-point loss at theta = 0", at_zero, 0.0, 0.0)
+        self.check("seed four-point loss at a non-constant null vector", float(example @ m @ example), 0.0, tol)
         return {
             "theta": theta,
             "theta_normalised": theta_norm,
@@ -112,30 +109,36 @@ class Experiment(_Experiment):
             },
         }
 
-    @staticmethod
-    def _figure(run, t, x, f, delta):
-        fig, axes = figure(1, 3, size=(14, 3.6))
-        ax = axes[0]
-        ax.plot(t, x[:, 0], color=PALETTE[0], lw=0.8, label=r"$x_1 = \cos t + \cos 22t$")
-        ax.plot(t, x[:, 1] - 3.5, color=PALETTE[1], lw=0.8, label=r"$x_2 = \cos 11t$ (shifted by -3.5)")
-        ts = np.pi / 4 * np.arange(5)
-        xs = np.stack([np.cos(ts) + np.cos(22 * ts), np.cos(11 * ts)], -1)
-        ax.plot(ts, xs[:, 0], "o", color="k", ms=4, label="the seed's 5 sample points")
-        ax.plot(ts, xs[:, 1] - 3.5, "o", color="k", ms=4)
-        ax.set_xlabel("t")
-        ax.set_title("input signals")
-        ax.set_ylim(-6.6, 2.4)
-        ax.legend(fontsize=7, loc="lower center", ncol=2)
-        ax = axes[1]
-        ax.plot(t, f, color=PALETTE[2], lw=3, alpha=0.6, label="slowest SFA feature")
-        ax.plot(t, np.sqrt(2) * np.cos(t), "--", color="k", lw=1, label=r"$\sqrt{2}\,\cos t$")
-        ax.set_xlabel("t")
-        ax.set_title(r"extracted: $f \propto 1 + x_1 - 2x_2^2 = \cos t$")
-        ax.legend(fontsize=8)
-        ax = axes[2]
-        ax.bar(np.arange(1, len(delta) + 1), delta, color=PALETTE[0])
-        ax.set_yscale("log")
-        ax.set_xlabel("SFA component")
-        ax.set_ylabel(r"slowness $\Delta = E[\dot f^2]$")
-        ax.set_title(rf"slowness spectrum ($\Delta_1$ = {delta[0]:.6f})")
-        run.save_figure(fig, "sfa")
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """The inputs, the slowest feature against sqrt(2) cos t, and the slowness spectrum."""
+        self.save_figure(_figure(np.asarray(self.t), np.asarray(sfa.seed_signal(self.t)), np.asarray(self.feature),
+                                 np.asarray(metrics["slowness_all"])), "sfa")
+
+
+def _figure(t: np.ndarray, x: np.ndarray, f: np.ndarray, delta: np.ndarray) -> Any:
+    """The panels of :meth:`Experiment.figures`."""
+    fig, axes = figure(1, 3, size=(14, 3.6))
+    ax = axes[0]
+    ax.plot(t, x[:, 0], color=PALETTE[0], lw=0.8, label=r"$x_1 = \cos t + \cos 22t$")
+    ax.plot(t, x[:, 1] - 3.5, color=PALETTE[1], lw=0.8, label=r"$x_2 = \cos 11t$ (shifted by -3.5)")
+    ts = np.pi / 4 * np.arange(5)
+    xs = np.stack([np.cos(ts) + np.cos(22 * ts), np.cos(11 * ts)], -1)
+    ax.plot(ts, xs[:, 0], "o", color="k", ms=4, label="the seed's 5 sample points")
+    ax.plot(ts, xs[:, 1] - 3.5, "o", color="k", ms=4)
+    ax.set_xlabel("t")
+    ax.set_title("input signals")
+    ax.set_ylim(-6.6, 2.4)
+    ax.legend(fontsize=7, loc="lower center", ncol=2)
+    ax = axes[1]
+    ax.plot(t, f, color=PALETTE[2], lw=3, alpha=0.6, label="slowest SFA feature")
+    ax.plot(t, np.sqrt(2) * np.cos(t), "--", color="k", lw=1, label=r"$\sqrt{2}\,\cos t$")
+    ax.set_xlabel("t")
+    ax.set_title(r"extracted: $f \propto 1 + x_1 - 2x_2^2 = \cos t$")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.bar(np.arange(1, len(delta) + 1), delta, color=PALETTE[0])
+    ax.set_yscale("log")
+    ax.set_xlabel("SFA component")
+    ax.set_ylabel(r"slowness $\Delta = E[\dot f^2]$")
+    ax.set_title(rf"slowness spectrum ($\Delta_1$ = {delta[0]:.6f})")
+    return fig

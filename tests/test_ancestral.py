@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.ancestral import QUERIES, estimates
 from vlab import bayes_net as bn
 from vlab.cli import main, run_experiment
 
@@ -39,7 +40,7 @@ def test_seed_marginal_and_printed_values(x64):
 def test_samples_follow_the_joint():
     net = bn.student_network()
     n = 100_000
-    x = bn.ancestral_sample(jax.random.PRNGKey(0), net, n)
+    x = bn.ancestral_sample(jax.random.key(0), net, n)
     assert x.shape == (n, 5)
     joint = np.asarray(bn.joint_table(net)).ravel()
     flat = np.ravel_multi_index(tuple(np.asarray(x).T), net.cards)
@@ -52,8 +53,35 @@ def test_children_follow_their_parents():
     # a deterministic child copies its parent: the seed's "parent factor being deterministic"
     net = bn.BayesNet(("A", "B"), (3, 3), ((), (0,)), (jnp.asarray([0.2, 0.3, 0.5]), jnp.eye(3)))
     bn.validate(net)
-    x = np.asarray(bn.ancestral_sample(jax.random.PRNGKey(1), net, 1000))
+    x = np.asarray(bn.ancestral_sample(jax.random.key(1), net, 1000))
     assert np.all(x[:, 0] == x[:, 1])
+
+
+def test_each_variable_draws_from_its_own_named_stream():
+    # a variable's draws depend on its stream only: replacing a root's table leaves the other root's samples alone
+    net = bn.student_network()
+    other = net._replace(cpts=(jnp.asarray([0.1, 0.9]),) + net.cpts[1:])
+    a, b = (np.asarray(bn.ancestral_sample(jax.random.key(2), m, 500)) for m in (net, other))
+    np.testing.assert_array_equal(a[:, 1], b[:, 1])
+    assert np.any(a[:, 0] != b[:, 0])
+
+
+def test_estimates_exact_parts_and_rejection_counts(x64):
+    net = bn.student_network()
+    n = 20_000
+    res = estimates(jax.random.key(4), net, n)
+    joint = bn.joint_table(net)
+    x = np.asarray(bn.ancestral_sample(jax.random.key(4), net, n))
+    for name, (query, evidence) in QUERIES.items():
+        assert float(res[f"query/{name}/exact"]) == pytest.approx(float(bn.conditional(joint, query, evidence)),
+                                                                  rel=1e-12)
+        ev = np.all([x[:, i] == v for i, v in evidence.items()], axis=0) if evidence else np.ones(n, bool)
+        hit = ev & np.all([x[:, i] == v for i, v in query.items()], axis=0)
+        assert int(res[f"query/{name}/kept"]) == int(ev.sum())
+        assert float(res[f"query/{name}/mc"]) == pytest.approx(hit.sum() / ev.sum(), rel=1e-12)
+    np.testing.assert_allclose(np.asarray(res["marginal/G/mc"]), np.bincount(x[:, 2], minlength=3) / n, rtol=1e-12)
+    assert float(res["running"][-1]) == pytest.approx(float(res["query/P(L=l1, S=s1)/mc"]), rel=1e-12)
+    assert float(res["joint_sum"]) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_validate_rejects_bad_networks():

@@ -66,6 +66,22 @@ def test_posterior_factorises_and_matches_enumeration(x64):
     np.testing.assert_allclose(np.asarray(fact), np.asarray(joint / joint.sum()), atol=1e-14)
 
 
+def test_enumeration_helpers_match_the_energy_and_the_closed_forms(x64):
+    p = _random_params(4)
+    hs = gb.hidden_states(3)
+    xs = jnp.asarray(np.random.default_rng(5).normal(size=(7, 2)))
+    neg_e = gb.enumerated_log_joint(xs, p)
+    assert neg_e.shape == (7, 8)
+    for i in (0, 6):
+        for j in (0, 5):
+            assert float(neg_e[i, j]) == pytest.approx(-float(gb.energy(xs[i], hs[j], p)), rel=1e-14)
+    post = gb.factorised_posterior(xs, p)
+    np.testing.assert_allclose(np.asarray(post), np.asarray(jax.nn.softmax(neg_e, -1)), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(post.sum(-1)), 1.0, atol=1e-14)
+    log_px = jax.scipy.special.logsumexp(neg_e, -1) - gb.log_partition(p)
+    np.testing.assert_allclose(np.asarray(gb.log_marginal(xs, p)), np.asarray(log_px), atol=1e-12)
+
+
 def test_seed_marginal_formula(x64):
     x = jnp.asarray([0.4, -0.3, 1.1])
     x1, x2, x3 = map(float, x)
@@ -87,7 +103,7 @@ def test_conditional_of_x_is_unit_gaussian_at_w_h(x64):
 
 
 def test_gibbs_final_states_follow_the_prior():
-    h, x = gb.gibbs(jax.random.PRNGKey(3), _seed(), 2000, 20)
+    h, x = gb.gibbs(jax.random.key(3), _seed(), 2000, 20)
     freq = np.bincount(np.asarray(gb.state_index(h[-1])), minlength=4) / 2000
     se = np.sqrt(seed_prior() * (1 - seed_prior()) / 2000)
     assert np.all(np.abs(freq - seed_prior()) < 4.5 * se)

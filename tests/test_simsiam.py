@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.simsiam import KEYS, Config, analyse, random_state
 from vlab import simsiam as ss
 from vlab.cli import main, run_experiment
 
@@ -24,7 +25,7 @@ def _setup(d=5, m=3):
 def test_expected_loss_matches_monte_carlo(x64):
     x_cov, noise_cov, w, wp = _setup()
     j = float(ss.expected_loss(w, wp, x_cov, noise_cov, True, True))
-    mc = float(ss.sampled_loss(jax.random.PRNGKey(5), w, wp, x_cov, noise_cov, 200_000))
+    mc = float(ss.sampled_loss(jax.random.key(5), w, wp, x_cov, noise_cov, 200_000))
     assert mc == pytest.approx(j, rel=0.03)
 
 
@@ -71,6 +72,26 @@ def test_integration_without_predictor_matches_expm(x64):
     assert traj.w.shape == (4, 3, 5)
     ref = w @ jax.scipy.linalg.expm(-noise_cov * 3.0)
     np.testing.assert_allclose(np.asarray(traj.w[-1]), np.asarray(ref), atol=1e-10)
+
+
+def test_random_state_draws_w_and_wp_from_their_own_streams(x64):
+    a, b = random_state(jax.random.key(7), 3, 5, 0.5), random_state(jax.random.key(7), 3, 4, 0.5)
+    assert a.w.shape == (3, 5) and a.wp.shape == (3, 3)
+    np.testing.assert_array_equal(np.asarray(a.wp), np.asarray(b.wp))  # W's shape does not move W_p
+    unit = random_state(jax.random.key(7), 3, 5)
+    np.testing.assert_allclose(np.asarray(a.w), 0.5 * np.asarray(unit.w), rtol=1e-15)
+
+
+def test_analyse_reproduces_the_closed_forms_on_a_short_flow(x64):
+    cfg = Config(t_max=1.0, dt=0.05, save_every=5)
+    x_cov, noise_cov, w, wp = _setup(d=5, m=3)
+    res = analyse(cfg, ss.SimSiamState(w, wp), ss.SimSiamState(wp @ w, wp.T), x_cov, noise_cov)
+    assert res["norms"].shape == (4, 5)
+    assert all(float(res[f"flow_err/{k}"]) < 1e-12 for k in KEYS)
+    assert float(res["h_err"]) < 1e-12
+    assert float(res["expm_err/sg_nopred"]) < 1e-7 and float(res["expm_err/nosg_nopred"]) < 1e-7
+    assert float(res["lam0"]) == pytest.approx(float(jnp.min(jnp.linalg.eigvalsh(noise_cov))), rel=1e-14)
+    np.testing.assert_allclose(np.asarray(res["traj"].w[:, 0]), np.broadcast_to(np.asarray(w), (4, 3, 5)))
 
 
 def test_quick_config_end_to_end(tmp_path):

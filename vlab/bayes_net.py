@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlab.keys import stream
+
 
 class BayesNet(NamedTuple):
     """Variable names, cardinalities, parent indices (each earlier in the order) and tables."""
@@ -56,12 +58,13 @@ def validate(net: BayesNet) -> None:
 
 
 def ancestral_sample(key: jax.Array, net: BayesNet, n: int) -> jax.Array:
-    """n joint samples, shape (n, N): x_v ~ cpt_v[x_parents(v)] in topological order, parents first."""
-    keys = jax.random.split(key, len(net.names))
+    """n joint samples, shape (n, N): x_v ~ cpt_v[x_parents(v)] in topological order, parents first.
+
+    Variable v draws from the key stream named after it, ``stream(key, names[v])``."""
     values: list[jax.Array] = []
     for i, (parents, cpt) in enumerate(zip(net.parents, net.cpts, strict=True)):
         rows = cpt[tuple(values[p] for p in parents)] if parents else jnp.broadcast_to(cpt, (n, net.cards[i]))
-        values.append(jax.random.categorical(keys[i], jnp.log(rows), axis=-1))
+        values.append(jax.random.categorical(stream(key, net.names[i]), jnp.log(rows), axis=-1))
     return jnp.stack(values, axis=-1)
 
 

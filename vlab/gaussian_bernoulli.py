@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from vlab.keys import stream
+
 
 class GBParams(NamedTuple):
     """W (d, k), c (d,), b (k,)."""
@@ -66,6 +68,22 @@ def posterior_probs(x: jax.Array, p: GBParams) -> jax.Array:
     return jax.nn.sigmoid(x @ p.w - p.b)
 
 
+@jax.jit
+def enumerated_log_joint(x: jax.Array, p: GBParams) -> jax.Array:
+    """-E(x, h) for every h in :func:`hidden_states` at the points ``x`` (n, d): shape (n, 2^k), so that
+    p(h | x) = softmax_h(-E(x, h)) and log p(x) = logsumexp_h(-E(x, h)) - log Z by enumeration."""
+    hs = hidden_states(p.w.shape[1]).astype(p.w.dtype)
+    return -jax.vmap(lambda xi: jax.vmap(lambda h: energy(xi, h, p))(hs))(x)
+
+
+@jax.jit
+def factorised_posterior(x: jax.Array, p: GBParams) -> jax.Array:
+    """p(h | x) = prod_j sigmoid((W^T x - b)_j)^h_j (1 - sigmoid(...))^(1 - h_j) for every h, shape (n, 2^k)."""
+    hs = hidden_states(p.w.shape[1]).astype(p.w.dtype)
+    probs = posterior_probs(x, p)
+    return jnp.prod(jnp.where(hs[None] == 1, probs[:, None], 1 - probs[:, None]), -1)
+
+
 def conditional_mean(h: jax.Array, p: GBParams) -> jax.Array:
     """The mean W h + c of p(x | h) = N(W h + c, I)."""
     return h @ p.w.T + p.c
@@ -106,17 +124,18 @@ def prior_by_quadrature(p: GBParams, lo: float, hi: float, n: int) -> tuple[jax.
 def gibbs(key: jax.Array, p: GBParams, n_chains: int, n_steps: int) -> tuple[jax.Array, jax.Array]:
     """Block Gibbs sampling: h ~ p(h | x) = prod Bernoulli(sigmoid(W^T x - b)), then x ~ N(W h + c, I).
 
-    ``n_chains`` chains start from x ~ N(c, I); one ``lax.scan`` over steps, vmapped over chains. Returns the
-    states after every step: h of shape (n_steps, n_chains, k) and x of shape (n_steps, n_chains, d).
+    ``n_chains`` chains start from x ~ N(c, I) (key stream ``"start"``); one ``lax.scan`` over steps, vmapped over
+    chains, sweep t drawing h and x from streams ``"h"`` and ``"x"`` of ``fold_in(stream(key, "sweep"), t)``.
+    Returns the states after every step: h of shape (n_steps, n_chains, k) and x of shape (n_steps, n_chains, d).
     """
     d, k = p.w.shape
-    k0, k_run = jax.random.split(key)
-    x0 = p.c + jax.random.normal(k0, (n_chains, d), p.w.dtype)
+    x0 = p.c + jax.random.normal(stream(key, "start"), (n_chains, d), p.w.dtype)
+    sweeps = stream(key, "sweep")
 
     def step(x, t):
-        kh, kx = jax.random.split(jax.random.fold_in(k_run, t))
-        h = jax.random.bernoulli(kh, posterior_probs(x, p)).astype(p.w.dtype)
-        x = conditional_mean(h, p) + jax.random.normal(kx, x.shape, p.w.dtype)
+        kt = jax.random.fold_in(sweeps, t)
+        h = jax.random.bernoulli(stream(kt, "h"), posterior_probs(x, p)).astype(p.w.dtype)
+        x = conditional_mean(h, p) + jax.random.normal(stream(kt, "x"), x.shape, p.w.dtype)
         return x, (h, x)
 
     _, (hs, xs) = jax.lax.scan(step, x0, jnp.arange(n_steps))

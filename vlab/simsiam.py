@@ -26,6 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from vlab.keys import stream
+
 
 class SimSiamState(NamedTuple):
     """Encoder W (m, d) and predictor W_p (m, m)."""
@@ -52,12 +54,12 @@ def expected_loss(w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.
 @partial(jax.jit, static_argnames=("n",))
 def sampled_loss(key: jax.Array, w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.Array,
                  n: int) -> jax.Array:
-    """Monte Carlo 1/2 mean ||W_p W x1 - W x2||^2 with x ~ N(0, X), x_i = x + e_i, e_i ~ N(0, X')."""
-    kx, k1, k2 = jax.random.split(key, 3)
+    """Monte Carlo 1/2 mean ||W_p W x1 - W x2||^2 with x ~ N(0, X), x_i = x + e_i, e_i ~ N(0, X') (key streams
+    ``"x"``, ``"e1"``, ``"e2"``)."""
     d = w.shape[1]
-    x = jax.random.multivariate_normal(kx, jnp.zeros(d), x_cov, (n,))
-    e1 = jax.random.multivariate_normal(k1, jnp.zeros(d), noise_cov, (n,))
-    e2 = jax.random.multivariate_normal(k2, jnp.zeros(d), noise_cov, (n,))
+    x = jax.random.multivariate_normal(stream(key, "x"), jnp.zeros(d), x_cov, (n,))
+    e1 = jax.random.multivariate_normal(stream(key, "e1"), jnp.zeros(d), noise_cov, (n,))
+    e2 = jax.random.multivariate_normal(stream(key, "e2"), jnp.zeros(d), noise_cov, (n,))
     r = (x + e1) @ (wp @ w).T - (x + e2) @ w.T
     return 0.5 * jnp.mean(jnp.sum(r * r, -1))
 
