@@ -1,9 +1,10 @@
 """Elastic net by cyclic coordinate descent with the soft-threshold update (seed 000, question 1).
 
 A sparse linear regression problem is solved three ways: coordinate descent with the seed's update
-w_k <- -S(g, alpha)/h, proximal gradient (ISTA) as an optax chain trained by ``vlab.train.fit``, and, for
-alpha = 0, the Ridge closed form. The solution is certified by the subgradient (KKT) conditions; the
-regularisation path over alpha is one vmapped program, all-zero exactly from alpha_max = ||X^T y||_inf on.
+w_k <- -S(g, alpha)/h; proximal gradient (ISTA, w <- S(w - eta grad, eta alpha) with eta = step_scale / L) as an
+optax chain, the run's one fit; and, for alpha = 0, the Ridge closed form. The solution is certified by the
+subgradient (KKT) conditions; the regularisation path over alpha is one vmapped program, all-zero exactly from
+alpha_max = ||X^T y||_inf on.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from matplotlib.figure import Figure
 
 from vlab import sparse
-from vlab.config import BaseConfig, spec
+from vlab.config import BaseConfig, TrainConfig, spec
+from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.keys import stream
 from vlab.plots import PALETTE, figure
-from vlab.train import fit
 
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "elastic_net"
     precision: Literal["float32", "float64"] = "float64"
     n: int = spec(100, gt=0, help="training examples")
     d: int = spec(12, gt=0, help="features")
@@ -49,17 +51,17 @@ class Config(BaseConfig):
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3))
-def make_data(key: jax.Array, n: int, d: int, n_nonzero: int, noise: float, correlation: float):
+def make_data(key: jax.Array, n: int, d: int, n_nonzero: int, noise: float,
+              correlation: float) -> tuple[jax.Array, jax.Array, jax.Array]:
     """X with rows x^(j) ~ N(0, S), S_ik = rho^|i-k|; a sparse w_true; y = X w_true + noise * eps."""
-    k_x, k_w, k_pos, k_eps = jax.random.split(key, 4)
     idx = jnp.arange(d)
     cov = correlation ** jnp.abs(idx[:, None] - idx[None, :])
-    x = jax.random.normal(k_x, (n, d)) @ jnp.linalg.cholesky(cov).T
+    x = jax.random.normal(stream(key, "x"), (n, d)) @ jnp.linalg.cholesky(cov).T
     magnitude = jnp.linspace(1.0, 3.0, max(n_nonzero, 1))[:n_nonzero]
-    signs = jnp.where(jax.random.bernoulli(k_w, 0.5, (n_nonzero,)), 1.0, -1.0)
-    support = jax.random.permutation(k_pos, d)[:n_nonzero]
+    signs = jnp.where(jax.random.bernoulli(stream(key, "signs"), 0.5, (n_nonzero,)), 1.0, -1.0)
+    support = jax.random.permutation(stream(key, "support"), d)[:n_nonzero]
     w_true = jnp.zeros(d).at[support].set(signs * magnitude)
-    y = x @ w_true + noise * jax.random.normal(k_eps, (n,))
+    y = x @ w_true + noise * jax.random.normal(stream(key, "noise"), (n,))
     return x, y, w_true
 
 
@@ -83,107 +85,117 @@ def _solve_cases(x, y, alpha, lam, sweeps):
 
 
 class Experiment(_Experiment):
-    name = "elastic_net"
     description = "elastic net by coordinate descent with the soft-threshold update, checked by KKT and ISTA"
     source = "seed 000, question 1"
     Config = Config
     headline = ("coordinate_descent.kkt_violation", "max_abs_diff_cd_vs_prox", "ridge.max_abs_diff")
 
-    def run(self, cfg: Config, run) -> dict:
-        k_data, k_fit = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        x, y, w_true = make_data(k_data, cfg.n, cfg.d, cfg.n_nonzero, cfg.noise, cfg.correlation)
-        alpha, lam = cfg.alpha, cfg.lam
+    def setup(self, cfg: Config) -> None:
+        self.x, self.y, self.w_true = make_data(self.key("data"), cfg.n, cfg.d, cfg.n_nonzero, cfg.noise,
+                                                cfg.correlation)
+
+    def objective(self, cfg: Config) -> LossFn:
+        """The smooth part ||y - X w||^2 / 2 + lambda ||w||^2 / 2 (the l1 term is the optimiser's prox), with the
+        full objective F(w) as a metric."""
+
+        def loss(w, data, key, hp):
+            x, y = data
+            return (sparse.smooth_part(w, x, y, hp["lam"]),
+                    {"objective": sparse.objective(w, x, y, hp["alpha"], hp["lam"])})
+
+        return loss
+
+    def train(self, cfg: Config) -> dict[str, FitResult]:
+        """ISTA from w = 0: one optax step is a gradient step of size eta = step_scale / L on the smooth part
+        followed by the l1 prox S(., eta alpha)."""
+        self.eta = cfg.step_scale / float(sparse.lipschitz(self.x, cfg.lam))
+        opt = optax.chain(optax.sgd(self.eta), sparse.prox_l1(self.eta, cfg.alpha))
+        steps = TrainConfig(steps=cfg.prox_steps, chunk_size=min(cfg.prox_steps, 1000), log_every=10)
+        dtype = self.x.dtype
+        hp = {"alpha": jnp.asarray(cfg.alpha, dtype), "lam": jnp.asarray(cfg.lam, dtype)}
+        return {"ista": self.fit("ista", self.objective(cfg), jnp.zeros(cfg.d, dtype), data=(self.x, self.y),
+                                 keys=self.key("train/ista"), hp=hp, train=steps, optimizer=opt)}
+
+    def summarise(self, cfg: Config, fits: dict[str, FitResult], evals: dict) -> dict:
+        """Coordinate descent and its special cases against ISTA, the Ridge closed form and the KKT conditions;
+        the regularisation path, vmapped over alpha, all-zero from alpha_max on."""
+        x, y, alpha, lam = self.x, self.y, cfg.alpha, cfg.lam
         sol = _solve_cases(x, y, alpha, lam, cfg.sweeps)
-        cd = sol["cd"]
-        w_cd = cd.w
-        kkt_cd = float(sol["kkt_cd"])
-        f_cd = float(cd.objective[-1])
+        cd, ista = sol["cd"], fits["ista"]
+        w_cd, kkt_cd, f_cd = cd.w, float(sol["kkt_cd"]), float(cd.objective[-1])
         increases = float(jnp.max(jnp.diff(cd.objective)))
-
-        # ISTA: one optax chain (gradient step then the l1 prox), trained by the shared engine.
-        eta = cfg.step_scale / float(sparse.lipschitz(x, lam))
-        opt = optax.chain(optax.sgd(eta), sparse.prox_l1(eta, alpha))
-
-        def loss_fn(w, data, key):
-            xx, yy = data
-            return sparse.smooth_part(w, xx, yy, lam), {"objective": sparse.objective(w, xx, yy, alpha, lam)}
-
-        res = fit(loss_fn, jnp.zeros(cfg.d, x.dtype), opt, k_fit, steps=cfg.prox_steps,
-                  chunk_size=min(cfg.prox_steps, 1000), log_every=10, data=(x, y), run=run, name="ista")
-        w_prox = res.params
+        w_prox = ista.params
+        f_prox = float(ista.history["objective"][-1])
         kkt_prox = float(sparse.kkt_violation(w_prox, x, y, alpha, lam))
         diff = float(jnp.max(jnp.abs(w_cd - w_prox)))
-
-        # Special cases: Ridge (alpha = 0) in closed form and Lasso (lambda = 0) by its KKT conditions.
-        w_ridge = sol["ridge"]
-        ridge_diff = float(jnp.max(jnp.abs(sol["ridge_cd"] - w_ridge)))
+        ridge_diff = float(jnp.max(jnp.abs(sol["ridge_cd"] - sol["ridge"])))
         w_lasso, kkt_lasso = sol["lasso"], float(sol["kkt_lasso"])
-
-        # Regularisation path, vmapped over alpha; all-zero from alpha_max on.
         a_max = float(sol["alpha_max"])
         alphas = jnp.geomspace(a_max * 1.5, a_max * 1e-3, cfg.n_alphas)
-        path = jax.jit(sparse.regularisation_path, static_argnums=(4,))(x, y, alphas, lam, cfg.sweeps)
+        self.path = (alphas, sparse.regularisation_path(x, y, alphas, lam, cfg.sweeps), cd.objective)
         w_at_max, w_below = sol["at_max"], sol["below_max"]
 
         tol = 1e-8 if x.dtype == jnp.float64 else 1e-3
-        run.check("coordinate descent KKT violation", kkt_cd, 0.0, tol)
-        run.check("ISTA KKT violation", kkt_prox, 0.0, 1e3 * tol)
-        run.check("max |w_cd - w_ista|", diff, 0.0, 1e3 * tol)
-        run.check("objective: coordinate descent vs ISTA", f_cd, float(res.history["objective"][-1]),
-                  1e3 * tol * max(1.0, abs(f_cd)))
-        run.check("Ridge: coordinate descent vs closed form", ridge_diff, 0.0, tol)
-        run.check("Lasso KKT violation", kkt_lasso, 0.0, tol)
-        run.check("nonzeros at alpha_max", float(jnp.sum(w_at_max != 0)), 0.0, 0.0)
-        run.check("largest objective increase over a sweep", max(increases, 0.0), 0.0, tol * max(1.0, f_cd))
-
-        with run.timed("plots"):
-            self._figure(run, np.asarray(alphas), np.asarray(path), np.asarray(w_true), alpha, a_max,
-                         np.asarray(cd.objective), np.asarray(res.history["objective"]),
-                         np.asarray(res.history["step"]), f_cd)
-
+        self.check("coordinate descent KKT violation", kkt_cd, 0.0, tol)
+        self.check("ISTA KKT violation", kkt_prox, 0.0, 1e3 * tol)
+        self.check("max |w_cd - w_ista|", diff, 0.0, 1e3 * tol)
+        self.check("objective: coordinate descent vs ISTA", f_cd, f_prox, 1e3 * tol * max(1.0, abs(f_cd)))
+        self.check("Ridge: coordinate descent vs closed form", ridge_diff, 0.0, tol)
+        self.check("Lasso KKT violation", kkt_lasso, 0.0, tol)
+        self.check("nonzeros at alpha_max", float(jnp.sum(w_at_max != 0)), 0.0, 0.0)
+        self.check("largest objective increase over a sweep", max(increases, 0.0), 0.0, tol * max(1.0, f_cd))
         return {
             "alpha": alpha,
             "lambda": lam,
-            "w_true": w_true,
+            "w_true": self.w_true,
             "coordinate_descent": {"w": w_cd, "objective": f_cd, "kkt_violation": kkt_cd,
                                    "nonzeros": int(jnp.sum(w_cd != 0)), "max_objective_increase": increases},
-            "ista": {"w": w_prox, "objective": float(res.history["objective"][-1]), "kkt_violation": kkt_prox,
-                     "step_size": eta},
+            "ista": {"w": w_prox, "objective": f_prox, "kkt_violation": kkt_prox, "step_size": self.eta},
             "max_abs_diff_cd_vs_prox": diff,
-            "ridge": {"w": w_ridge, "max_abs_diff": ridge_diff},
+            "ridge": {"w": sol["ridge"], "max_abs_diff": ridge_diff},
             "lasso": {"w": w_lasso, "kkt_violation": kkt_lasso, "nonzeros": int(jnp.sum(w_lasso != 0))},
-            "path": {"alpha_max": a_max, "alphas": alphas, "nonzeros": jnp.sum(path != 0, axis=1),
+            "path": {"alpha_max": a_max, "alphas": alphas, "nonzeros": jnp.sum(self.path[1] != 0, axis=1),
                      "nonzeros_at_alpha_max": int(jnp.sum(w_at_max != 0)),
                      "nonzeros_below_alpha_max": int(jnp.sum(w_below != 0))},
         }
 
-    @staticmethod
-    def _figure(run, alphas, path, w_true, alpha, alpha_max, f_cd, f_ista, ista_steps, f_star):
-        fig, (ax0, ax1) = figure(1, 2, size=(10, 3.8))
-        colour = iter(PALETTE)
-        for i in range(path.shape[1]):
-            on = w_true[i] != 0
-            ax0.plot(alphas, path[:, i], color=next(colour) if on else "0.6", lw=1.8 if on else 1.0,
-                     label=f"$w_{{{i + 1}}}$ (true {w_true[i]:+.1f})" if on else None, zorder=3 if on else 2)
-        ax0.axvline(alpha, color="k", ls="--", lw=1, label=rf"$\alpha$ = {alpha:g}")
-        ax0.axvline(alpha_max, color="k", ls=":", lw=1, label=r"$\alpha_{max} = \|X^T y\|_\infty$")
-        ax0.set_xscale("log")
-        ax0.set_xlabel(r"$\alpha$ (l1 weight)")
-        ax0.set_ylabel("coefficient")
-        ax0.set_title("regularisation path (grey: truly zero)")
-        ax0.legend(fontsize=7, loc="upper right")
-        f_star = min(f_star, float(np.min(f_ista)), float(np.min(f_cd)))
-        floor = 1e-13 * max(1.0, abs(f_star))  # below this the gap is rounding error
-        gap_cd, gap_ista = f_cd - f_star, f_ista - f_star
-        keep_cd, keep_ista = gap_cd > floor, gap_ista > floor
-        ax1.semilogy(np.arange(len(f_cd))[keep_cd], gap_cd[keep_cd], color=PALETTE[0],
-                     marker="o", ms=3, label="coordinate descent (per sweep)")
-        ax1.semilogy((ista_steps + 1)[keep_ista], gap_ista[keep_ista], color=PALETTE[1],
-                     label="ISTA (per gradient step)")
-        ax1.axhline(floor, color="0.5", lw=0.8, ls=":", label="rounding level")
-        ax1.set_xscale("symlog", linthresh=10)
-        ax1.set_xlabel("passes over the data")
-        ax1.set_ylabel(r"$F(w) - F(w^\star)$")
-        ax1.set_title("convergence")
-        ax1.legend(fontsize=8)
-        run.save_figure(fig, "elastic_net")
+    def figures(self, cfg: Config, fits: dict[str, FitResult], evals: dict, metrics: dict) -> None:
+        """The regularisation path and the convergence of both solvers."""
+        alphas, path, f_cd = (np.asarray(a) for a in self.path)
+        h = fits["ista"].history
+        fig = draw(alphas, path, np.asarray(self.w_true), cfg.alpha, metrics["path"]["alpha_max"], f_cd,
+                   np.asarray(h["objective"]), np.asarray(h["step"]), metrics["coordinate_descent"]["objective"])
+        self.save_figure(fig, "elastic_net")
+
+
+def draw(alphas: np.ndarray, path: np.ndarray, w_true: np.ndarray, alpha: float, alpha_max: float,
+         f_cd: np.ndarray, f_ista: np.ndarray, ista_steps: np.ndarray, f_star: float) -> Figure:
+    """Two panels: the coefficients along the path (true support coloured) and F(w) - F(w*) per pass."""
+    fig, (ax0, ax1) = figure(1, 2, size=(10, 3.8))
+    colour = iter(PALETTE)
+    for i in range(path.shape[1]):
+        on = w_true[i] != 0
+        ax0.plot(alphas, path[:, i], color=next(colour) if on else "0.6", lw=1.8 if on else 1.0,
+                 label=f"$w_{{{i + 1}}}$ (true {w_true[i]:+.1f})" if on else None, zorder=3 if on else 2)
+    ax0.axvline(alpha, color="k", ls="--", lw=1, label=rf"$\alpha$ = {alpha:g}")
+    ax0.axvline(alpha_max, color="k", ls=":", lw=1, label=r"$\alpha_{max} = \|X^T y\|_\infty$")
+    ax0.set_xscale("log")
+    ax0.set_xlabel(r"$\alpha$ (l1 weight)")
+    ax0.set_ylabel("coefficient")
+    ax0.set_title("regularisation path (grey: truly zero)")
+    ax0.legend(fontsize=7, loc="upper right")
+    f_star = min(f_star, float(np.min(f_ista)), float(np.min(f_cd)))
+    floor = 1e-13 * max(1.0, abs(f_star))  # below this the gap is rounding error
+    gap_cd, gap_ista = f_cd - f_star, f_ista - f_star
+    keep_cd, keep_ista = gap_cd > floor, gap_ista > floor
+    ax1.semilogy(np.arange(len(f_cd))[keep_cd], gap_cd[keep_cd], color=PALETTE[0],
+                 marker="o", ms=3, label="coordinate descent (per sweep)")
+    ax1.semilogy((ista_steps + 1)[keep_ista], gap_ista[keep_ista], color=PALETTE[1],
+                 label="ISTA (per gradient step)")
+    ax1.axhline(floor, color="0.5", lw=0.8, ls=":", label="rounding level")
+    ax1.set_xscale("symlog", linthresh=10)
+    ax1.set_xlabel("passes over the data")
+    ax1.set_ylabel(r"$F(w) - F(w^\star)$")
+    ax1.set_title("convergence")
+    ax1.legend(fontsize=8)
+    return fig

@@ -14,11 +14,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vlab import em
 from vlab.config import BaseConfig, spec
 from vlab.distributions import Mixture1D, mixture_1d
+from vlab.engine import FitResult
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
 from vlab.plots import PALETTE, figure
@@ -26,7 +28,6 @@ from vlab.plots import PALETTE, figure
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "em_mixture"
     precision: Literal["float32", "float64"] = "float64"
     weights: list[float] = spec([0.3, 0.5, 0.2], gt=0, help="true mixture weights (normalised)")
     means: list[float] = spec([-3.0, 0.5, 4.0], help="true component means")
@@ -83,62 +84,68 @@ def _diagnostics(x: jax.Array, p0: Mixture1D, trace: em.EMTrace) -> dict:
 
 
 class Experiment(_Experiment):
-    name = "em_mixture"
     description = "EM for a Gaussian mixture as coordinate ascent on F(theta, q) = ECLL + H(q); F = log p(x) after E"
     source = "seed 001, problem 5; seed 002, question 1.1"
     Config = Config
     headline = ("best.log_likelihood", "max_abs_f_after_e_minus_loglik", "min_step_increase", "best.kl_gap_after_m")
 
-    def run(self, cfg: Config, run) -> dict:
-        k_data, k_init = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        w = np.asarray(cfg.weights) / np.sum(cfg.weights)
-        truth = mixture_1d(w, cfg.means, cfg.stds)
-        x = truth.sample(k_data, cfg.n)
-        keys = jax.random.split(k_init, cfg.n_inits)
-        p0s = jax.vmap(lambda k: init_params(k, x, cfg.n_components))(keys)
+    def n_seeds(self, cfg: Config) -> int:
+        return cfg.n_inits  # every initialisation is a member
 
-        @jax.jit
-        def run_all(x, p0s):
-            trace = jax.vmap(lambda p0: em.em(x, p0, cfg.iters))(p0s)
-            loglik0 = jax.vmap(lambda p: em.log_likelihood(x, p))(p0s)
-            return trace, loglik0
+    def setup(self, cfg: Config) -> None:
+        self.truth = mixture_1d(np.asarray(cfg.weights) / np.sum(cfg.weights), cfg.means, cfg.stds)
+        self.x = self.truth.sample(self.key("data"), cfg.n)
 
-        trace, loglik0 = run_all(x, p0s)
+    def init(self, cfg: Config, key: jax.Array) -> Mixture1D:
+        return init_params(key, self.x, cfg.n_components)
+
+    def train(self, cfg: Config) -> dict[str, FitResult]:
+        """Nothing is trained by gradient: both EM steps are closed-form block maximisers (:meth:`evaluate`)."""
+        return {}
+
+    def evaluate(self, cfg: Config, params: Mixture1D, key: jax.Array, hp: dict) -> dict:
+        """``iters`` EM iterations of one member from its initialisation ``params``, and log p(x | theta_0)."""
+        return {"init": params, "log_likelihood_init": em.log_likelihood(self.x, params),
+                "trace": em.em(self.x, params, cfg.iters)}
+
+    def evaluate_fits(self, cfg: Config, fits: dict[str, FitResult]) -> dict:
+        """EM from every member's initialisation as one vmapped, jitted program."""
+        return self.evaluate_members(cfg, self.init_members(cfg))
+
+    def summarise(self, cfg: Config, fits: dict[str, FitResult], evals: dict) -> dict:
+        """The coordinate-ascent identities over every iteration and initialisation, and the diagnostics of the
+        best initialisation's run."""
+        x, trace, loglik0 = self.x, evals["trace"], evals["log_likelihood_init"]
         # log p(x | theta_t) for t = 0 .. iters-1: theta_0 is the initialisation, then the M-step results.
-        loglik_before = jnp.concatenate([loglik0[:, None], trace.log_likelihood[:, :-1]], axis=1)
-        e_gap = float(jnp.max(jnp.abs(trace.f_after_e - loglik_before)))
+        loglik_before = np.concatenate([loglik0[:, None], trace.log_likelihood[:, :-1]], axis=1)
+        e_gap = float(np.max(np.abs(trace.f_after_e - loglik_before)))
         inc_m = trace.f_after_m - trace.f_after_e                     # M-step: F(theta_t+1, q_t) - F(theta_t, q_t)
         inc_e = trace.f_after_e[:, 1:] - trace.f_after_m[:, :-1]      # E-step: F(theta_t+1, q_t+1) - F(theta_t+1, q_t)
-        min_inc = float(jnp.minimum(jnp.min(inc_m), jnp.min(inc_e)))
+        min_inc = float(min(np.min(inc_m), np.min(inc_e)))
         final_ll = trace.log_likelihood[:, -1]
-        best = int(jnp.argmax(final_ll))
+        best = int(np.argmax(final_ll))
         tb = jax.tree.map(lambda a: a[best], trace)
-        p0b = jax.tree.map(lambda a: a[best], p0s)
-        diag = _diagnostics(x, p0b, tb)
-        kl_identity = float(jnp.max(jnp.abs(tb.log_likelihood - tb.f_after_m - diag["kl"])))
-        order = jnp.argsort(tb.params.means[-1])
+        diag = jax.device_get(_diagnostics(x, jax.tree.map(lambda a: a[best], evals["init"]), tb))
+        kl_identity = float(np.max(np.abs(tb.log_likelihood - tb.f_after_m - diag["kl"])))
+        order = np.argsort(tb.params.means[-1])
         fitted = Mixture1D(*(a[-1][order] for a in tb.params))
+        self.shown = {"trace": tb, "fitted": fitted, "log_likelihood_init": float(loglik0[best]), "kl": diag["kl"],
+                      "final_log_likelihood": final_ll}
 
         scale = max(1.0, abs(float(final_ll[best])))
         last_gain = float(tb.log_likelihood[-1] - tb.log_likelihood[-2])
         if last_gain > 1e-9 * scale:
-            run.warn(f"EM is still climbing after {cfg.iters} iterations (last gain {last_gain:.3g} nats): the "
-                     "fixed-point checks need more iterations (iters=...)")
+            self.warn(f"EM is still climbing after {cfg.iters} iterations (last gain {last_gain:.3g} nats): the "
+                      "fixed-point checks need more iterations (iters=...)")
         tol = (1e-10 if x.dtype == jnp.float64 else 1e-4) * scale
-        run.check("F after E-step = log p(x) (max abs over iterations and inits)", e_gap, 0.0, tol)
-        run.check("smallest change of F over a step (>= 0)", min(min_inc, 0.0), 0.0, tol)
-        run.check("log p(x) - F(theta, q) = KL(q || p(z|x)) (max abs)", kl_identity, 0.0, tol)
-        run.check("dF/dtheta at the M-step result (max abs)", float(diag["m_grad"]), 0.0, 1e-3 * tol)
-        run.check("dF/dq-logits at the E-step result (max abs)", float(diag["e_grad"]), 0.0, 1e-3 * tol)
-        run.check("d log p(x)/dtheta at the EM fixed point (max abs)", float(diag["lik_grad"]), 0.0, 1e-4)
-        run.check("ECLL maximiser under the fixed-point posterior = EM solution", float(diag["fixed_point"]), 0.0,
-                  1e-6)
-
-        with run.timed("plots"):
-            self._figure(run, np.asarray(x), truth, fitted, np.asarray(tb.f_after_e), np.asarray(tb.f_after_m),
-                         np.asarray(tb.ecll_after_m), np.asarray(tb.log_likelihood), float(loglik0[best]),
-                         np.asarray(diag["kl"]), np.asarray(final_ll))
-
+        self.check("F after E-step = log p(x) (max abs over iterations and inits)", e_gap, 0.0, tol)
+        self.check("smallest change of F over a step (>= 0)", min(min_inc, 0.0), 0.0, tol)
+        self.check("log p(x) - F(theta, q) = KL(q || p(z|x)) (max abs)", kl_identity, 0.0, tol)
+        self.check("dF/dtheta at the M-step result (max abs)", float(diag["m_grad"]), 0.0, 1e-3 * tol)
+        self.check("dF/dq-logits at the E-step result (max abs)", float(diag["e_grad"]), 0.0, 1e-3 * tol)
+        self.check("d log p(x)/dtheta at the EM fixed point (max abs)", float(diag["lik_grad"]), 0.0, 1e-4)
+        self.check("ECLL maximiser under the fixed-point posterior = EM solution", float(diag["fixed_point"]), 0.0,
+                   1e-6)
         return {
             "best": {"log_likelihood": float(final_ll[best]), "weights": fitted.weights, "means": fitted.means,
                      "stds": fitted.stds, "kl_gap_after_m": float(diag["kl"][-1]),
@@ -161,66 +168,77 @@ class Experiment(_Experiment):
             },
         }
 
-    @staticmethod
-    def _figure(run, x, truth, fitted, f_e, f_m, ecll_m, ll, ll0, kl, final_ll):
-        """Four panels: the data with the true and fitted densities (inset: every init's final log p(x)); the
-        distance of F and log p(x) below the final log p(x); the KL gap after each M-step; ECLL against the ELBO.
-        Returns the figure (saved and closed)."""
-        fig, axes = figure(2, 2, size=(11, 7.6))
-        axes = axes.ravel()
-        ax = axes[0]
-        grid = np.linspace(x.min() - 1, x.max() + 1, 400)
-        ax.hist(x, bins=50, density=True, color=PALETTE[5], alpha=0.5, label="data")
-        ax.plot(grid, np.exp(np.asarray(truth.log_prob(jnp.asarray(grid)))), color="k", lw=1.2, ls="--",
-                label="true density")
-        ax.plot(grid, np.exp(np.asarray(fitted.log_prob(jnp.asarray(grid)))), color=PALETTE[1], lw=2,
-                label="EM fit (best init)")
-        ax.set_xlabel("x")
-        ax.set_ylabel("density")
-        ax.set_title("data and fitted mixture")
-        ax.legend(fontsize=8, loc="upper left")
-        inset = ax.inset_axes([0.68, 0.5, 0.3, 0.36])
-        inset.hist(final_ll, bins=min(10, len(final_ll)), color=PALETTE[4])
-        inset.set_title(f"final log p(x) of the {len(final_ll)} inits", fontsize=8)
-        inset.set_ylabel("inits", fontsize=8)
-        inset.xaxis.set_major_locator(MaxNLocator(3))
-        inset.yaxis.set_major_locator(MaxNLocator(3, integer=True))
-        inset.tick_params(labelsize=8)
+    def figures(self, cfg: Config, fits: dict[str, FitResult], evals: dict, metrics: dict) -> None:
+        """The best initialisation's run (:func:`draw`)."""
+        s = self.shown
+        tb = s["trace"]
+        fig = draw(np.asarray(self.x), self.truth, s["fitted"], tb.f_after_e, tb.f_after_m, tb.ecll_after_m,
+                   tb.log_likelihood, s["log_likelihood_init"], s["kl"], s["final_log_likelihood"])
+        self.save_figure(fig, "em_mixture")
 
-        ax = axes[1]
-        top = max(float(ll[-1]), float(f_m.max()))
-        n = len(f_e)
-        it = np.arange(n)
-        steps_x = np.repeat(it, 2) + np.tile([0.0, 0.5], n)
-        steps_f = np.stack([f_e, f_m], 1).ravel()
-        floor = 1e-13 * abs(top)
-        ax.semilogy(steps_x, np.maximum(top - steps_f, floor), color=PALETTE[0], lw=1.2,
-                    label=r"$F(\theta, q)$: E-step at t, M-step at t+½")
-        ax.semilogy(np.arange(n + 1), np.maximum(top - np.concatenate([[ll0], ll]), floor), "x", color=PALETTE[1],
-                    ms=4, markevery=max(1, n // 40), label=r"$\log p_{\theta_t}(x)$ (every few iterations)")
-        done = np.nonzero(top - f_e <= 1e-10 * abs(top))[0]
-        ax.set_xlim(-1, min(n, int(done[0]) + 10) if len(done) else n)
-        ax.set_xlabel("EM iteration t")
-        ax.set_ylabel("below the final log p(x) (nats)")
-        ax.set_title("F never decreases; after each E-step F = log p(x)")
-        ax.legend(fontsize=8)
 
-        ax = axes[2]
-        ax.semilogy(np.arange(1, len(kl) + 1), np.maximum(kl, 1e-16), color=PALETTE[3],
-                    label=r"after M: $\log p(x) - F = KL(q\,\|\,p(z|x))$")
-        ax.axhline(1e-16, color="0.5", ls=":", lw=0.8, label="after E: 0 (drawn at 1e-16)")
-        ax.set_xlabel("EM iteration")
-        ax.set_ylabel("KL (nats)")
-        ax.set_title("the gap each E-step closes")
-        ax.legend(fontsize=8)
+def draw(x: np.ndarray, truth: Mixture1D, fitted: Mixture1D, f_e: np.ndarray, f_m: np.ndarray, ecll_m: np.ndarray,
+         ll: np.ndarray, ll0: float, kl: np.ndarray, final_ll: np.ndarray) -> Figure:
+    """Four panels: the data with the true and fitted densities (inset: every init's final log p(x)); the
+    distance of F and log p(x) below the final log p(x); the KL gap after each M-step; ECLL against the ELBO."""
+    fig, axes = figure(2, 2, size=(11, 7.6))
+    axes = axes.ravel()
+    ax = axes[0]
+    grid = np.linspace(x.min() - 1, x.max() + 1, 400)
+    ax.hist(x, bins=50, density=True, color=PALETTE[5], alpha=0.5, label="data")
+    ax.plot(grid, np.exp(np.asarray(truth.log_prob(jnp.asarray(grid)))), color="k", lw=1.2, ls="--",
+            label="true density")
+    ax.plot(grid, np.exp(np.asarray(fitted.log_prob(jnp.asarray(grid)))), color=PALETTE[1], lw=2,
+            label="EM fit (best init)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+    ax.set_title("data and fitted mixture")
+    ax.legend(fontsize=8, loc="upper left")
+    inset = ax.inset_axes([0.68, 0.5, 0.3, 0.36])
+    final_ll = np.asarray(final_ll, dtype=np.float64)
+    lo, hi = float(final_ll.min()), float(final_ll.max())
+    tied = hi - lo <= 1e-9 * max(1.0, abs(hi))  # every init reached the same optimum, up to rounding
+    inset.hist(final_ll, bins=min(10, len(final_ll)), range=(lo - 0.5, hi + 0.5) if tied else None,
+               color=PALETTE[4])
+    inset.set_title(f"final log p(x) of the {len(final_ll)} inits", fontsize=8)
+    inset.set_ylabel("inits", fontsize=8)
+    inset.xaxis.set_major_locator(MaxNLocator(3))
+    inset.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+    inset.tick_params(labelsize=8)
 
-        ax = axes[3]
-        ax.plot(it + 1, f_m, color=PALETTE[0], label=r"ELBO $F = $ ECLL + H(q)")
-        ax.plot(it + 1, ecll_m, color=PALETTE[2], label=r"ECLL $E_q[\log p_\theta(x,z)]$")
-        ax.fill_between(it + 1, ecll_m, f_m, color=PALETTE[2], alpha=0.15, label=r"$H(q) \geq 0$")
-        ax.set_xlabel("EM iteration (after the M-step)")
-        ax.set_ylabel("nats")
-        ax.set_title("ECLL vs ELBO: they differ by H(q), free of theta")
-        ax.legend(fontsize=8, loc="lower right")
-        run.save_figure(fig, "em_mixture")
-        return fig
+    ax = axes[1]
+    top = max(float(ll[-1]), float(f_m.max()))
+    n = len(f_e)
+    it = np.arange(n)
+    steps_x = np.repeat(it, 2) + np.tile([0.0, 0.5], n)
+    steps_f = np.stack([f_e, f_m], 1).ravel()
+    floor = 1e-13 * abs(top)
+    ax.semilogy(steps_x, np.maximum(top - steps_f, floor), color=PALETTE[0], lw=1.2,
+                label=r"$F(\theta, q)$: E-step at t, M-step at t+½")
+    ax.semilogy(np.arange(n + 1), np.maximum(top - np.concatenate([[ll0], ll]), floor), "x", color=PALETTE[1],
+                ms=4, markevery=max(1, n // 40), label=r"$\log p_{\theta_t}(x)$ (every few iterations)")
+    done = np.nonzero(top - f_e <= 1e-10 * abs(top))[0]
+    ax.set_xlim(-1, min(n, int(done[0]) + 10) if len(done) else n)
+    ax.set_xlabel("EM iteration t")
+    ax.set_ylabel("below the final log p(x) (nats)")
+    ax.set_title("F never decreases; after each E-step F = log p(x)")
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    ax.semilogy(np.arange(1, len(kl) + 1), np.maximum(kl, 1e-16), color=PALETTE[3],
+                label=r"after M: $\log p(x) - F = KL(q\,\|\,p(z|x))$")
+    ax.axhline(1e-16, color="0.5", ls=":", lw=0.8, label="after E: 0 (drawn at 1e-16)")
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title("the gap each E-step closes")
+    ax.legend(fontsize=8)
+
+    ax = axes[3]
+    ax.plot(it + 1, f_m, color=PALETTE[0], label=r"ELBO $F = $ ECLL + H(q)")
+    ax.plot(it + 1, ecll_m, color=PALETTE[2], label=r"ECLL $E_q[\log p_\theta(x,z)]$")
+    ax.fill_between(it + 1, ecll_m, f_m, color=PALETTE[2], alpha=0.15, label=r"$H(q) \geq 0$")
+    ax.set_xlabel("EM iteration (after the M-step)")
+    ax.set_ylabel("nats")
+    ax.set_title("ECLL vs ELBO: they differ by H(q), free of theta")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -103,3 +103,18 @@ def test_bad_config_exits_2_with_one_line(over, tmp_path, capsys):
     assert main(["run", "configs/elastic_net.yaml", over, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and over.split("=")[0] in err[0]
+
+
+def test_figure_labels_both_panels(x64):
+    from experiments.elastic_net import draw
+
+    x, y = _problem(6)
+    alphas = np.geomspace(2 * float(sparse.alpha_max(x, y)), 0.01, 8)
+    path = np.asarray(sparse.regularisation_path(x, y, jnp.asarray(alphas), 0.5, 50))
+    w_true = np.array([1.0, 0.0, -2.0, 0.0, 0.0, 0.0])
+    f = np.geomspace(10.0, 1e-9, 30) + 5.0
+    fig = draw(alphas, path, w_true, 1.0, float(sparse.alpha_max(x, y)), f, f[:20], np.arange(0, 200, 10), 5.0)
+    assert len(fig.axes) == 2 and all(ax.get_xlabel() and ax.get_ylabel() and ax.get_title() for ax in fig.axes)
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[1].get_yscale() == "log"
+    # the true support is drawn in colour and labelled, the zeros in grey without a legend entry
+    assert sum(1 for line in fig.axes[0].get_lines() if line.get_label().startswith("$w_")) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -61,12 +62,41 @@ def test_a_hand_computed_case(x64):
     assert float(rhs) == pytest.approx(kl, rel=1e-13)
 
 
+def test_random_cases_lie_on_the_simplex_and_concentrate_with_the_scale(x64):
+    key = jax.random.key(3)
+    p1, p2, q1, q2, lam = cat.random_cases(key, 5000, 4, 1.0)
+    for p in (p1, p2, q1, q2):
+        assert p.shape == (5000, 4) and float(jnp.min(p)) > 0
+        np.testing.assert_allclose(np.asarray(jnp.sum(p, -1)), 1.0, atol=1e-14)
+    assert lam.shape == (5000,) and float(jnp.min(lam)) > 0 and float(jnp.max(lam)) < 1
+    assert abs(float(jnp.mean(lam)) - 0.5) < 0.02
+    # the five draws come from their own streams: no two distributions coincide
+    assert min(float(jnp.max(jnp.abs(a - b))) for a, b in [(p1, p2), (p1, q1), (q1, q2), (p2, q2)]) > 0.1
+    # a larger logit scale gives more concentrated distributions (lower entropy); the same key, the same cases
+    flat, peaked = (float(jnp.mean(cat.entropy_categorical(cat.random_cases(key, 5000, 4, s)[0]))) for s in (0.3, 10.0))
+    assert peaked < 0.5 * flat < np.log(4)
+    np.testing.assert_array_equal(np.asarray(cat.random_cases(key, 5000, 4, 1.0)[0]), np.asarray(p1))
+
+
+def test_figure_labels_every_panel(x64):
+    from experiments.kl_convexity import draw
+
+    lhs, rhs = cat.convexity_sides(*cat.random_cases(jax.random.key(0), 400, 3, 1.0))
+    conc = np.repeat([1.0, 3.0], 200)
+    gap = np.abs(np.random.default_rng(0).normal(size=(12, 5))) * 1e-3
+    fig = draw(np.asarray(lhs), np.asarray(rhs), conc, 3, jax.random.key(1), np.arange(12) * 25, gap)
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() and ax.get_ylabel() and ax.get_title() for ax in fig.axes)
+    assert len(fig.axes[1].get_lines()) == 6  # LHS and its chord for three cases
+
+
 def test_quick_config_end_to_end(tmp_path):
     path = run_experiment("configs/kl_convexity.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["violations"] == 0 and m["worst_gap"] >= 0
     assert (path / "kl_convexity.png").exists()
+    assert len(m["adversary"]["final_gap_per_member"]) == 16  # the quick config's adversaries, one fit
+    assert (path / "checkpoints" / "adversary.npz").exists()
 
 
 BAD = ["n_outcomes=1", "logit_scales=[1.0,-2.0]", "adversary.members=0", "adversary.train.steps=0", "n_draws=0"]

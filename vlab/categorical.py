@@ -11,8 +11,12 @@ with a1 = lambda p1(y), a2 = (1 - lambda) p2(y), b1 = lambda q1(y), b2 = (1 - la
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+
+from vlab.keys import stream
 
 
 def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -49,3 +53,20 @@ def log_sum_terms(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, la
     b1, b2 = lam_ * q1, (1 - lam_) * q2
     return (_xlogy(a1, a1) - _xlogy(a1, b1) + _xlogy(a2, a2) - _xlogy(a2, b2)
             - _xlogy(a1 + a2, a1 + a2) + _xlogy(a1 + a2, b1 + b2))
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def random_cases(key: jax.Array, n: int, k: int, scale: float | jax.Array):
+    """``n`` random cases ``(p1, p2, q1, q2, lambda)`` of the convexity inequality on ``k`` outcomes.
+
+    Each distribution is softmax(scale * N(0, I_k)), floored at sqrt(tiny) and renormalised so every probability
+    is nonzero; lambda ~ U(0, 1). A small ``scale`` gives near-uniform distributions, a large one near-degenerate
+    ones. Each of the five draws has its own named stream of ``key`` (``"p1"``, ..., ``"lambda"``).
+    """
+    eps = jnp.finfo(jnp.zeros(()).dtype).tiny ** 0.5
+
+    def simplex(name: str) -> jax.Array:
+        p = jnp.maximum(jax.nn.softmax(scale * jax.random.normal(stream(key, name), (n, k)), axis=-1), eps)
+        return p / jnp.sum(p, -1, keepdims=True)
+
+    return (*(simplex(name) for name in ("p1", "p2", "q1", "q2")), jax.random.uniform(stream(key, "lambda"), (n,)))
