@@ -138,7 +138,7 @@ def test_kill_9_loses_at_most_the_last_checkpoint_and_a_second_writer_is_refused
     assert metrics_of(out) == metrics_of(long_reference)
     rows = history_of(out)
     assert rows == history_of(long_reference)  # rows after the checkpoint were dropped and written once again
-    assert len({(r["fit"], r["step"]) for r in rows}) == len(rows)
+    assert len({(r["fit"], r["step"], r.get("member")) for r in rows}) == len(rows)
 
 
 def test_wall_time_checkpoints_between_step_checkpoints(tmp_path, monkeypatch):
@@ -165,7 +165,8 @@ def test_resume_without_a_checkpoint_restarts_cleanly(reference, tmp_path, monke
     capsys.readouterr()
     assert main(["run", "--resume", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "[exclusive] no checkpoint to resume from: training from step 0 (15 history rows" in err
+    # 15 logged steps x 8 members
+    assert "[exclusive] no checkpoint to resume from: training from step 0 (120 history rows" in err
     assert metrics_of(out) == metrics_of(reference)
     assert history_of(out) == history_of(reference)  # never a second copy of the rows
 

@@ -7,7 +7,8 @@ by convention. Modules of mathematics (``vlab.distributions``, ``vlab.divergence
 ========================  =================================================================================
 name                      what it is
 ========================  =================================================================================
-``Experiment``            base class of an experiment: ``Config`` schema, ``description``, ``run(cfg, run)``
+``Experiment``            base class of an experiment: a ``Config`` schema and fixed sections (setup, init,
+                          objective, evaluate, summarise, figures) that ``run(cfg, run)`` calls
 ``BaseConfig``            keys every experiment understands: experiment, seed, device, precision, figures
 ``TrainConfig``           steps, chunk size, logging and checkpoint intervals, the optimiser
 ``OptimizerConfig``       an optax optimiser by name, learning rate, schedule and clipping
@@ -15,8 +16,10 @@ name                      what it is
 ``nested``                a config field holding a sub-configuration
 ``build_optimizer``       the optax transformation an ``OptimizerConfig`` describes
 ``load_config``           read a YAML file plus ``key=value`` overrides into ``(ExperimentClass, cfg)``
-``fit``                   the training engine: optax steps in ``jit(lax.scan)`` chunks, vmapped members
+``fit``                   the training engine: ``loss(params, batch, key, hp)`` minimised by optax in
+                          ``jit(lax.scan)`` chunks, vmapped over members, with callbacks between chunks
 ``FitResult``             what ``fit`` returns: params, optimiser state, history, compile and train seconds
+``Callback``              hooks of ``fit``'s host loop (history, checkpoints, progress, your own logger)
 ``Members``               sweep points times seeds as the members of one vmapped program (``member_keys``)
 ``Run``                   a run folder: history, figures, checks, checkpoints
 ``ConfigError``           invalid configuration (the CLI prints one line and exits with status 2)
@@ -41,8 +44,9 @@ _API = {
     "nested": ("vlab.config", "nested"),
     "build_optimizer": ("vlab.config", "build_optimizer"),
     "load_config": ("vlab.cli", "load"),
-    "fit": ("vlab.train", "fit"),
-    "FitResult": ("vlab.train", "FitResult"),
+    "fit": ("vlab.engine", "fit"),
+    "FitResult": ("vlab.engine", "FitResult"),
+    "Callback": ("vlab.engine", "Callback"),
     "Members": ("vlab.members", "Members"),
     "Run": ("vlab.runs", "Run"),
     "ConfigError": ("vlab.errors", "ConfigError"),

@@ -26,10 +26,6 @@ class History(Callback):
     def __init__(self, run: Any, name: str, labels: Sequence[dict] | None = None):
         self.run, self.name, self.labels = run, name, labels
 
-    def on_start(self, loop: Loop) -> None:
-        if self.run.resume:  # rows after the checkpoint (or all, without one) are written again
-            self.run.truncate_history(self.name, loop.done - 1)
-
     def on_chunk(self, loop: Loop, rows: list[dict]) -> None:
         out = []
         for row in rows:
@@ -56,7 +52,8 @@ def _scalars(row: dict, m: int | None) -> dict:
 
 class Checkpoint(Callback):
     """Checkpoints of one fit, ``checkpoints/<name>.npz``: every ``every`` steps, every ``seconds`` of wall time,
-    at the end and when the fit stops early; a run opened to resume restores the last one (checked leaf by leaf).
+    at the end and when the fit stops early; a run opened to resume restores the last one (checked leaf by leaf)
+    and drops the fit's history rows after it (they are written again).
 
     The checkpoint holds the state's leaves under their key paths, the history so far and the seconds spent."""
 
@@ -68,8 +65,10 @@ class Checkpoint(Callback):
         if not self.run.resume:
             return
         ckpt = self.run.load_checkpoint(self.name)
-        if ckpt is None:
-            self.run.log(f"[{self.name}] no checkpoint to resume from: training from step 0")
+        if ckpt is None:  # the history rows of the lost segment are written again
+            dropped = self.run.truncate_history(self.name, -1)
+            self.run.log(f"[{self.name}] no checkpoint to resume from: training from step 0"
+                         + (f" ({dropped} history rows of the lost segment dropped)" if dropped else ""))
             return
         like = {"params": loop.state.params, "opt_state": loop.state.opt_state, "step": loop.state.step}
         try:
@@ -81,6 +80,7 @@ class Checkpoint(Callback):
         loop.prior_train_s = float(ckpt.get("meta/train_s", 0.0))
         loop.prior_compile_s = float(ckpt.get("meta/compile_s", 0.0))
         self._last_step = loop.done
+        self.run.truncate_history(self.name, loop.done - 1)  # rows after the checkpoint are written again
         self.run.log(f"[{self.name}] resumed at step {loop.done}/{loop.steps}")
 
     def save(self, loop: Loop) -> None:
@@ -108,14 +108,15 @@ class Checkpoint(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar (plain lines off a terminal) with the loss, or its range over members."""
+    """A tqdm bar (plain lines off a terminal) with the loss, or its range over members; silent unless
+    ``enabled``."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, enabled: bool = True):
+        self.name, self.enabled = name, enabled
         self.bar: Progress | None = None  # opened on start, after a checkpoint's restore
 
     def on_start(self, loop: Loop) -> None:
-        self.bar = Progress(loop.steps, self.name, start=loop.done)
+        self.bar = Progress(loop.steps, self.name, enabled=self.enabled, start=loop.done)
 
     def on_chunk(self, loop: Loop, rows: list[dict]) -> None:
         self.bar.update(loop.done, progress_metrics(rows[-1], loop.n_members) if rows else {})

@@ -202,9 +202,8 @@ class Experiment:
         run = self.out
         labels = self.members.labels() if keys.ndim and len(self.members) == keys.shape[0] else None
         callbacks: list[cb.Callback] = [cb.Checkpoint(run, name, tc.checkpoint_every, run.checkpoint_seconds),
-                                        cb.History(run, name, labels), cb.Timings(run)]
-        if not run.quiet:
-            callbacks.append(cb.ProgressBar(name))
+                                        cb.History(run, name, labels), cb.Timings(run),
+                                        cb.ProgressBar(name, enabled=not run.quiet)]
         try:
             return engine_fit(loss_fn, params, optimizer, keys, steps=tc.steps, hp=hp, data=data,
                               batch_fn=batch_fn, chunk_size=tc.chunk_size, log_every=tc.log_every,
