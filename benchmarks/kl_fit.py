@@ -2,7 +2,7 @@
 
 Workload W2: the Monte Carlo exclusive KL(q || p) of q = N(mu, sigma^2) to p = 1/3 N(-3,1) + 2/3 N(3,1), 256
 reparameterised samples a step, Adam (lr 0.05), 2000 steps. vlab runs it through its training engine
-(``vlab.train.fit``, one compiled lax.scan, vmapped over initialisations); PyTorch runs the same 256 fits as one
+(``vlab.engine.fit``, one compiled lax.scan, vmapped over initialisations); PyTorch runs the same 256 fits as one
 batched eager program. Sides alternate, each timed ``--repeats`` times; the median is reported. Compilation is
 timed separately and excluded from the per-call figures.
 
@@ -37,22 +37,22 @@ from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the
 
 from vlab.distributions import mixture_1d  # noqa: E402
 from vlab.divergences import exclusive_kl_mc  # noqa: E402
-from vlab.train import fit  # noqa: E402
+from vlab.engine import fit  # noqa: E402
+from vlab.keys import stream  # noqa: E402
 
 
 def vlab_fits(n_inits: int, steps: int, samples: int, lr: float) -> tuple[float, float]:
     """(compile seconds, train seconds) of ``n_inits`` MC exclusive-KL fits in one vmapped call."""
     target = mixture_1d([1 / 3, 2 / 3], [-3.0, 3.0], [1.0, 1.0])
 
-    def loss(params, target, key):
+    def loss(params, target, key, hp):
         kl, _ = exclusive_kl_mc(key, params["mu"], jnp.exp(params["log_sigma"]), target.log_prob, samples)
         return kl, {}
 
-    k_mu, k_ls, k_fit = jax.random.split(jax.random.key(0), 3)
-    params = {"mu": jax.random.uniform(k_mu, (n_inits,), minval=-8, maxval=8),
-              "log_sigma": jax.random.uniform(k_ls, (n_inits,), minval=-1, maxval=2)}
-    r = fit(loss, params, optax.adam(lr), k_fit, steps=steps, chunk_size=steps, log_every=steps, data=target,
-            n_members=n_inits, progress=False)
+    params = {"mu": jax.random.uniform(stream(0, "mu"), (n_inits,), minval=-8, maxval=8),
+              "log_sigma": jax.random.uniform(stream(0, "log_sigma"), (n_inits,), minval=-1, maxval=2)}
+    keys = jax.random.split(stream(0, "train"), n_inits)
+    r = fit(loss, params, optax.adam(lr), keys, steps=steps, chunk_size=steps, log_every=steps, data=target)
     jax.block_until_ready(r.params)
     return r.compile_s, r.train_s
 
