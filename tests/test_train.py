@@ -216,3 +216,24 @@ def test_checkpoints_name_their_leaves_and_refuse_a_renamed_or_reshaped_paramete
         l2 = lambda p, batch, key, hp: (sum(jnp.sum(v ** 2) for v in p.values()), {})
         with Run(tmp_path / "n", resume=True, quiet=True) as again, pytest.raises(ConfigError, match=re.escape(needle)):
             fit(l2, other, optax.adam(0.1), jax.random.key(0), steps=30, chunk_size=10, callbacks=to_run(again))
+
+
+def test_load_params_gives_back_the_trained_pytree(tmp_path):
+    """A run folder's checkpoint gives back the fit's parameters as the pytree it trained: nested dicts and lists,
+    leaves with their member axis, values equal to what fit returned."""
+    from vlab.checkpoints import unflatten_named
+    from vlab.runs import load_params
+
+    params = {"enc": [{"w": jnp.ones((2, 3))}, {"w": jnp.zeros((2, 1))}], "it's": jnp.ones((2,))}
+    loss = lambda p, batch, key, hp: (sum(jnp.sum((v - 1.5) ** 2) for v in jax.tree.leaves(p)), {})  # noqa: E731
+    with Run(tmp_path / "p", quiet=True) as run:
+        res = fit(loss, params, optax.adam(0.1), jax.random.split(jax.random.key(0), 2), steps=12, chunk_size=5,
+                  callbacks=to_run(run, name="net"))
+    back = load_params(tmp_path / "p")
+    assert jax.tree.structure(back) == jax.tree.structure(res.params)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(res.params), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert isinstance(back["enc"], list) and back["enc"][1]["w"].shape == (2, 1)
+    np.testing.assert_array_equal(unflatten_named({"params": np.ones(3)}, "params"), np.ones(3))
+    with pytest.raises(ConfigError, match="expected one of net"):
+        load_params(tmp_path / "p", "other")

@@ -22,6 +22,7 @@ name                      what it is
 ``Callback``              hooks of ``fit``'s host loop (history, checkpoints, progress, your own logger)
 ``Members``               sweep points times seeds as the members of one vmapped program (``member_keys``)
 ``Run``                   a run folder: history, figures, checks, checkpoints
+``load_params``           a run folder's trained parameters of one fit, as the pytree it trained
 ``ConfigError``           invalid configuration (the CLI prints one line and exits with status 2)
 ``TrainingDiverged``      a loss or metric became NaN or infinite
 ``plots``                 the shared figure style: ``plots.figure``, ``plots.PALETTE``
@@ -49,6 +50,7 @@ _API = {
     "Callback": ("vlab.engine", "Callback"),
     "Members": ("vlab.members", "Members"),
     "Run": ("vlab.runs", "Run"),
+    "load_params": ("vlab.runs", "load_params"),
     "ConfigError": ("vlab.errors", "ConfigError"),
     "TrainingDiverged": ("vlab.errors", "TrainingDiverged"),
     "plots": ("vlab.plots", None),

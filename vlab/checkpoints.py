@@ -8,6 +8,8 @@ renamed, removed or resized parameter is refused by name instead of being restor
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any
 
 import jax
@@ -65,3 +67,41 @@ def restore_named(ckpt: dict[str, np.ndarray], like: Any, where: Any) -> Any:
 def _like(a: np.ndarray, x: Any) -> Any:
     sharding = getattr(x, "sharding", None)
     return put(a, sharding) if sharding is not None else jax.numpy.asarray(a)
+
+
+_TOKEN = re.compile(r"""\[('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\d+)\]|\.(\w+)""")
+
+
+def unflatten_named(entries: dict[str, np.ndarray], top: str) -> Any:
+    """The pytree under ``top`` rebuilt from its :func:`named_leaves` entries: ``params['enc'][0]['w']`` becomes
+    ``{"enc": [{"w": ...}]}``. Dict keys come back as dicts, sequence indices as lists, attributes (a NamedTuple's
+    fields) as dicts keyed by field name; a leaf stored bare under ``top`` comes back as that array.
+
+    Raises:
+        KeyError: no entry is under ``top``.
+    """
+    root: dict = {}
+    found = False
+    for name, value in entries.items():
+        if name != top and not name.startswith((f"{top}[", f"{top}.")):
+            continue
+        found = True
+        tokens = [ast.literal_eval(m.group(1)) if m.group(1) is not None else m.group(2)
+                  for m in _TOKEN.finditer(name[len(top):])]
+        node, keys = root, [top, *tokens]
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    if not found:
+        raise KeyError(top)
+    return _lists(root[top])
+
+
+def _lists(node: Any) -> Any:
+    """Dicts whose keys are exactly 0..n-1 (sequence indices) as lists, recursively."""
+    if not isinstance(node, dict):
+        return node
+    out = {k: _lists(v) for k, v in node.items()}
+    if out and all(isinstance(k, int) for k in out) and sorted(out) == list(range(len(out))):
+        return [out[i] for i in range(len(out))]
+    return out

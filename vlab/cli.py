@@ -299,14 +299,13 @@ def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
     """The run folder to continue (locked, unless ``lock`` is false: None then), its recorded status, its
     experiment class and its config."""
     from vlab.errors import ConfigError
-    from vlab.runs import STATUS_FILE, Run
+    from vlab.runs import Run, read_status
 
     rdir = Path(resume)
     if not (rdir / "config.yaml").is_file():
         raise ConfigError(f"--resume '{resume}' is not a run folder: expected {rdir / 'config.yaml'}")
     if not lock:
-        status = json.loads((rdir / STATUS_FILE).read_text()) if (rdir / STATUS_FILE).is_file() else {}
-        return None, status, *load(str(rdir / "config.yaml"), [])
+        return None, read_status(rdir), *load(str(rdir / "config.yaml"), [])
     run = Run(rdir, resume=True, quiet=quiet)  # the lock: a folder another process writes is refused here
     try:
         previous = run.status()

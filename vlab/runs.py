@@ -194,8 +194,7 @@ class Run:
 
     # ----------------------------------------------------------------------------------- status
     def status(self) -> dict:
-        f = self.path / STATUS_FILE
-        return json.loads(f.read_text()) if f.exists() else {}
+        return read_status(self.path)
 
     def set_status(self, status: str, **extra: Any) -> None:
         info = self.status()
@@ -291,3 +290,31 @@ class Run:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def read_status(path: str | Path) -> dict:
+    """A run folder's ``run.json`` ({} when it has none), read without taking the folder's lock."""
+    f = Path(path) / STATUS_FILE
+    try:
+        return json.loads(f.read_text()) if f.is_file() else {}
+    except ValueError:  # a file cut short by a killed process
+        return {}
+
+
+def load_params(path: str | Path, fit: str | None = None) -> Any:
+    """The trained parameters of fit ``fit`` of the run folder ``path``, as the pytree the fit trained (dicts and
+    lists of arrays; with vmapped members every leaf has a leading member axis), read from its last checkpoint.
+
+    ``fit`` may be omitted when the run has one fit. Raises :class:`ConfigError` naming the fits there are."""
+    from vlab.checkpoints import unflatten_named
+
+    folder = Path(path) / "checkpoints"
+    fits = sorted(p.stem for p in folder.glob("*.npz")) if folder.is_dir() else []
+    if fit is None and len(fits) == 1:
+        fit = fits[0]
+    if fit not in fits:
+        raise ConfigError(f"fit {fit!r} has no checkpoint in '{path}': expected one of {', '.join(fits) or 'none'}"
+                          if fit is not None else
+                          f"run '{path}' has {len(fits)} fits: expected fit= one of {', '.join(fits)}")
+    with np.load(folder / f"{fit}.npz", allow_pickle=False) as z:
+        return unflatten_named({k: z[k] for k in z.files}, "params")

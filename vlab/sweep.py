@@ -321,13 +321,9 @@ def _run_point(folder: Path, config: str, overrides: list[str], quick: bool, qui
     import shutil
 
     from vlab.cli import run_experiment
+    from vlab.runs import read_status
 
-    status = {}
-    if (folder / "run.json").is_file():
-        try:
-            status = json.loads((folder / "run.json").read_text())
-        except ValueError:
-            status = {}
+    status = read_status(folder)
     if status.get("status") == "complete" and (folder / "metrics.json").is_file():
         print(f"  {folder.name}: already complete", flush=True)
         return folder
