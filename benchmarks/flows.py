@@ -23,7 +23,7 @@ uses rational-quadratic spline couplings (ReLU conditioners, zero biases, cosine
 
 Sides alternate in order seed by seed (vlab, FlowJAX, normflows; then FlowJAX, normflows, vlab; ...), and each
 ratio is taken within this run on this machine. FlowJAX's warm speed is its second ``fit_to_data`` call (compiled
-step cached); vlab's is the training time of ``vlab.train.fit`` after its one compilation.
+step cached); vlab's is the training time of ``vlab.engine.fit`` after its one compilation.
 
     pip install -r benchmarks/requirements-flows.txt   (run by this script for the peers that are missing)
     python benchmarks/flows.py [--seeds 3] [--steps 2000] [--out runs/benchmarks/flows.json]
@@ -62,8 +62,9 @@ from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the
 
 from vlab import densities, toy_data  # noqa: E402
 from vlab.config import build_optimizer  # noqa: E402
+from vlab.engine import fit  # noqa: E402
+from vlab.flow_builder import make_flow  # noqa: E402
 from vlab.objectives import flow as fo  # noqa: E402
-from vlab.train import fit  # noqa: E402
 
 BATCH, WIDTH, DEPTH, LAYERS, N_TEST = 256, 64, 2, 8, 10_000
 
@@ -113,10 +114,8 @@ def vlab_config():
 def vlab_forward_recipe(ref: jax.Array, steps: int):
     """W3's flow and optimiser exactly as ``vlab run configs/flow_kl.yaml`` builds them (flow_kl's defaults); the
     last layer starts at the mean and scale of ``ref``."""
-    from experiments.flow_kl import make_flow
-
     cfg = vlab_config()
-    return make_flow(cfg, 2, ref.mean(0), ref.std(0)), build_optimizer(cfg.train.optimizer, steps)
+    return make_flow(cfg.flow, 2, ref.mean(0), ref.std(0)), build_optimizer(cfg.train.optimizer, steps)
 
 
 def vlab_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
@@ -124,8 +123,7 @@ def vlab_forward(seed: int, steps: int, x_test: np.ndarray) -> dict:
     ref = target.sample(jax.random.key(10_000 + seed), 10_000)
     flow, opt = vlab_forward_recipe(ref, steps)
     r = fit(fo.forward_kl_loss(flow), flow.init(jax.random.key(seed)), opt, jax.random.key(100 + seed),
-            steps=steps, chunk_size=steps, log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH),
-            progress=False)
+            steps=steps, chunk_size=steps, log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH))
     nll = float(jax.jit(lambda p: fo.forward_kl(flow, p, jnp.asarray(x_test)))(r.params))
     return {"steps_per_s": steps / r.train_s, "steps_per_s_with_compile": steps / (r.train_s + r.compile_s),
             "compile_s": r.compile_s, "test_nll": nll}
@@ -137,8 +135,8 @@ def vlab_forward_seeds(n: int, steps: int, x_test: np.ndarray) -> dict:
     ref = target.sample(jax.random.key(10_000), 10_000)
     flow, opt = vlab_forward_recipe(ref, steps)
     p0 = jax.vmap(flow.init)(jax.random.split(jax.random.key(0), n))
-    r = fit(fo.forward_kl_loss(flow), p0, opt, jax.random.key(1), steps=steps, chunk_size=steps,
-            log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH), n_members=n, progress=False)
+    r = fit(fo.forward_kl_loss(flow), p0, opt, jax.random.split(jax.random.key(1), n), steps=steps,
+            chunk_size=steps, log_every=steps, batch_fn=lambda d, k: target.sample(k, BATCH))
     nll = jax.jit(jax.vmap(lambda p: fo.forward_kl(flow, p, jnp.asarray(x_test))))(r.params)
     return {"seed_steps_per_s": n * steps / r.train_s, "test_nll": np.asarray(nll).tolist()}
 
@@ -146,21 +144,19 @@ def vlab_forward_seeds(n: int, steps: int, x_test: np.ndarray) -> dict:
 def vlab_reverse(seed: int, steps: int, log_z: float, kind: str = "affine") -> dict:
     """U1 by reverse KL with the sticking-the-landing gradient; affine: the forward recipe (softplus scale, warm-up
     to 5e-3, cosine), spline: 8 bins on [-4, 4], cosine from 2e-3. The last layer starts at scale 4/3 (box / 6)."""
-    from experiments.flow_kl import make_flow
-
     target = densities.get("u1")
     cfg = vlab_config()
     cfg.flow.kind, cfg.flow.bins, cfg.flow.bound = kind, 8, 4.0
     if kind == "spline":  # configs/flow_u1.yaml: ReLU conditioners with zero biases, cosine from 2e-3
         cfg.flow.activation, cfg.flow.bias_init = "relu", 0.0
-    flow = make_flow(cfg, 2, jnp.zeros(2), jnp.full(2, 4 / 3))
+    flow = make_flow(cfg.flow, 2, jnp.zeros(2), jnp.full(2, 4 / 3))
     if kind == "affine":
         opt = build_optimizer(cfg.train.optimizer, steps)
     else:
         opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(2e-3, steps)))
     r = fit(fo.reverse_kl_loss(flow, target.log_prob, BATCH, 2, stick_the_landing=True),
             flow.init(jax.random.key(seed)), opt, jax.random.key(200 + seed), steps=steps, chunk_size=steps,
-            log_every=steps, progress=False)
+            log_every=steps)
     _, log_w = jax.jit(lambda p: fo.log_weights(flow, p, jax.random.key(300 + seed), target.log_prob, N_TEST, 2))(
         r.params)
     return {"steps_per_s": steps / r.train_s, "kl": log_z - float(jnp.mean(log_w))}

@@ -67,3 +67,36 @@ def test_two_moons_entropy_is_the_issue_value(x64):
 def test_unknown_target_is_a_value_error():
     with pytest.raises(ValueError, match="unknown target 'nope'"):
         densities.get("nope")
+
+
+def test_normalised_log_prob_subtracts_the_energys_log_z(x64):
+    t = densities.get("two_mode")
+    lp, cell = densities.grid_log_prob(densities.normalised_log_prob(t), t.box, 400)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(lp)) * cell, 1.0, atol=1e-4)
+    x = jnp.array([0.3, -0.2])
+    np.testing.assert_allclose(densities.normalised_log_prob(t)(x), t.log_prob(x) - t.log_z, rtol=1e-12)
+    moons = densities.get("two_moons")  # a data set's density is already normalised
+    np.testing.assert_allclose(densities.normalised_log_prob(moons)(x), moons.log_prob(x), rtol=1e-12)
+    with pytest.raises(ValueError, match="no density"):
+        densities.normalised_log_prob(densities.get("pinwheel"))
+
+
+def test_samples_from_a_file_make_a_target_with_a_held_out_tenth(tmp_path):
+    from vlab.errors import ConfigError
+
+    x = np.random.default_rng(0).normal(size=(200, 2)) * [1.0, 3.0]
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",")
+    np.save(tmp_path / "x1.npy", x[:, 0])
+    loaded = densities.load_samples(str(tmp_path / "x.csv"))
+    np.testing.assert_allclose(loaded, x, rtol=1e-12)
+    assert densities.load_samples(str(tmp_path / "x1.npy")).shape == (200, 1)
+    t, test = densities.samples_target(loaded)
+    np.testing.assert_array_equal(test, x[180:])
+    draws = np.asarray(t.sample(jax.random.key(0), 5000))
+    # every draw is a training row (the first 180), and the box pads the data's range
+    assert np.isin(draws[:, 0], x[:180, 0].astype(draws.dtype)).all() and t.log_prob is None and t.dim == 2
+    assert all(lo < a and b < hi for (lo, hi), a, b in zip(t.box, x.min(0), x.max(0), strict=True))
+    np.save(tmp_path / "short.npy", x[:5])
+    for bad in ("short.npy", "missing.npy"):
+        with pytest.raises(ConfigError, match="key 'data_path'"):
+            densities.load_samples(str(tmp_path / bad))

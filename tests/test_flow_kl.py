@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +13,10 @@ import pytest
 from scipy import stats
 
 from experiments import flow_kl
-from vlab import densities
+from vlab import densities, flow_figures
 from vlab.cli import main
-from vlab.runs import Run
+from vlab.flow_builder import FlowConfig, make_flow
+from vlab.members import Members
 
 CFG = str(Path(__file__).resolve().parent.parent / "configs" / "flow_kl.yaml")
 TINY = ["n_seeds=1", "n_eval=500", "grid=24", "flow.layers=2", "flow.hidden=8", "train.steps=40",
@@ -123,13 +123,47 @@ def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
     assert lib["invert_couplings"].default == (f["direction"] == "data_to_base")
 
 
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+SWEEP_FAST = ["target=two_mode", "objective=both", "n_seeds=2", "n_eval=400", "grid=16", "flow.layers=2",
+              "flow.hidden=8", "train.steps=30", "train.chunk_size=30", "batch_size=32", "tempering.beta0=0.2",
+              "tempering.steps=20"]
+ROW_METRICS = ("forward.test_nll", "forward.kl", "reverse.kl", "reverse.ess_fraction")
+
+
+def test_a_seed_and_learning_rate_sweep_row_equals_its_separate_run(tmp_path):
+    """seed and train.optimizer.lr are member keys: both fits of every member of the vmapped sweep (the tempered
+    reverse fit included) equal those of its point's separate run."""
+    from vlab.cli import run_experiment
+
+    points = [{"seed": 0, "train.optimizer.lr": 1e-3}, {"seed": 3, "train.optimizer.lr": 4e-3}]
+    path = run_experiment(CFG, SWEEP_FAST, out=str(tmp_path / "sweep"), quiet=True, members=points)
+    rows = json.loads((path / "metrics.json").read_text())["members"]
+    assert len(rows) == 4
+    for j, point in enumerate(points):
+        one = run_experiment(CFG, [*SWEEP_FAST, f"seed={point['seed']}",
+                                   f"train.optimizer.lr={point['train.optimizer.lr']}"],
+                             out=str(tmp_path / f"one{j}"), quiet=True)
+        m = json.loads((one / "metrics.json").read_text())
+        separate = {"forward.test_nll": m["forward"]["test_nll_seeds"],
+                    "forward.kl": m["equivalence"]["kl_data_space"], "reverse.kl": m["reverse"]["kl_seeds"],
+                    "reverse.ess_fraction": m["reverse"]["ess_fraction_seeds"]}
+        for k in ROW_METRICS:
+            np.testing.assert_allclose([r[k] for r in rows[2 * j:2 * j + 2]], separate[k], rtol=1e-4, err_msg=k)
+    assert rows[0]["forward.test_nll"] != rows[2]["forward.test_nll"]
+
+
 # ------------------------------------------------------------------------------------------------ figures
 
 SWEEP = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 3e-3}]
 
 
-def _first(res):
-    return jax.tree.map(lambda a: a[0], res.params)
+def _experiment(cfg, points=None) -> flow_kl.Experiment:
+    """An experiment whose members are ``points`` times ``cfg.n_seeds`` (as a run sets them)."""
+    exp = flow_kl.Experiment()
+    exp.members = Members(cfg, points, cfg.n_seeds)
+    return exp
 
 
 def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
@@ -139,24 +173,23 @@ def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
     return top[:, 0], top[:, 1]
 
 
-def test_density_1d_draws_an_energy_target_normalised_by_its_grid_log_z(tmp_path, x64):
+def test_density_1d_draws_an_energy_target_normalised_by_its_grid_log_z(x64):
     # p~(x) = e^2 N(x; 1, 0.5^2) sqrt(2 pi) 0.5: log Z = 2 + log(0.5 sqrt(2 pi)), found on the grid (log_z None)
     target = densities.Target("shifted_normal", "energy", 1, lambda x: 2.0 - 0.5 * ((x[0] - 1.0) / 0.5) ** 2,
                               None, ((-4.0, 6.0),))
     np.testing.assert_allclose(densities.target_log_z(target), 2.0 + math.log(0.5 * math.sqrt(2 * math.pi)),
                                atol=1e-6)
-    fig = flow_kl.Experiment().density_1d(flow_kl.Config(), target, {}, _first, Run(tmp_path))
+    fig = flow_figures.density_1d(target, {})
     x, p = _curve(fig)
     assert len(x) > 100
     np.testing.assert_allclose(np.trapezoid(p, x), 1.0, atol=1e-4)
     np.testing.assert_allclose(p, stats.norm.pdf(x, 1.0, 0.5), rtol=1e-5, atol=1e-12)
 
 
-def test_density_heat_maps_share_one_labelled_colourbar_and_name_the_sweep_member(tmp_path):
-    run = Run(tmp_path)
-    run.members = SWEEP
+def test_density_heat_maps_share_one_labelled_colourbar_and_name_the_sweep_member():
     target = densities.get("two_moons")
-    fig = flow_kl.Experiment().density_figure(flow_kl.Config(grid=16), target, {}, jax.random.key(0), _first, run)
+    note = _experiment(flow_kl.Config(grid=16), SWEEP).member_title(0)
+    fig = flow_figures.density_maps(target, {}, jax.random.key(0), 16, note)
     bars = [ax for ax in fig.axes if ax.get_ylabel() == "density"]
     assert len(bars) == 1 and not bars[0].get_xlabel()
     assert "member: lr=0.001, seed 0" in fig.get_suptitle()
@@ -167,11 +200,12 @@ def test_density_heat_maps_share_one_labelled_colourbar_and_name_the_sweep_membe
     ("two_moons", [("$x_1$", "$x_2$"), ("$u_1$", "$u_2$")]),
     ("mixture_1d", [("x", "density"), ("u", "density")]),
 ])
-def test_pullback_figure_labels_data_and_base_axes(tmp_path, name, labels):
+def test_pullback_figure_labels_data_and_base_axes(name, labels):
     target = densities.get(name)
-    cfg = flow_kl.Config(n_seeds=2, flow=flow_kl.FlowConfig(layers=2, hidden=8))
-    flow = flow_kl.make_flow(cfg, target.dim)
-    res = SimpleNamespace(params=jax.vmap(flow.init)(jax.random.split(jax.random.key(0), 2)))
-    fig = flow_kl.Experiment().pullback_figure(cfg, target, (flow, res), jax.random.key(1), _first, Run(tmp_path))
+    cfg = flow_kl.Config(n_seeds=2, flow=FlowConfig(layers=2, hidden=8))
+    flow = make_flow(cfg.flow, target.dim)
+    params = jax.vmap(flow.init)(jax.random.split(jax.random.key(0), 2))
+    first = jax.tree.map(lambda a: a[0], params)
+    fig = flow_figures.pullback(target, (flow, first), jax.random.key(1), _experiment(cfg).member_title(0))
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == labels
     assert fig.get_suptitle() == "forward KL fit, seed 0 of 2"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 from jax.scipy.special import i0e, logsumexp
 
 from vlab import toy_data
+from vlab.errors import ConfigError
 
 
 class Target(NamedTuple):
@@ -261,3 +263,49 @@ def target_log_z(target: Target, n: int = 1000) -> float:
     if target.log_prob is None:
         raise ValueError(f"target '{target.name}' has no density to integrate")
     return float(grid_log_z(target.log_prob, target.box, n))
+
+
+def normalised_log_prob(target: Target) -> Callable[[jax.Array], jax.Array]:
+    """``log P_X(x) = log p~(x) - log Z``: an energy's ``log p~`` less its exact (or grid) ``log Z``
+    (:func:`target_log_z`, computed once here); a data set's density is already normalised."""
+    if target.log_prob is None:
+        raise ValueError(f"target '{target.name}' has no density to normalise")
+    log_z = target_log_z(target) if target.kind == "energy" else 0.0
+    return lambda x: target.log_prob(x) - log_z
+
+
+# ------------------------------------------------------------------------------------------ samples from a file
+
+
+def load_samples(path: str, key: str = "data_path") -> np.ndarray:
+    """Samples ``(n, d)`` (``n >= 10``, finite) from a ``.npy`` or ``.csv`` file; a 1-D array is ``(n, 1)``. Anything
+    else is a :class:`vlab.errors.ConfigError` naming the config ``key``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected an existing .npy or .csv file")
+    try:
+        x = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter=",", ndmin=2)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: cannot read it ({e})") from None
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 10 or not np.all(np.isfinite(x)):
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected a finite (n, d) array with "
+                          f"n >= 10 (got shape {x.shape})")
+    return x
+
+
+def samples_target(x: np.ndarray, name: str = "file", train_fraction: float = 0.9) -> tuple[Target, np.ndarray]:
+    """A data target with no density that draws uniformly with replacement from the first ``train_fraction`` of
+    the rows of ``x``, and the remaining rows as its test set. The box pads the data's range by 10% per axis."""
+    n_train = int(train_fraction * len(x))
+    train, test = jnp.asarray(x[:n_train]), x[n_train:]
+    lo, hi = x.min(0), x.max(0)
+    pad = 0.1 * (hi - lo + 1e-9)
+    box = tuple((float(a - b), float(c + b)) for a, b, c in zip(lo, pad, hi, strict=True))
+
+    def sample(key: jax.Array, n: int) -> jax.Array:
+        return train[jax.random.randint(key, (n,), 0, n_train)]
+
+    return Target(name, "data", x.shape[1], None, None, box, sample), test

@@ -10,8 +10,10 @@
   data space or after pulling the data back to the base space. :func:`kl_data_space` and
   :func:`kl_base_space` estimate the two sides along different code paths.
 
-Losses have the training engine's signature ``loss(params, batch, key) -> (loss, aux)``; estimates return
-means with their Monte Carlo standard errors.
+Losses have the training engine's signature ``loss(params, batch, key, hp) -> (loss, aux)``
+(:func:`vlab.engine.fit`; ``hp["step"]`` is the global step); estimates return means with their Monte Carlo
+standard errors, and :func:`forward_estimates` / :func:`reverse_estimates` evaluate one trained flow (jittable,
+``jax.vmap`` them over members).
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ def forward_kl(flow: Bijection, params: Any, x: jax.Array) -> jax.Array:
 
 
 def forward_kl_loss(flow: Bijection) -> Callable:
-    """``loss(params, batch, key) = forward_kl(flow, params, batch)`` for :func:`vlab.train.fit`."""
+    """``loss(params, batch, key, hp) = forward_kl(flow, params, batch)`` for :func:`vlab.engine.fit`."""
 
-    def loss(params, batch, key):
+    def loss(params, batch, key, hp):
         nll = forward_kl(flow, params, batch)
         return nll, {"nll": nll}
 
@@ -95,10 +97,10 @@ def reverse_kl_terms(flow: Bijection, params: Any, key: jax.Array, log_p: LogDen
 
 
 def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_the_landing: bool = False):
-    """``loss(params, batch, key) = reverse_kl(...)`` (or :func:`reverse_kl_stl`) for :func:`vlab.train.fit`;
-    ``batch`` is unused."""
+    """``loss(params, batch, key, hp) = reverse_kl(...)`` (or :func:`reverse_kl_stl`) for
+    :func:`vlab.engine.fit`; ``batch`` and ``hp`` are unused."""
 
-    def loss(params, batch, key):
+    def loss(params, batch, key, hp):
         log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing)
         kl = jnp.mean(log_q - lp)
         return kl, {"elbo": -kl}
@@ -106,38 +108,39 @@ def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_
     return loss
 
 
-def tempering_schedule(beta0: float, anneal_steps: int) -> Callable[[jax.Array], jax.Array]:
+def tempered_beta(step: jax.Array, beta0: jax.Array, anneal_steps: jax.Array) -> jax.Array:
     """The inverse temperature ``beta_t = beta0 + (1 - beta0) min(t / T, 1)`` at step ``t``: it rises linearly
-    from ``beta0`` at ``t = 0`` to 1 at ``t = T = anneal_steps`` and stays there (``T = 0``: always 1)."""
+    from ``beta0`` at ``t = 0`` to 1 at ``t = T = anneal_steps`` and stays there (``T = 0``: always 1). Jittable in
+    all three arguments (``beta0`` and ``T`` may be per-member hyperparameters)."""
+    dtype = jnp.result_type(float)
+    t, big_t = jnp.asarray(step, dtype), jnp.asarray(anneal_steps, dtype)
+    frac = jnp.where(big_t > 0, jnp.minimum(t / jnp.maximum(big_t, 1.0), 1.0), 1.0)
+    return jnp.asarray(beta0, dtype) + (1.0 - jnp.asarray(beta0, dtype)) * frac
+
+
+def tempering_schedule(beta0: float, anneal_steps: int) -> Callable[[jax.Array], jax.Array]:
+    """:func:`tempered_beta` as a function of the step for fixed ``0 < beta0 <= 1`` and ``anneal_steps >= 0``
+    (anything else is a ``ValueError``)."""
     if not 0.0 < beta0 <= 1.0:
         raise ValueError(f"tempering needs 0 < beta0 <= 1 (got {beta0})")
     if anneal_steps < 0:
         raise ValueError(f"tempering needs anneal_steps >= 0 (got {anneal_steps})")
-
-    def beta(step):
-        if anneal_steps == 0:
-            return jnp.ones((), jnp.result_type(float))
-        frac = jnp.minimum(jnp.asarray(step, jnp.result_type(float)) / anneal_steps, 1.0)
-        return beta0 + (1.0 - beta0) * frac
-
-    return beta
+    return lambda step: tempered_beta(step, beta0, anneal_steps)
 
 
-def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, beta0: float,
-                             anneal_steps: int, stick_the_landing: bool = False):
-    """The reverse KL to the tempered target ``p~_beta(x) = p~(x)^beta_t`` (annealing, :func:`tempering_schedule`):
-    ``loss(params, batch, key, step) = E_{u ~ P_U}[log q(F(u)) - beta_t log p~(F(u))]``, for
-    :func:`vlab.train.fit` with ``with_step=True``.
+def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_the_landing: bool = False):
+    """The reverse KL to the tempered target ``p~_beta(x) = p~(x)^beta_t`` (annealing, :func:`tempered_beta`):
+    ``loss(params, batch, key, hp) = E_{u ~ P_U}[log q(F(u)) - beta_t log p~(F(u))]`` for :func:`vlab.engine.fit`,
+    with ``beta_t = tempered_beta(hp["step"], hp["beta0"], hp["anneal_steps"])``.
 
     ``KL[q || p_beta] = loss + log Z_beta``. A small ``beta0`` flattens the target (``beta`` scales every
     log-density gap between modes and the barriers between them), so a mode-seeking fit can spread over several
     modes before ``beta_t`` reaches 1 and the objective becomes the untempered :func:`reverse_kl_loss`. ``aux``
     reports the untempered ``elbo = E[log p~ - log q]`` and ``beta``.
     """
-    beta_fn = tempering_schedule(beta0, anneal_steps)
 
-    def loss(params, batch, key, step):
-        beta = beta_fn(step)
+    def loss(params, batch, key, hp):
+        beta = tempered_beta(hp["step"], hp["beta0"], hp["anneal_steps"])
         log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing)
         return jnp.mean(log_q - beta * lp), {"elbo": jnp.mean(lp - log_q), "beta": beta}
 
@@ -198,8 +201,47 @@ def mode_coverage(x: jax.Array, modes: np.ndarray, weights: np.ndarray, share: f
     """Which of a mixture's modes a sample covers: each point goes to its nearest mode centre, and mode ``k`` is
     covered when it holds at least ``share * weights[k]`` of the points. Returns the covered fraction of modes
     and each mode's share of the sample."""
-    d = jnp.sum((x[:, None, :] - jnp.asarray(modes, x.dtype)[None]) ** 2, axis=-1)
-    counts = np.bincount(np.asarray(jnp.argmin(d, axis=1)), minlength=len(modes))
-    shares = counts / max(len(x), 1)
+    return coverage_of_counts(np.asarray(mode_counts(x, modes)), weights, share)
+
+
+def coverage_of_counts(counts: np.ndarray, weights: np.ndarray, share: float = 0.5) -> dict[str, Any]:
+    """:func:`mode_coverage` from the number of points nearest to each mode (:func:`mode_counts`)."""
+    shares = np.asarray(counts) / max(int(np.sum(counts)), 1)
     covered = shares >= share * np.asarray(weights)
     return {"fraction": float(covered.mean()), "shares": shares.tolist(), "covered": covered.tolist()}
+
+
+def mode_counts(x: jax.Array, modes: np.ndarray) -> jax.Array:
+    """How many of the points ``x`` (shape ``(n, d)``) lie nearest to each mode centre (shape ``(k, d)``);
+    jittable."""
+    d = jnp.sum((x[:, None, :] - jnp.asarray(modes, x.dtype)[None]) ** 2, axis=-1)
+    return jnp.bincount(jnp.argmin(d, axis=1), length=len(modes))
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def forward_estimates(flow: Bijection, params: Any, x: jax.Array, x_base: jax.Array | None = None,
+                      log_px: LogDensity | None = None) -> dict[str, jax.Array]:
+    """A forward-KL fit measured on test points ``x ~ P_X`` (one member; jittable).
+
+    ``nll`` / ``nll_se``: the test negative log-likelihood ``-mean log P_F(U)(x)`` and its standard error. With the
+    normalised density ``log_px``: ``entropy`` / ``entropy_se``, the test points' ``-mean log P_X(x)``;
+    ``kl_data`` / ``kl_data_se``, :func:`kl_data_space` on ``x``; and ``kl_base`` / ``kl_base_se``,
+    :func:`kl_base_space` on the independent sample ``x_base`` (the two sides of question 3.1)."""
+    log_q = flow_log_prob(flow, params, x)
+    nll, nll_se = mean_and_se(-log_q)
+    out = {"nll": nll, "nll_se": nll_se}
+    if log_px is not None:
+        lp = jax.vmap(log_px)(x)
+        out["entropy"], out["entropy_se"] = mean_and_se(-lp)
+        out["kl_data"], out["kl_data_se"] = mean_and_se(lp - log_q)
+        out["kl_base"], out["kl_base_se"] = kl_base_space(flow, params, x if x_base is None else x_base, log_px)
+    return out
+
+
+def reverse_estimates(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int,
+                      dim: int) -> dict[str, jax.Array]:
+    """A reverse-KL fit measured by ``n`` fresh flow samples (one member; jittable): :func:`log_z_estimates` of
+    their log importance weights (ELBO, importance-weighted ``log Z``, ESS, with standard errors)."""
+    return log_z_estimates(log_weights(flow, params, key, log_p, n, dim)[1])
