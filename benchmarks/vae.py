@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import statistics
 import sys
@@ -39,31 +40,28 @@ from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the
 
 from vlab import data as vdata  # noqa: E402
 from vlab.encoders import VAESpec, init_vae  # noqa: E402
+from vlab.engine import fit  # noqa: E402
 from vlab.objectives import vae as objective  # noqa: E402
-from vlab.train import fit  # noqa: E402
 
 BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
 
 
-
-
-
 def load(root: str) -> tuple[np.ndarray, np.ndarray]:
     cfg = vdata.DataConfig(source="idx", root=root, n_train=0, n_test=0)
-    ds = vdata.load(cfg, jax.random.PRNGKey(0))
+    ds = vdata.load(cfg, jax.random.key(0))
     return np.asarray(ds.x_train, np.float32), np.asarray(ds.x_test, np.float32)
 
 
 def run_vlab(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
     spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
-    params = objective.init_params(init_vae(jax.random.PRNGKey(seed), spec), 1.0)
+    params = init_vae(jax.random.key(seed), spec)
     loss_fn = objective.make_loss(spec)
     xs = jnp.asarray(x_train)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
-    res = fit(loss_fn, params, objective.vae_optimizer(optax.adam(LR)), jax.random.PRNGKey(seed + 1), steps=steps,
-              chunk_size=steps_per_epoch, log_every=steps_per_epoch, data=xs, batch_fn=batch_fn, progress=False)
+    res = fit(loss_fn, params, optax.adam(LR), jax.random.key(seed + 1), steps=steps, hp={"beta": jnp.asarray(1.0)},
+              data=xs, batch_fn=batch_fn, chunk_size=steps_per_epoch, log_every=steps_per_epoch)
     ev = jax.jit(lambda m, k: objective.evaluate(m, spec, jnp.asarray(x_test), k, batch_size=1000))(
-        res.params["model"], jax.random.PRNGKey(seed + 2))
+        res.params, jax.random.key(seed + 2))
     return {"steps_per_s": steps / res.train_s, "compile_s": res.compile_s,
             "test_elbo": float(np.mean(np.asarray(ev["elbo"])))}
 
@@ -80,13 +78,12 @@ def matmul_flops_per_step() -> float:
 def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
     """``n`` seeds of W1 as one vmapped program (what a seed sweep compiles): member-steps per second."""
     spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
-    keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    models = jax.vmap(lambda k: init_vae(k, spec))(keys)
-    params = {"model": models, "beta": jnp.ones(n), "step": jnp.zeros(n)}
+    keys = jax.random.split(jax.random.key(seed), n)
+    params = jax.vmap(lambda k: init_vae(k, spec))(keys)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
-    res = fit(objective.make_loss(spec), params, objective.vae_optimizer(optax.adam(LR)),
-              jax.random.PRNGKey(seed + 1), steps=steps, chunk_size=steps, log_every=steps,
-              data=jnp.asarray(x_train), batch_fn=batch_fn, n_members=n, progress=False)
+    res = fit(objective.make_loss(spec), params, optax.adam(LR), jax.random.split(jax.random.key(seed + 1), n),
+              steps=steps, hp={"beta": jnp.ones(n)}, data=jnp.asarray(x_train), batch_fn=batch_fn, chunk_size=steps,
+              log_every=steps)
     return {"member_steps_per_s": n * steps / res.train_s, "compile_s": res.compile_s,
             "final_loss": float(np.mean(res.history["loss"][-1]))}
 
@@ -109,19 +106,25 @@ def members_benchmark(x_train: np.ndarray, x_test: np.ndarray, n: int, steps: in
     return out
 
 
+def with_hp(loss_fn):
+    """``loss_fn`` as ``(model, x, key, hp)``: an objective written for ``{"model", "beta", "step"}`` parameters
+    reads beta and the step from ``hp`` instead."""
+    if len(inspect.signature(loss_fn).parameters) == 4:
+        return loss_fn
+    return lambda model, x, key, hp: loss_fn({"model": model, "beta": hp["beta"], "step": hp["step"]}, x, key)
+
+
 def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
     """The GM-VAE step at the same network sizes with K = 10 (q(z|w,x) network), for the 1.3x throughput goal."""
     from vlab.objectives import gmvae
 
     spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
-    params = objective.init_params(gmvae.init_gmvae(jax.random.PRNGKey(seed), spec, 10), 1.0)
-    loss_fn = gmvae.make_loss(spec, warmup_steps=steps // 2)
+    params = gmvae.init_gmvae(jax.random.key(seed), spec, 10)
+    loss_fn = with_hp(gmvae.make_loss(spec, warmup_steps=steps // 2))
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
-    res = fit(loss_fn, params, objective.vae_optimizer(optax.adam(LR)), jax.random.PRNGKey(seed + 1), steps=steps,
-              chunk_size=steps_per_epoch, log_every=steps_per_epoch, data=jnp.asarray(x_train), batch_fn=batch_fn,
-              progress=False)
-    t = jax.jit(lambda m, k: gmvae.gmvae_terms(m, spec, jnp.asarray(x_test), k))(res.params["model"],
-                                                                                 jax.random.PRNGKey(seed + 2))
+    res = fit(loss_fn, params, optax.adam(LR), jax.random.key(seed + 1), steps=steps, hp={"beta": jnp.asarray(1.0)},
+              data=jnp.asarray(x_train), batch_fn=batch_fn, chunk_size=steps_per_epoch, log_every=steps_per_epoch)
+    t = jax.jit(lambda m, k: gmvae.gmvae_terms(m, spec, jnp.asarray(x_test), k))(res.params, jax.random.key(seed + 2))
     return {"steps_per_s": steps / res.train_s, "test_elbo": float(np.mean(np.asarray(t.elbo)))}
 
 

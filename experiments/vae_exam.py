@@ -43,7 +43,6 @@ d_ = [1.0, 2.0, -1.0]
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "vae_exam"
     precision: Literal["float32", "float64"] = "float64"
     x: list[float] = spec([0.8, 0.3, 0.6], help="the data point x in R^3")
     w: list[float] = spec([1.0, 1.0], help="the free weights (w1, w2) where the gradient is taken")
@@ -157,17 +156,22 @@ def estimator_stats(per_sample: np.ndarray, exact: np.ndarray, sizes: list[int],
 
 
 class Experiment(_Experiment):
-    name = "vae_exam"
     description = "The exam VAE (seed 000 Q5): exact ELBO and gradient, reparameterisation vs score-function"
     Config = Config
     headline = ("elbo", "grad.w1", "grad.w2", "kl_grad.w2")
 
-    def run(self, cfg: Config, run) -> dict:
-        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-        x = jnp.asarray(cfg.x, dtype)
-        w = jnp.asarray(cfg.w, dtype)
-        nodes = cfg.nodes
+    def setup(self, cfg: Config) -> None:
+        self.dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        self.x, self.w = jnp.asarray(cfg.x, self.dtype), jnp.asarray(cfg.w, self.dtype)
 
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: the ELBO and its estimators are computed in :meth:`summarise`."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """The exact ELBO and its gradient against finite differences and the seed's formulas, then the two Monte
+        Carlo estimators' bias and variance against that gradient."""
+        dtype, x, w, nodes = self.dtype, self.x, self.w, cfg.nodes
         value = float(elbo(w, x, nodes))
         finer = float(elbo(w, x, 2 * nodes))
         grad = np.asarray(jax.grad(elbo)(w, x, nodes))
@@ -192,19 +196,19 @@ class Experiment(_Experiment):
         seed_w2 = float(jnp.sum(vv * dlogp_dw2))
         seed_rec_w1 = float(jnp.sum(vv * logp * score_w1))
 
-        run.check("quadrature converged (nodes vs 2 x nodes)", value, finer, 1e-9)
-        run.check("autodiff dL/dw1 = finite difference", grad[0], fd[0], 1e-6)
-        run.check("autodiff dL/dw2 = finite difference", grad[1], fd[1], 1e-6)
-        run.check("dKL/dw2 = 0 (KL depends on w1 only)", kl_grad[1], 0.0, 1e-12)
-        run.check("dKL/dw1 = seed's (tr dS - tr S^-1 dS)/2", kl_grad[0], seed_kl_w1, 1e-10)
-        run.check("dL/dw2 = E_q[d/dw2 log p(x|z)] (seed's integral form)", grad[1], seed_w2, 1e-8)
-        run.check("dL/dw1 = int dq/dw1 log p dz - dKL/dw1 (seed's integral form)", grad[0],
-                  seed_rec_w1 - seed_kl_w1, 1e-6)
+        self.check("quadrature converged (nodes vs 2 x nodes)", value, finer, 1e-9)
+        self.check("autodiff dL/dw1 = finite difference", grad[0], fd[0], 1e-6)
+        self.check("autodiff dL/dw2 = finite difference", grad[1], fd[1], 1e-6)
+        self.check("dKL/dw2 = 0 (KL depends on w1 only)", kl_grad[1], 0.0, 1e-12)
+        self.check("dKL/dw1 = seed's (tr dS - tr S^-1 dS)/2", kl_grad[0], seed_kl_w1, 1e-10)
+        self.check("dL/dw2 = E_q[d/dw2 log p(x|z)] (seed's integral form)", grad[1], seed_w2, 1e-8)
+        self.check("dL/dw1 = int dq/dw1 log p dz - dKL/dw1 (seed's integral form)", grad[0],
+                   seed_rec_w1 - seed_kl_w1, 1e-6)
 
         # Monte Carlo estimators
         n_max = max(cfg.samples)
-        eps = jax.random.normal(jax.random.PRNGKey(cfg.seed), (cfg.replicates * n_max, 2), dtype)
-        with run.timed("estimators"):
+        eps = jax.random.normal(self.key("estimators"), (cfg.replicates * n_max, 2), dtype)
+        with self.out.timed("estimators"):
             g_rep = np.asarray(jax.jit(jax.vmap(reparam_grad, in_axes=(None, None, 0)))(w, x, eps))
             g_sf = np.asarray(jax.jit(jax.vmap(score_grad, in_axes=(None, None, 0)))(w, x, eps))
         stats = {"reparameterisation": estimator_stats(g_rep, grad, cfg.samples, cfg.replicates),
@@ -212,18 +216,14 @@ class Experiment(_Experiment):
         for name, g in (("reparameterisation", g_rep), ("score_function", g_sf)):
             se = g.std(0, ddof=1) / np.sqrt(g.shape[0])
             for j in range(2):
-                run.check(f"{name} estimator unbiased, w{j + 1} (4 standard errors)", g[:, j].mean(), grad[j],
-                          4 * se[j])
+                self.check(f"{name} estimator unbiased, w{j + 1} (4 standard errors)", g[:, j].mean(), grad[j],
+                           4 * se[j])
         for name, g in (("reparameterisation", g_rep), ("score_function", g_sf)):
             c = g - g.mean(0)
             kurt = (c**4).mean(0) / (c**2).mean(0) ** 2 - 3.0
             stats[f"{name}_excess_kurtosis"] = kurt.tolist()  # heavy tails: 1/sigma(Dz + d) grows like exp(-Dz)
         var_ratio = (np.array(stats["score_function"][0]["variance"])
                      / np.array(stats["reparameterisation"][0]["variance"]))
-
-        with run.timed("plots"):
-            self._figures(run, cfg, x, w, grad, stats, dtype)
-
         return {
             "x": cfg.x, "w": cfg.w, "elbo": value, "rec": value + kl, "kl": kl,
             "grad": {"w1": float(grad[0]), "w2": float(grad[1])},
@@ -234,8 +234,9 @@ class Experiment(_Experiment):
             "variance_ratio_score_over_reparam": {"w1": float(var_ratio[0]), "w2": float(var_ratio[1])},
         }
 
-    @staticmethod
-    def _figures(run, cfg: Config, x, w, grad, stats, dtype) -> None:
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """The exact ELBO surface over (w1, w2) with its gradient field, and each estimator's variance against N."""
+        x, w, dtype, stats = self.x, self.w, self.dtype, metrics["estimators"]
         lo, hi = cfg.w_range
         g = np.linspace(lo, hi, cfg.grid)
         W1, W2 = np.meshgrid(g, g)
@@ -272,4 +273,4 @@ class Experiment(_Experiment):
         ax.set_ylabel("variance of the N-sample gradient estimate")
         ax.set_title(f"estimator variance at w = ({float(w[0]):g}, {float(w[1]):g}); both unbiased")
         ax.legend(fontsize=8)
-        run.save_figure(fig, "elbo_surface_and_estimator_variance")
+        self.save_figure(fig, "elbo_surface_and_estimator_variance")

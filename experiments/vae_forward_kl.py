@@ -19,6 +19,7 @@ inside q's central 95% interval.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -26,15 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlab import nn, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
 from vlab.distributions import normal_log_prob
 from vlab.experiment import Experiment as _Experiment
-from vlab.train import fit
+from vlab.keys import stream
 
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "vae_forward_kl"
     noise: float = spec(0.5, gt=0, help="s: x | z ~ N(z^2, s^2)")
     hidden: list[int] = spec([64, 64], gt=0, help="hidden widths of the encoder MLP")
     k: int = spec(64, ge=2, help="importance samples per x for the forward-KL (SNIS) estimate and the IWAE bound")
@@ -62,15 +62,14 @@ def encoder(params: list, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def sample_x(key: jax.Array, n: int, s: float) -> jax.Array:
     """x = z^2 + s eps with z, eps ~ N(0, 1): draws from the model's marginal p(x)."""
-    k1, k2 = jax.random.split(key)
-    z = jax.random.normal(k1, (n,))
-    return z * z + s * jax.random.normal(k2, (n,))
+    z = jax.random.normal(stream(key, "z"), (n,))
+    return z * z + s * jax.random.normal(stream(key, "noise"), (n,))
 
 
-def elbo_loss(s: float):
+def elbo_loss(s: float) -> Callable:
     """-mean ELBO with one reparameterised sample z = mu + sigma eps per x."""
 
-    def loss_fn(params, x, key):
+    def loss_fn(params, x, key, hp):
         mu, sigma = encoder(params, x)
         z = mu + sigma * jax.random.normal(key, mu.shape)
         elbo = log_joint(z, x, s) - normal_log_prob(z, mu, sigma)
@@ -79,10 +78,10 @@ def elbo_loss(s: float):
     return loss_fn
 
 
-def forward_kl_loss(s: float, k: int):
+def forward_kl_loss(s: float, k: int) -> Callable:
     """-mean sum_i w~_i log q(z_i|x) with z_i ~ q (no gradient through the samples or the weights)."""
 
-    def loss_fn(params, x, key):
+    def loss_fn(params, x, key, hp):
         mu, sigma = encoder(params, x)
         z = jax.lax.stop_gradient(mu + sigma * jax.random.normal(key, (k, *mu.shape)))
         log_q = normal_log_prob(z, mu, sigma)
@@ -119,60 +118,61 @@ def exact_measures(mu: jax.Array, sigma: jax.Array, x: jax.Array, s: float, grid
     return jax.vmap(one)(mu, sigma, x)
 
 
-def iwae(mu, sigma, x, s, k, key):
-    """IWAE_k(x) with q as proposal."""
+def iwae(mu: jax.Array, sigma: jax.Array, x: jax.Array, s: float, k: int, key: jax.Array) -> jax.Array:
+    """IWAE_k(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) = N(mu, sigma^2), per x."""
     z = mu + sigma * jax.random.normal(key, (k, *mu.shape))
     lw = log_joint(z, x, s) - normal_log_prob(z, mu, sigma)
     return jax.scipy.special.logsumexp(lw, axis=0) - jnp.log(k)
 
 
 class Experiment(_Experiment):
-    name = "vae_forward_kl"
     description = "Forward-KL (reweighted wake-sleep) vs ELBO-trained amortised q on a bimodal posterior"
     Config = Config
     headline = ("elbo_trained.posterior_mass_covered", "forward_kl_trained.posterior_mass_covered",
                 "elbo_trained.elbo", "forward_kl_trained.elbo")
 
-    def run(self, cfg: Config, run) -> dict:
-        key = jax.random.PRNGKey(cfg.seed)
-        k_init, k_fit1, k_fit2, k_test, k_iw = jax.random.split(key, 5)
-        s = cfg.noise
-        params = nn.mlp_init(k_init, [1, *cfg.hidden, 2])
-        batch_fn = lambda _, k: sample_x(k, cfg.batch_size, s)
-        common = dict(steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                      batch_fn=batch_fn, run=run, checkpoint_every=cfg.train.checkpoint_every)
-        opt = build_optimizer(cfg.train.optimizer, cfg.train.steps)
-        res_rev = fit(elbo_loss(s), params, opt, k_fit1, name="elbo", **common)
-        res_fwd = fit(forward_kl_loss(s, cfg.k), params, opt, k_fit2, name="forward_kl", **common)
+    def init(self, cfg: Config, key: jax.Array) -> list:
+        return nn.mlp_init(key, [1, *cfg.hidden, 2])
 
-        x_test = sample_x(k_test, cfg.n_test, s)
+    def train(self, cfg: Config) -> dict:
+        """Both objectives from the same initial encoder, on fresh draws x ~ p(x) every step."""
+        params = self.init_members(cfg)
+        batch_fn = lambda _, k: sample_x(k, cfg.batch_size, cfg.noise)  # noqa: E731
+        return {name: self.fit(name, loss, params, batch_fn=batch_fn)
+                for name, loss in (("elbo", elbo_loss(cfg.noise)), ("forward_kl", forward_kl_loss(cfg.noise, cfg.k)))}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """Exact quadrature measures of both encoders on test draws x ~ p(x), the IWAE bound, and the identities
+        ELBO + KL(q || posterior) = log p(x) and IWAE_k <= log p(x)."""
+        s = cfg.noise
+        x_test = sample_x(self.key("test"), cfg.n_test, s)
+        self.encoders = {name: jax.tree.map(lambda a: a[0], fits[fit].params)
+                         for name, fit in (("elbo_trained", "elbo"), ("forward_kl_trained", "forward_kl"))}
         out = {}
-        for name, res in (("elbo_trained", res_rev), ("forward_kl_trained", res_fwd)):
-            mu, sigma = encoder(res.params, x_test)
+        for name, params in self.encoders.items():
+            mu, sigma = encoder(params, x_test)
             m = exact_measures(mu, sigma, x_test, s, cfg.grid)
-            m["iwae"] = iwae(mu, sigma, x_test, s, cfg.k, k_iw)
+            m["iwae"] = iwae(mu, sigma, x_test, s, cfg.k, self.key("iwae"))
             out[name] = {k: float(jnp.mean(v)) for k, v in m.items() if k != "log_px"}
             out["log_px"] = float(jnp.mean(m["log_px"]))
             # an identity of quadratures: its rounding error scales with the terms and the float type (the
             # accelerators' reduction orders differ from the CPU's)
             scale = abs(out[name]["elbo"]) + abs(out[name]["kl_reverse"])
-            run.check(f"{name}: ELBO + KL(q || posterior) = log p(x)", out[name]["elbo"] + out[name]["kl_reverse"],
-                      out["log_px"], 16 * float(jnp.finfo(mu.dtype).eps) * max(scale, 1.0))
-            run.check(f"{name}: IWAE-{cfg.k} <= log p(x) (mean)", max(out[name]["iwae"] - out["log_px"], 0.0), 0.0,
-                      0.05)
+            self.check(f"{name}: ELBO + KL(q || posterior) = log p(x)", out[name]["elbo"] + out[name]["kl_reverse"],
+                       out["log_px"], 16 * float(jnp.finfo(mu.dtype).eps) * max(scale, 1.0))
+            self.check(f"{name}: IWAE-{cfg.k} <= log p(x) (mean)", max(out[name]["iwae"] - out["log_px"], 0.0), 0.0,
+                       0.05)
         r, f = out["elbo_trained"], out["forward_kl_trained"]
         out["comparison"] = {
             "elbo_gain_of_reverse": r["elbo"] - f["elbo"],
             "mass_covered_gain_of_forward": f["posterior_mass_covered"] - r["posterior_mass_covered"],
             "forward_kl_gain_of_forward": r["kl_forward"] - f["kl_forward"],
         }
-        with run.timed("plots"):
-            self._figure(run, cfg, res_rev.params, res_fwd.params, out)
         return out
 
-    @staticmethod
-    def _figure(run, cfg: Config, p_rev, p_fwd, out: dict) -> None:
-        s = cfg.noise
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """The true posterior and both q(z|x) at each of ``show_x``, and the test means of ELBO, IWAE and mass."""
+        s, out = cfg.noise, metrics
         z = jnp.linspace(-4.0, 4.0, 801)
         n = len(cfg.show_x)
         fig, axes = plots.figure(1, n + 1, size=(4.2 * (n + 1), 3.6))
@@ -180,7 +180,8 @@ class Experiment(_Experiment):
             lj = log_joint(z, xv, s)
             post = jnp.exp(lj - jax.scipy.special.logsumexp(lj)) / (z[1] - z[0])
             ax.fill_between(np.asarray(z), np.asarray(post), color=plots.color(7), alpha=0.15, label="p(z | x)")
-            for i, (label, p) in enumerate((("ELBO (reverse KL)", p_rev), ("forward KL (SNIS)", p_fwd))):
+            for i, (label, p) in enumerate((("ELBO (reverse KL)", self.encoders["elbo_trained"]),
+                                            ("forward KL (SNIS)", self.encoders["forward_kl_trained"]))):
                 mu, sigma = encoder(p, jnp.array([xv]))
                 ax.plot(z, jnp.exp(normal_log_prob(z, mu[0], sigma[0])), color=plots.color(i), lw=2, label=label)
             ax.set_title(f"x = {xv:g}")
@@ -188,7 +189,6 @@ class Experiment(_Experiment):
         axes[0].set_ylabel("density")
         axes[0].legend(fontsize=8)
         ax = axes[n]
-        names = ["ELBO", "IWAE", "posterior mass\nin q's 95% interval"]
         keys = ["elbo", "iwae", "posterior_mass_covered"]
         xs = np.arange(len(keys))
         for i, (label, m) in enumerate((("ELBO-trained", out["elbo_trained"]),
@@ -198,7 +198,7 @@ class Experiment(_Experiment):
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(xs)
-        ax.set_xticklabels(["ELBO - log p(x)", "IWAE - log p(x)", names[2]], fontsize=8)
+        ax.set_xticklabels(["ELBO - log p(x)", "IWAE - log p(x)", "posterior mass\nin q's 95% interval"], fontsize=8)
         ax.set_title("test means (exact quadrature)")
         ax.legend(fontsize=8)
-        run.save_figure(fig, "forward_vs_reverse_kl")
+        self.save_figure(fig, "forward_vs_reverse_kl")

@@ -10,7 +10,7 @@ formula (seed 001 problem 6.1), and problem 1a: ELBO = log p(x) - KL(q || p(z|x)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,6 @@ from vlab.experiment import Experiment as _Experiment
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "vae_kl_gradients"
     precision: Literal["float32", "float64"] = "float64"
     mu: list[float] = spec([-2.0, -0.5, 0.0, 0.7, 1.5], help="means at which the gradients are checked")
     sigma: list[float] = spec([0.3, 0.8, 1.0, 1.6, 3.0], gt=0, help="standard deviations (paired with mu)")
@@ -49,10 +48,10 @@ def kl_single_sample(mu: jax.Array, sigma: jax.Array, eps: jax.Array) -> jax.Arr
     return normal_log_prob(z, mu, sigma) - normal_log_prob(z, 0.0, 1.0)
 
 
-def gradient_figure(dtype):
+def gradient_figure(dtype: Any, key: jax.Array):
     """The reparameterised one-sample gradients ``d/dmu`` and ``d/dsigma`` of ``log q(z) - log p(z)`` (their mean
-    and +-1 sd over 4000 draws of eps) against the closed forms ``mu`` and ``sigma - 1/sigma``."""
-    eps = jax.random.normal(jax.random.PRNGKey(1), (4000,), dtype)
+    and +-1 sd over 4000 draws of eps from ``key``) against the closed forms ``mu`` and ``sigma - 1/sigma``."""
+    eps = jax.random.normal(key, (4000,), dtype)
     fig, axes = plots.figure(1, 2, size=(11, 4))
     s_grid = jnp.linspace(0.2, 3.0, 40, dtype=dtype)
     m_grid = jnp.linspace(-2.5, 2.5, 40, dtype=dtype)
@@ -76,17 +75,24 @@ def gradient_figure(dtype):
 
 
 class Experiment(_Experiment):
-    name = "vae_kl_gradients"
     description = "KL(N(mu,sigma^2)||N(0,1)) and its gradients mu, sigma - 1/sigma vs reparameterised MC (seed 004)"
     Config = Config
     headline = ("max_abs_error.kl", "max_abs_error.dmu", "max_abs_error.dsigma")
 
-    def run(self, cfg: Config, run) -> dict:
-        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    def setup(self, cfg: Config) -> None:
+        self.dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: the closed forms and their estimators are compared in :meth:`summarise`."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """Closed forms against autodiff and against reparameterised Monte Carlo at every (mu, sigma); the KL's
+        additivity over dimensions; ELBO = log p(x) - KL(q || p(z|x)) on a conjugate model."""
+        dtype = self.dtype
         mu = jnp.asarray(cfg.mu, dtype)
         sigma = jnp.asarray(cfg.sigma, dtype)
-        k_eps, k_dim = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        eps = jax.random.normal(k_eps, (cfg.samples,), dtype)
+        eps = jax.random.normal(self.key("eps"), (cfg.samples,), dtype)
 
         grad_closed = jax.vmap(jax.grad(kl_closed, argnums=(0, 1)))(mu, sigma)
         per_sample = jax.vmap(lambda m, s: jax.vmap(
@@ -100,23 +106,22 @@ class Experiment(_Experiment):
         rows = []
         for i in range(len(cfg.mu)):
             m_, s_ = cfg.mu[i], cfg.sigma[i]
-            run.check(f"autodiff dKL/dmu = mu at ({m_}, {s_})", closed[i, 1], formula[i, 1], 1e-12)
-            run.check(f"autodiff dKL/dsigma = sigma - 1/sigma at ({m_}, {s_})", closed[i, 2], formula[i, 2], 1e-12)
+            self.check(f"autodiff dKL/dmu = mu at ({m_}, {s_})", closed[i, 1], formula[i, 1], 1e-12)
+            self.check(f"autodiff dKL/dsigma = sigma - 1/sigma at ({m_}, {s_})", closed[i, 2], formula[i, 2], 1e-12)
             for j, name in enumerate(("KL", "dKL/dmu", "dKL/dsigma")):
-                run.check(f"MC {name} within 4 standard errors at ({m_}, {s_})", mean[i, j], closed[i, j],
-                          4 * se[i, j] + 1e-12)
+                self.check(f"MC {name} within 4 standard errors at ({m_}, {s_})", mean[i, j], closed[i, j],
+                           4 * se[i, j] + 1e-12)
             rows.append({"mu": m_, "sigma": s_, "kl": float(closed[i, 0]), "kl_mc": float(mean[i, 0]),
                          "dmu": float(closed[i, 1]), "dmu_mc": float(mean[i, 1]),
                          "dsigma": float(closed[i, 2]), "dsigma_mc": float(mean[i, 2]),
                          "stderr": se[i].tolist()})
 
         # problem 1b: KL of independent dimensions adds up (full-covariance formula as the independent reference)
-        km, ks = jax.random.split(k_dim)
-        m_d = jax.random.normal(km, (cfg.dims,), dtype)
-        s_d = jnp.exp(0.5 * jax.random.normal(ks, (cfg.dims,), dtype))
+        m_d = jax.random.normal(self.key("dims/mu"), (cfg.dims,), dtype)
+        s_d = jnp.exp(0.5 * jax.random.normal(self.key("dims/sigma"), (cfg.dims,), dtype))
         kl_sum = float(jnp.sum(kl_closed(m_d, s_d)))
         kl_full = float(kl_mvn(m_d, jnp.diag(s_d**2), jnp.zeros(cfg.dims, dtype), jnp.eye(cfg.dims, dtype=dtype)))
-        run.check("KL of a diagonal Gaussian = sum of per-dimension KLs", kl_sum, kl_full, 1e-10)
+        self.check("KL of a diagonal Gaussian = sum of per-dimension KLs", kl_sum, kl_full, 1e-10)
 
         # problem 1a: ELBO = log p(x) - KL(q || p(z|x)) for z ~ N(0,1), x|z ~ N(z, 1): p(x) = N(0, 2),
         # p(z|x) = N(x/2, 1/2); q = N(m, s^2) arbitrary
@@ -128,10 +133,8 @@ class Experiment(_Experiment):
         kl_post = float(kl_mvn(jnp.array([m]), jnp.array([[s**2]]), jnp.array([x / 2]), jnp.array([[0.5]])))
         elbo_se = float(jnp.std(normal_log_prob(x, zq, 1.0) + normal_log_prob(zq, 0.0, 1.0)
                                 - normal_log_prob(zq, m, s)) / np.sqrt(cfg.samples))
-        run.check("ELBO = log p(x) - KL(q || p(z|x)) (4 standard errors)", elbo_mc, log_px - kl_post, 4 * elbo_se)
+        self.check("ELBO = log p(x) - KL(q || p(z|x)) (4 standard errors)", elbo_mc, log_px - kl_post, 4 * elbo_se)
 
-        with run.timed("plots"):
-            run.save_figure(gradient_figure(dtype), "kl_gradients")
         err = np.abs(mean - closed)
         return {
             "points": rows,
@@ -141,3 +144,6 @@ class Experiment(_Experiment):
             "elbo_identity": {"elbo_mc": elbo_mc, "log_px_minus_kl": log_px - kl_post},
             "samples": cfg.samples,
         }
+
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        self.save_figure(gradient_figure(self.dtype, self.key("figure")), "kl_gradients")

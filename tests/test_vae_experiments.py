@@ -108,6 +108,19 @@ def test_vae_beta_sweep_and_seeds_are_one_program(tmp_path):
     assert (tmp_path / "run" / "beta_sweep.png").exists()
 
 
+def test_a_member_of_a_beta_list_is_its_separate_run(tmp_path):
+    """Every beta of ``objective.beta`` is a member of one vmapped program, with the initialisation and the keys of
+    the run that trains that beta alone."""
+    args = [*FAST, "eval.iwae_points=0", "objective.warmup_steps=40"]
+    code, both = _run(tmp_path / "both", VAE, *args, "objective.beta=[0.5,2.0]")
+    assert code == 0
+    code, one = _run(tmp_path / "one", VAE, *args, "objective.beta=[2.0]")
+    assert code == 0 and [r["beta"] for r in both["by_beta"]] == [0.5, 2.0] and one["beta"] == 2.0
+    for k in ("elbo", "rec", "kl"):
+        assert both["by_beta"][1][k] == pytest.approx(one["test"][k], rel=1e-5)
+        assert both["by_beta"][1]["train"][k] == pytest.approx(one["train"][k], rel=1e-5)
+
+
 def test_vae_on_idx_files(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "idx"
@@ -191,7 +204,7 @@ def test_kl_gradients_figure_labels_both_axes_of_each_panel(x64):
 
     from experiments.vae_kl_gradients import gradient_figure
 
-    fig = gradient_figure(jnp.float64)
+    fig = gradient_figure(jnp.float64, jax.random.key(1))
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
         ("mu (sigma = 1.3)", "dKL/dmu"), ("sigma (mu = 0.5)", "dKL/dsigma")]
     plt.close(fig)

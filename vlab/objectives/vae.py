@@ -10,9 +10,10 @@ with z = mu + sigma * eps, eps ~ N(0, I) (the reparameterisation trick, seed 001
 (Burda et al. 2016) log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q, increases with k towards log p(x).
 
 Every function works on a batch ``x`` of shape ``(B, x_dim)`` and returns per-example terms; reductions happen once,
-in the loss. Training parameters are ``{"model": vae params, "beta": scalar, "step": scalar}``: ``beta`` is held
-fixed (so a sweep of beta is one vmapped program) and ``step`` counts updates for the KL warm-up; both are handled
-by :func:`vae_optimizer`.
+in the loss. The loss of :func:`make_loss` trains the network alone: the KL weight ``hp["beta"]`` (per member, so a
+sweep of beta is one vmapped program) and the warm-up's step ``hp["step"]`` (the engine's) are hyperparameters.
+:func:`init_params` and :func:`vae_optimizer` instead keep ``beta`` and a step counter beside the network in the
+parameters, ``{"model", "beta", "step"}``, for a loss called without ``hp``.
 """
 
 from __future__ import annotations
