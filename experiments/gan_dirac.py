@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
 from vlab import games, gda, plots
 from vlab.config import BaseConfig, spec
@@ -46,7 +47,6 @@ def _default_regularisers() -> list[RegulariserConfig]:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "gan_dirac"
     precision: Literal["float32", "float64"] = "float64"
     losses: list[str] = spec(list(gan.LOSSES), help="saturating | non_saturating | wgan")
     regularisers: list[RegulariserConfig] = field(default_factory=_default_regularisers)
@@ -82,16 +82,15 @@ class Config(BaseConfig):
 # ------------------------------------------------------------------------------------------------ analysis
 
 
-def program(cfg: Config):
+def program(cfg: Config, key: jax.Array):
     """One compiled program: for every rule, vmapped over all (loss, regulariser) pairs, the spectral radius
     predicted from the closed-form Jacobian, the one of jax.jacobian of the update, the one measured from a
-    trajectory near the equilibrium, and the drawn trajectory from z0."""
+    trajectory near the equilibrium, and the drawn trajectory from z0 (both simulated with ``key``)."""
     a = cfg.step_size
     z_star = (jnp.zeros(()), jnp.zeros(()))
     z0 = (jnp.asarray(cfg.z0[0], float), jnp.asarray(cfg.z0[1], float))
     scale = cfg.probe_radius / float(np.hypot(*cfg.z0))
     probe = (z0[0] * scale, z0[1] * scale)
-    key = jax.random.key(cfg.seed)
     # below this distance rounding in the field (e.g. the noise nodes' mean, 0 only to rounding) drives the run
     floor = cfg.probe_radius * (1e-6 if jax.config.jax_enable_x64 else 1e-2)
 
@@ -132,9 +131,9 @@ def combinations(cfg: Config) -> tuple[list[tuple[int, str, RegulariserConfig]],
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def draw_trajectories(cfg: Config, out: dict, run):
+def draw_trajectories(cfg: Config, out: dict) -> Figure:
     """Each (loss, regulariser) panel: the game's field in the (theta, psi) plane and every rule's path from z0;
-    the rules' legend below the panels. Returns the figure (saved and closed)."""
+    the rules' legend below the panels."""
     rows, cols = len(cfg.losses), len(cfg.regularisers)
     fig, axes = plots.figure(rows, cols, size=(3.6 * cols, 3.3 * rows + 0.4), squeeze=False, layout="constrained")
     lim = 1.5 * max(abs(v) for v in cfg.z0)
@@ -162,11 +161,11 @@ def draw_trajectories(cfg: Config, out: dict, run):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(cfg.rules), frameon=False)
     fig.suptitle(f"Dirac-GAN trajectories, step size {cfg.step_size}, {cfg.steps} steps (star: equilibrium)")
-    run.save_figure(fig, "dirac_trajectories")
     return fig
 
 
-def draw_radius_table(cfg: Config, metrics: dict, run) -> None:
+def draw_radius_table(cfg: Config, metrics: dict) -> Figure:
+    """The predicted spectral radius of every (loss, regulariser) x rule, coloured by log10 (red: diverges)."""
     rows = [(loss, reg.name) for loss in cfg.losses for reg in cfg.regularisers]
     rho = np.array([[metrics[loss][reg][name]["rho_predicted"] for name in cfg.rules] for loss, reg in rows])
     fig, ax = plots.figure(1, 1, size=(1.6 * len(cfg.rules) + 3.0, 0.42 * len(rows) + 1.4))
@@ -182,30 +181,37 @@ def draw_radius_table(cfg: Config, metrics: dict, run) -> None:
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="log10 spectral radius (red: diverges)")
     ax.set_title(f"Spectral radius of each update at the equilibrium, a = {cfg.step_size}")
-    run.save_figure(fig, "dirac_spectral_radius")
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ experiment
 
 
 class Experiment(_Experiment):
-    name = "gan_dirac"
     description = "Dirac-GAN: losses x R1/R2/instance noise x update rules, spectra vs closed forms, trajectories"
     Config = Config
     headline = ("max_rel_error_measured", "converged_fraction")
 
-    def run(self, cfg: Config, run) -> dict:
+    def setup(self, cfg: Config) -> None:
+        """Simulate every loss x regulariser x rule in one compiled program."""
+        self.pairs, inputs = combinations(cfg)
+        with self.out.timed("simulate"):
+            self.sim = jax.device_get(program(cfg, self.key("simulate"))(*inputs))
+
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: the dynamics are integrated in :meth:`setup`."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """Every radius against the closed form, and which trajectories converged."""
         # measured radii to 1e-6 and exact identities to 1e-9 in float64; float32 rounding allows far less
         tol, exact = (1e-6, 1e-9) if jax.config.jax_enable_x64 else (1e-3, 1e-5)
-        pairs, inputs = combinations(cfg)
-        with run.timed("simulate"):
-            out = jax.device_get(program(cfg)(*inputs))
         metrics: dict = {}
         worst, converged, total = 0.0, 0, 0
-        for c, loss, reg in pairs:
+        for c, loss, reg in self.pairs:
             metrics.setdefault(loss, {})[reg.name] = {}
             for name in cfg.rules:
-                r = {k: np.asarray(v)[c] for k, v in out[loss][name].items()}
+                r = {k: np.asarray(v)[c] for k, v in self.sim[loss][name].items()}
                 pred = float(r["rho_predicted"])
                 final = float(r["dist"][-1])
                 ok = int(r["diverged_at"]) < 0 and final < cfg.converged_tol
@@ -218,17 +224,19 @@ class Experiment(_Experiment):
                     "converged": ok,
                 }
                 where = f"{loss}.{reg.name}.{name}"
-                run.check(f"{where}.rho_jacobian", float(r["rho_jacobian"]), pred, exact * pred)
-                run.check(f"{where}.rho_measured", float(r["rho_measured"]), pred, tol * pred)
+                self.check(f"{where}.rho_jacobian", float(r["rho_jacobian"]), pred, exact * pred)
+                self.check(f"{where}.rho_measured", float(r["rho_measured"]), pred, tol * pred)
                 worst = max(worst, abs(float(r["rho_measured"]) - pred) / pred)
                 converged += ok
                 total += 1
                 if (pred < 1 - 1e-9 and not ok and final > float(r["dist"][0])) or (pred > 1 + 1e-9 and ok):
-                    run.log(f"[{where}] spectral radius {pred:.5f} but the trajectory from z0 "
-                            f"{'converged' if ok else 'moved away'} (outside the linear regime)")
+                    self.log(f"[{where}] spectral radius {pred:.5f} but the trajectory from z0 "
+                             f"{'converged' if ok else 'moved away'} (outside the linear regime)")
         metrics["max_rel_error_measured"] = worst
         metrics["converged_fraction"] = converged / total
-        with run.timed("plots"):
-            draw_trajectories(cfg, out, run)
-            draw_radius_table(cfg, metrics, run)
         return metrics
+
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """The trajectories in every panel and the table of spectral radii."""
+        self.save_figure(draw_trajectories(cfg, self.sim), "dirac_trajectories")
+        self.save_figure(draw_radius_table(cfg, metrics), "dirac_spectral_radius")

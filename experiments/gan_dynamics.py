@@ -16,6 +16,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vlab import games, gda, plots
@@ -43,7 +44,6 @@ class StabilityConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "gan_dynamics"
     precision: Literal["float32", "float64"] = "float64"
     rules: list[str] = spec(list(gda.RULES), help="update rules to simulate and analyse")
     step_size: float = spec(0.3, gt=0, help="step size a of the trajectories and eigenvalue plots")
@@ -66,14 +66,15 @@ class Config(BaseConfig):
 # ------------------------------------------------------------------------------------------------ analysis
 
 
-def analyse_rule(name: str, a: jax.Array, cfg: Config, steps: int, record: bool = True) -> dict:
-    """Jacobian spectrum, closed form, a simulated trajectory and the radius measured from it, for one rule."""
+def analyse_rule(name: str, a: jax.Array, cfg: Config, steps: int, key: jax.Array, record: bool = True) -> dict:
+    """Jacobian spectrum, closed form, a trajectory simulated with ``key`` and the radius measured from it, for one
+    rule."""
     game = games.bilinear()
     zero = (jnp.zeros(()), jnp.zeros(()))
     rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
     jac = gda.update_jacobian(rule, game, zero)
     z0 = (jnp.asarray(cfg.z0[0], float), jnp.asarray(cfg.z0[1], float))
-    traj = gda.simulate(rule, game, z0, jax.random.key(cfg.seed), steps, escape=cfg.escape)
+    traj = gda.simulate(rule, game, z0, key, steps, escape=cfg.escape)
     out = {
         "rho_predicted": gda.bilinear_spectral_radius(name, a, consensus_weight=cfg.consensus_weight),
         "rho_jacobian": gda.spectral_radius(jac),
@@ -87,14 +88,15 @@ def analyse_rule(name: str, a: jax.Array, cfg: Config, steps: int, record: bool 
     return out
 
 
-def analysis_program(cfg: Config):
+def analysis_program(cfg: Config, key: jax.Array):
     """One compiled program at the configured step size: every rule's analysis on ``d g`` and on ``d^T A g``."""
     a_mat = jnp.asarray(cfg.matrix, float)
     mgame = games.matrix_bilinear(a_mat)
     z_star = (jnp.zeros(a_mat.shape[0]), jnp.zeros(a_mat.shape[1]))
 
-    def program(a):
-        rules = {name: analyse_rule(name, a, cfg, cfg.steps) for name in cfg.rules}
+    def program(a):  # simultaneous GDA always: seed 002 question 4 is about it
+        names = dict.fromkeys([*cfg.rules, "simultaneous"])
+        rules = {name: analyse_rule(name, a, cfg, cfg.steps, key) for name in names}
         matrix = {name: gda.spectral_radius(gda.update_jacobian(
             gda.make_rule(name, a, consensus_weight=cfg.consensus_weight), mgame, z_star)) for name in cfg.rules}
         return rules, matrix
@@ -102,11 +104,11 @@ def analysis_program(cfg: Config):
     return jax.jit(program)
 
 
-def sweep_program(cfg: Config):
+def sweep_program(cfg: Config, key: jax.Array):
     """One compiled, vmapped program: step size -> every rule's predicted and measured radius."""
 
     def one(a):
-        return {r: analyse_rule(r, a, cfg, cfg.stability.steps, record=False) for r in cfg.rules}
+        return {r: analyse_rule(r, a, cfg, cfg.stability.steps, key, record=False) for r in cfg.rules}
 
     return jax.jit(jax.vmap(one))
 
@@ -114,7 +116,8 @@ def sweep_program(cfg: Config):
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def draw_fields(cfg: Config, per_rule: dict, run) -> None:
+def draw_fields(cfg: Config, per_rule: dict) -> Figure:
+    """Every rule's trajectory from z0 over the field of ``d g``."""
     n = len(cfg.rules)
     cols = min(n, 3)
     rows = -(-n // cols)
@@ -136,10 +139,11 @@ def draw_fields(cfg: Config, per_rule: dict, run) -> None:
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(f"V(d, g) = d g, step size a = {cfg.step_size}, {cfg.steps} steps")
-    run.save_figure(fig, "vector_field")
+    return fig
 
 
-def draw_eigenvalues(cfg: Config, per_rule: dict, run) -> None:
+def draw_eigenvalues(cfg: Config, per_rule: dict) -> Figure:
+    """The eigenvalues of every update's Jacobian at (0, 0) against the unit circle, and a zoom."""
     fig, axes = plots.figure(1, 2, size=(10.5, 4.8))
     t = np.linspace(0, 2 * np.pi, 600)
     markers = "osD^vP"
@@ -160,10 +164,11 @@ def draw_eigenvalues(cfg: Config, per_rule: dict, run) -> None:
                                 color="0.3"))
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"Eigenvalues of each update's Jacobian at (0, 0), a = {cfg.step_size}")
-    run.save_figure(fig, "eigenvalues")
+    return fig
 
 
-def draw_distance(cfg: Config, per_rule: dict, run) -> None:
+def draw_distance(cfg: Config, per_rule: dict) -> Figure:
+    """||z_k|| of every rule's trajectory against rho^k ||z_0||."""
     fig, ax = plots.figure(1, 1, size=(6.5, 4.2))
     for i, name in enumerate(cfg.rules):
         res = per_rule[name]
@@ -175,10 +180,11 @@ def draw_distance(cfg: Config, per_rule: dict, run) -> None:
     ax.plot([], [], "--", color="black", lw=0.9, label="rho^k ||z_0|| (closed form)")
     ax.set(xlabel="step k", ylabel="||(d_k, g_k)||", title=f"Distance to the equilibrium, a = {cfg.step_size}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    run.save_figure(fig, "distance")
+    return fig
 
 
-def draw_stability(cfg: Config, grid: np.ndarray, sweep: dict, run) -> None:
+def draw_stability(cfg: Config, grid: np.ndarray, sweep: dict) -> Figure:
+    """Predicted (lines) and measured (circles) spectral radius of every rule over the step-size grid."""
     fig, ax = plots.figure(1, 1, size=(7.0, 4.5))
     every = max(1, len(grid) // 25)
     for i, name in enumerate(cfg.rules):
@@ -191,64 +197,68 @@ def draw_stability(cfg: Config, grid: np.ndarray, sweep: dict, run) -> None:
     ax.set(xlabel="step size a", ylabel="spectral radius of the update",
            title="Stability diagram on V(d, g) = d g (below 1: converges)")
     ax.legend(fontsize=8, loc="upper left")
-    run.save_figure(fig, "stability")
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ experiment
 
 
 class Experiment(_Experiment):
-    name = "gan_dynamics"
     description = "GDA rules on the bilinear game d*g: Jacobian spectra, closed forms, measured growth, stability"
     Config = Config
     headline = ("simultaneous.rho_measured", "stability.max_rel_error", "seed002_q4.norm_max_rel_error")
 
-    def run(self, cfg: Config, run) -> dict:
+    def setup(self, cfg: Config) -> None:
+        """Simulate every rule at the configured step size, then the stability grid as one vmapped program."""
+        key = self.key("simulate")
+        a = jnp.asarray(cfg.step_size, float)
+        with self.out.timed("simulate"):
+            self.per_rule, self.matrix_rho = jax.device_get(analysis_program(cfg, key)(a))
+        self.grid = np.linspace(cfg.stability.a_min, cfg.stability.a_max, cfg.stability.points)
+        with self.out.timed("stability"):
+            out = jax.device_get(sweep_program(cfg, key)(jnp.asarray(self.grid)))
+        self.sweep = {n: {k: np.asarray(v) for k, v in out[n].items()} for n in cfg.rules}
+
+    def train(self, cfg: Config) -> dict:
+        """Nothing is trained: the dynamics are integrated in :meth:`setup`."""
+        return {}
+
+    def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:
+        """Every rule's radii against the closed forms, seed 002 q4's matrix and growth, the matrix game and the
+        stability diagram."""
         # measured radii to 1e-6 and exact identities to 1e-9 in float64; float32 rounding allows far less
         tol, exact = (1e-6, 1e-9) if jax.config.jax_enable_x64 else (1e-3, 1e-5)
-        a = jnp.asarray(cfg.step_size, float)
         metrics: dict = {}
-        per_rule, matrix_rho = jax.device_get(analysis_program(cfg)(a))
         for name in cfg.rules:
-            res = per_rule[name]
+            res = self.per_rule[name]
             ev = np.asarray(res["eigenvalues"])
-            metrics[name] = {
-                "rho_predicted": float(res["rho_predicted"]),
-                "rho_jacobian": float(res["rho_jacobian"]),
-                "rho_measured": float(res["rho_measured"]),
-                "rho_norm_growth": float(res["rho_norm_growth"]),
-                "distance_initial": float(res["dist"][0]),
-                "distance_final": float(res["distance_final"]),
-                "diverged_at": int(res["diverged_at"]),
-                "eigenvalues": [[float(e.real), float(e.imag)] for e in ev],
-            }
+            metrics[name] = {k: float(res[k]) for k in ("rho_predicted", "rho_jacobian", "rho_measured",
+                                                        "rho_norm_growth")}
+            metrics[name].update(distance_initial=float(res["dist"][0]), distance_final=float(res["distance_final"]),
+                                 diverged_at=int(res["diverged_at"]),
+                                 eigenvalues=[[float(e.real), float(e.imag)] for e in ev])
             pred = float(res["rho_predicted"])
-            run.check(f"{name}.rho_jacobian", float(res["rho_jacobian"]), pred, exact * pred)
-            run.check(f"{name}.rho_measured", float(res["rho_measured"]), pred, tol * pred)
+            self.check(f"{name}.rho_jacobian", float(res["rho_jacobian"]), pred, exact * pred)
+            self.check(f"{name}.rho_measured", float(res["rho_measured"]), pred, tol * pred)
             if int(res["diverged_at"]) >= 0:
-                run.log(f"[{name}] diverged at step {int(res['diverged_at'])} (left the ball of radius "
-                        f"{cfg.escape:g})")
+                self.log(f"[{name}] diverged at step {int(res['diverged_at'])} (left the ball of radius "
+                         f"{cfg.escape:g})")
 
         # seed 002 question 4: the update matrix and the exact growth of simultaneous GDA
-        sim = per_rule["simultaneous"] if "simultaneous" in per_rule else jax.device_get(
-            jax.jit(lambda a: analyse_rule("simultaneous", a, cfg, cfg.steps))(a))
+        sim = self.per_rule["simultaneous"]
         jac = np.asarray(sim["jacobian"])
         seed_matrix = np.array([[1.0, cfg.step_size], [-cfg.step_size, 1.0]])
         stop = int(sim["diverged_at"])
         dist = np.asarray(sim["dist"])[: stop if stop >= 0 else None]
         k = np.arange(dist.size)
         predicted = (1 + cfg.step_size**2) ** (k / 2) * np.hypot(*cfg.z0)
-        norm_err = float(np.max(np.abs(dist / predicted - 1)))
-        metrics["seed002_q4"] = {
-            "update_matrix": jac.tolist(),
-            "update_matrix_max_abs_error": float(np.max(np.abs(jac - seed_matrix))),
-            "determinant": float(np.linalg.det(jac)),
-            "norm_max_rel_error": norm_err,
-            "steps_compared": int(dist.size),
-        }
-        run.check("seed002_q4.update_matrix", float(np.max(np.abs(jac - seed_matrix))), 0.0, exact)
-        run.check("seed002_q4.determinant", float(np.linalg.det(jac)), 1 + cfg.step_size**2, exact)
-        run.check("seed002_q4.norm_growth", norm_err, 0.0, tol)
+        norm_err, mat_err = float(np.max(np.abs(dist / predicted - 1))), float(np.max(np.abs(jac - seed_matrix)))
+        metrics["seed002_q4"] = {"update_matrix": jac.tolist(), "update_matrix_max_abs_error": mat_err,
+                                 "determinant": float(np.linalg.det(jac)), "norm_max_rel_error": norm_err,
+                                 "steps_compared": int(dist.size)}
+        self.check("seed002_q4.update_matrix", mat_err, 0.0, exact)
+        self.check("seed002_q4.determinant", float(np.linalg.det(jac)), 1 + cfg.step_size**2, exact)
+        self.check("seed002_q4.norm_growth", norm_err, 0.0, tol)
 
         # V = d^T A g: the radius is the worst singular value's
         a_mat = np.asarray(cfg.matrix, float)
@@ -257,37 +267,34 @@ class Experiment(_Experiment):
             svals = np.append(svals, 0.0)  # the extra directions of a rectangular A do not move
         metrics["matrix_game"] = {"singular_values": svals.tolist()}
         for name in cfg.rules:
-            rho = float(matrix_rho[name])
+            rho = float(self.matrix_rho[name])
             pred = max(float(gda.bilinear_spectral_radius(name, cfg.step_size, s,
                                                           consensus_weight=cfg.consensus_weight)) for s in svals)
             metrics["matrix_game"][name] = {"rho_jacobian": rho, "rho_predicted": pred}
-            run.check(f"matrix_game.{name}", rho, pred, exact * pred)
+            self.check(f"matrix_game.{name}", rho, pred, exact * pred)
 
-        # the stability diagram: one vmapped program over the step-size grid
-        grid = np.linspace(cfg.stability.a_min, cfg.stability.a_max, cfg.stability.points)
-        with run.timed("stability"):
-            out = jax.device_get(sweep_program(cfg)(jnp.asarray(grid)))
+        # the stability diagram
+        grid = self.grid
         sweep = {"a": grid.tolist(), "max_rel_error": 0.0, "rules": {}}
         for name in cfg.rules:
-            r = {k: np.asarray(v) for k, v in out[name].items()}
+            r = self.sweep[name]
             err = np.abs(r["rho_measured"] - r["rho_predicted"]) / r["rho_predicted"]
             err_jac = np.abs(r["rho_jacobian"] - r["rho_predicted"]) / r["rho_predicted"]
             stable = grid[r["rho_predicted"] < 1]
             sweep["rules"][name] = {
-                "rho_predicted": r["rho_predicted"].tolist(),
-                "rho_measured": r["rho_measured"].tolist(),
-                "rho_jacobian": r["rho_jacobian"].tolist(),
+                **{k: r[k].tolist() for k in ("rho_predicted", "rho_measured", "rho_jacobian")},
                 "max_rel_error": float(err.max()),
                 "max_rel_error_jacobian": float(err_jac.max()),
                 "stable_step_sizes": [float(stable.min()), float(stable.max())] if stable.size else [],
             }
             sweep["max_rel_error"] = max(sweep["max_rel_error"], float(err.max()))
-            run.check(f"stability.{name}.rho_measured", float(err.max()), 0.0, tol)
+            self.check(f"stability.{name}.rho_measured", float(err.max()), 0.0, tol)
         metrics["stability"] = sweep
-
-        with run.timed("plots"):
-            draw_fields(cfg, per_rule, run)
-            draw_eigenvalues(cfg, per_rule, run)
-            draw_distance(cfg, per_rule, run)
-            draw_stability(cfg, grid, {n: {k: np.asarray(v) for k, v in out[n].items()} for n in cfg.rules}, run)
         return metrics
+
+    def figures(self, cfg: Config, fits: dict, evals: dict, metrics: dict) -> None:
+        """The trajectories over the field, the eigenvalues, the distances and the stability diagram."""
+        self.save_figure(draw_fields(cfg, self.per_rule), "vector_field")
+        self.save_figure(draw_eigenvalues(cfg, self.per_rule), "eigenvalues")
+        self.save_figure(draw_distance(cfg, self.per_rule), "distance")
+        self.save_figure(draw_stability(cfg, self.grid, self.sweep), "stability")

@@ -3,11 +3,11 @@
 Real data is N(1, 1); the generator maps z ~ Uniform(0, 1) to x = mu_g + Phi^{-1}(z) ~ N(mu_g, 1); the
 discriminator is logistic, D(x) = sigmoid(w x + b). Because both distributions have unit variance the optimal
 discriminator D*(x) = p(x) / (p(x) + p_g(x)) = sigmoid((1 - mu_g) x - (1 - mu_g^2) / 2) is in that family, so the
-game's equilibrium is mu_g = 1, w = b = 0 (D = 1/2). The run trains the game with vlab.train.fit (simultaneous
-stochastic gradient play through the stop-gradient surrogate; many seeds as one vmapped program), trains a
-discriminator alone against a frozen generator and compares it with D*, checks jax.grad against the hand-derived
-gradients, and reproduces question 2(b)-(c): a real point is declared fake by the threshold rule with probability
-Phi(-gamma) (checked by sampling), and the best threshold is gamma = (1 - mu_g) / 2 (found numerically).
+game's equilibrium is mu_g = 1, w = b = 0 (D = 1/2). The run trains the game (simultaneous stochastic gradient
+play through the stop-gradient surrogate; many seeds as one vmapped program), trains a discriminator alone against
+a frozen generator and compares it with D*, checks jax.grad against the hand-derived gradients, and reproduces
+question 2(b)-(c): a real point is declared fake by the threshold rule with probability Phi(-gamma) (checked by
+sampling), and the best threshold is gamma = (1 - mu_g) / 2 (found numerically).
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
+from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
 from vlab import games, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
-from vlab.members import Members
+from vlab.keys import stream
 from vlab.objectives import gan
-from vlab.train import fit
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -53,7 +54,6 @@ class OptimalDConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "gan_gaussian_1d"
     mu_real: float = spec(1.0, help="mean of the real data N(mu_real, 1) (the seed: 1)")
     mu_g_init: float = spec(-2.0, help="initial generator mean")
     loss: Literal["saturating", "non_saturating"] = "non_saturating"
@@ -80,54 +80,6 @@ class Config(BaseConfig):
                               f"a mean different from mu_real = {self.mu_real}")
 
 
-# ------------------------------------------------------------------------------------------------ pieces
-
-
-def hermite_rule(n: int) -> tuple[jax.Array, jax.Array]:
-    """Gauss-Hermite nodes and weights for E_{eps ~ N(0, 1)}[f(eps)] = sum_i w_i f(x_i)."""
-    x, w = np.polynomial.hermite_e.hermegauss(n)
-    return jnp.asarray(x), jnp.asarray(w / np.sqrt(2 * np.pi))
-
-
-def expected_value(d: dict, mu_real: float, mu_g: float, nodes: int) -> jax.Array:
-    """``V(D) = E_{N(mu_real,1)} log D(x) + E_{N(mu_g,1)} log(1 - D(x))`` by Gauss-Hermite quadrature."""
-    x, w = hermite_rule(nodes)
-    s_real = gan.logistic_logit(d, mu_real + x)
-    s_fake = gan.logistic_logit(d, mu_g + x)
-    return jnp.sum(w * (jax.nn.log_sigmoid(s_real) + jax.nn.log_sigmoid(-s_fake)))
-
-
-def seed_gradients(d: dict, mu: jax.Array, x_real: jax.Array, u: jax.Array, loss: str) -> dict:
-    """The hand-derived gradients of seed 003 questions 11-17 (written out correctly) for D = sigmoid(w x + b)
-    and G(z) = mu + Phi^{-1}(z), with x_f = G(u):
-
-    ``dV/dw = mean (1 - D(x_r)) x_r - mean D(x_f) x_f``, ``dV/db = mean (1 - D(x_r)) - mean D(x_f)``,
-    generator: saturating ``d/dmu mean log(1 - D(x_f)) = -mean D(x_f) w``, non-saturating
-    ``d/dmu -mean log D(x_f) = -mean (1 - D(x_f)) w``.
-    """
-    x_fake = gan.uniform_to_gaussian(mu, u)
-    d_real = jax.nn.sigmoid(d["w"] * x_real + d["b"])
-    d_fake = jax.nn.sigmoid(d["w"] * x_fake + d["b"])
-    dw = jnp.mean((1 - d_real) * x_real) - jnp.mean(d_fake * x_fake)
-    db = jnp.mean(1 - d_real) - jnp.mean(d_fake)
-    dmu = -jnp.mean(d_fake) * d["w"] if loss == "saturating" else -jnp.mean(1 - d_fake) * d["w"]
-    return {"w": dw, "b": db, "mu": dmu}
-
-
-def jax_gradients(d: dict, mu: jax.Array, x_real: jax.Array, u: jax.Array, loss: str) -> dict:
-    """The same derivatives by jax.grad of :func:`vlab.objectives.gan.discriminator_value` and
-    :func:`vlab.objectives.gan.generator_loss`."""
-    def value(d):
-        s_fake = gan.logistic_logit(d, gan.uniform_to_gaussian(mu, u))
-        return gan.discriminator_value(loss, gan.logistic_logit(d, x_real), s_fake)
-
-    def g_loss(mu):
-        return gan.generator_loss(loss, gan.logistic_logit(d, gan.uniform_to_gaussian(mu, u)))
-
-    gd = jax.grad(value)(d)
-    return {"w": gd["w"], "b": gd["b"], "mu": jax.grad(g_loss)(mu)}
-
-
 # ------------------------------------------------------------------------------------------------ figures
 
 
@@ -135,9 +87,8 @@ def density(x: np.ndarray, mu: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mu) ** 2) / np.sqrt(2 * np.pi)
 
 
-def draw_densities(cfg: Config, hist: dict, run):
-    """The first member's p_g, D and D* against p at a few steps; the title names that member. Returns the figure
-    (saved and closed)."""
+def draw_densities(cfg: Config, hist: dict, note: str = "") -> Figure:
+    """The first member's p_g, D and D* against p at a few steps; ``note`` (in the title) names that member."""
     steps = np.asarray(hist["step"])
     # the game moves fast early and slowly late: snapshots at geometrically spaced logged steps
     picks = np.unique(np.r_[0, np.geomspace(1, len(steps) - 1, cfg.snapshots - 1).round().astype(int)])
@@ -153,15 +104,13 @@ def draw_densities(cfg: Config, hist: dict, run):
         ax.set(title=f"step {int(steps[i])}: mu_g = {mu:.3f}", xlabel="x", ylim=(0, 1.02))
     np.atleast_1d(axes)[0].set_ylabel("density / probability")
     np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    note = plots.member_title(Members.of(cfg, run))
     fig.suptitle(f"1-D GAN (seed 000 q2), {cfg.loss} loss" + (f", {note}" if note else ""))
-    run.save_figure(fig, "densities")
     return fig
 
 
-def draw_parameters(cfg: Config, hist: dict, run) -> None:
+def draw_parameters(cfg: Config, hist: dict, who: str = "seeds") -> Figure:
+    """mu_g, w and b of every member over training (``who``: what the members are) against the equilibrium."""
     steps = np.asarray(hist["step"])
-    who = "members" if Members.of(cfg, run).swept else "seeds"
     fig, axes = plots.figure(1, 3, size=(12, 3.3))
     for ax, k, target in zip(axes, ("mu_g", "w", "b"), (cfg.mu_real, 0.0, 0.0), strict=True):
         v = np.asarray(hist[k])
@@ -171,10 +120,11 @@ def draw_parameters(cfg: Config, hist: dict, run) -> None:
         ax.set(xlabel="step", title=k, xscale="symlog", xlim=(0, steps[-1]))
         ax.xaxis.set_major_formatter(ScalarFormatter())
     axes[0].legend(fontsize=8)
-    run.save_figure(fig, "parameters")
+    return fig
 
 
-def draw_threshold(cfg: Config, metrics: dict, run) -> None:
+def draw_threshold(cfg: Config, metrics: dict) -> Figure:
+    """Seed 000 q2(b)-(c): the accuracy of the threshold rule with its best gamma, and Phi(-gamma) sampled."""
     fig, axes = plots.figure(1, 2, size=(11, 3.8))
     span = cfg.mu_real - min(cfg.threshold.mu_g) + 1.0
     g = np.linspace(-1.0, span, 400)
@@ -195,47 +145,53 @@ def draw_threshold(cfg: Config, metrics: dict, run) -> None:
                      label=f"sampled ({cfg.threshold.mc_samples} real points, 3 s.e.)")
     axes[1].set(xlabel="gamma", ylabel="P(real point declared fake)", title="Seed 000 q2(b)")
     axes[1].legend(fontsize=8)
-    run.save_figure(fig, "threshold")
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ experiment
 
 
 class Experiment(_Experiment):
-    name = "gan_gaussian_1d"
     description = "Seed 000 q2 GAN: N(1,1) vs mu_g + Phi^-1(z), logistic D, D*, threshold rule, seed 003 gradients"
     Config = Config
     headline = ("mu_g", "mu_g_error", "optimal_discriminator.w_error", "best_threshold_max_error")
     member_keys = ("seed", "train.optimizer.lr", "mu_g_init")
 
-    def run(self, cfg: Config, run) -> dict:
-        k_train, k_grad, k_mc, k_opt = jax.random.split(jax.random.key(cfg.seed), 4)
-        metrics: dict = {}
-
-        # ---- the game, trained by simultaneous stochastic gradient play (fit on the stop-gradient surrogate)
+    def objective(self, cfg: Config) -> LossFn:
+        """The stop-gradient surrogate of the game (its gradient is the game's field), with the players'
+        parameters as metrics."""
         game = gan.gaussian_gan(cfg.batch, mu_real=cfg.mu_real, loss=cfg.loss, r1=cfg.r1, r2=cfg.r2,
                                 noise_std=cfg.noise_std)
         surrogate = games.surrogate_loss(game)
 
-        def loss_fn(params, batch, key):
-            value, aux = surrogate(params, batch, key)
+        def loss(params, batch, key, hp):
+            value, aux = surrogate(params, batch, key, hp)
             return value, {**aux, "mu_g": params["g"]["mu"], "w": params["d"]["w"], "b": params["d"]["b"]}
 
-        members = Members.of(cfg, run)
-        n = len(members)
-        mu0 = jnp.asarray(members.values("mu_g_init"), jnp.zeros(()).dtype)
+        return loss
+
+    def train(self, cfg: Config) -> dict[str, FitResult]:
+        """The game, every member from D = 1/2 and its own mu_g_init; then D alone against N(optimal_d.mu_g, 1)."""
+        n = len(self.members)
+        mu0 = jnp.asarray(self.members.values("mu_g_init"), jnp.zeros(()).dtype)
         params = {"d": {"w": jnp.zeros(n), "b": jnp.zeros(n)}, "g": {"mu": mu0}}
-        keys = members.keys(lambda seed: jax.random.split(jax.random.key(seed), 4)[0])
-        res = fit(loss_fn, params, build_optimizer(cfg.train.optimizer, cfg.train.steps), keys,
-                  steps=cfg.train.steps, chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every,
-                  n_members=n, lr_scale=members.lr_scale(), run=run, name="gan",
-                  checkpoint_every=cfg.train.checkpoint_every)
-        hist = res.history
-        mu_hist = np.asarray(hist["mu_g"])
+        od = cfg.optimal_d
+        means = {"mu_real": jnp.asarray(cfg.mu_real, mu0.dtype), "mu_g": jnp.asarray(od.mu_g, mu0.dtype)}
+        return {
+            "gan": self.fit("gan", self.objective(cfg), params),
+            "optimal_d": self.fit("optimal_d", gan.discriminator_objective(od.nodes),
+                                  {"w": jnp.zeros(()), "b": jnp.zeros(())}, data=means,
+                                  keys=self.key("train/optimal_d"), train=od.train),
+        }
+
+    def summarise(self, cfg: Config, fits: dict[str, FitResult], evals: dict) -> dict:
+        """mu_g per member against mu_real, the trained D against D*, seed 003's gradients, and seed 000 q2(b)-(c)."""
+        res = fits["gan"]
+        mu_hist = np.asarray(res.history["mu_g"])
         tail = max(1, int(round(cfg.average_last * mu_hist.shape[0])))
         mu_avg = mu_hist[-tail:].mean(axis=0)
         mu_final = np.asarray(res.params["g"]["mu"])
-        metrics.update({
+        metrics: dict = {
             "mu_g": float(mu_avg.mean()),
             "mu_g_error": float(np.abs(mu_avg - cfg.mu_real).max()),
             "mu_g_final_per_seed": mu_final.tolist(),
@@ -244,50 +200,45 @@ class Experiment(_Experiment):
             "w_final": float(np.asarray(res.params["d"]["w"]).mean()),
             "b_final": float(np.asarray(res.params["d"]["b"]).mean()),
             "compile_s": res.compile_s, "train_s": res.train_s,
-        })
+        }
         for i, m in enumerate(mu_avg):
-            run.check(f"mu_g ({members.label(i)})", float(m), cfg.mu_real, cfg.tolerance)
-        if members.swept:
-            metrics["members"] = members.rows({"mu_g": mu_avg, "mu_g_error": np.abs(mu_avg - cfg.mu_real),
+            self.check(f"mu_g ({self.members.label(i)})", float(m), cfg.mu_real, cfg.tolerance)
+        metrics["members"] = self.member_rows({"mu_g": mu_avg, "mu_g_error": np.abs(mu_avg - cfg.mu_real),
                                                "mu_g_final": mu_final})
 
-        # ---- D* against a discriminator trained alone on the exact (quadrature) value, generator frozen
-        od = cfg.optimal_d
-        opt = fit(lambda d, batch, key: (-expected_value(d, cfg.mu_real, od.mu_g, od.nodes), {}),
-                  {"w": jnp.zeros(()), "b": jnp.zeros(())}, build_optimizer(od.train.optimizer, od.train.steps),
-                  k_opt, steps=od.train.steps, chunk_size=od.train.chunk_size, log_every=od.train.log_every,
-                  run=run, name="optimal_d")
+        # ---- D* against the discriminator trained alone on the exact (quadrature) value, generator frozen
+        od, opt = cfg.optimal_d, fits["optimal_d"].params
         w_star, b_star = cfg.mu_real - od.mu_g, -(cfg.mu_real**2 - od.mu_g**2) / 2
-        w_fit, b_fit = float(opt.params["w"]), float(opt.params["b"])
+        w_fit, b_fit = float(opt["w"]), float(opt["b"])
         metrics["optimal_discriminator"] = {
             "mu_g": od.mu_g, "w_trained": w_fit, "b_trained": b_fit, "w_closed_form": w_star,
             "b_closed_form": b_star, "w_error": abs(w_fit - w_star), "b_error": abs(b_fit - b_star),
         }
-        run.check("optimal_discriminator.w", w_fit, w_star, 1e-3)
-        run.check("optimal_discriminator.b", b_fit, b_star, 1e-3)
+        self.check("optimal_discriminator.w", w_fit, w_star, 1e-3)
+        self.check("optimal_discriminator.b", b_fit, b_star, 1e-3)
 
         # ---- seed 003 q11-17: the hand-derived gradients against jax.grad at a random point and batch
-        k1, k2, k3 = jax.random.split(k_grad, 3)
+        key = self.key("gradients")
         d = {"w": jnp.asarray(0.7), "b": jnp.asarray(-0.3)}
-        x_real = cfg.mu_real + jax.random.normal(k1, (cfg.batch,))
-        u = jax.random.uniform(k2, (cfg.batch,), minval=1e-6, maxval=1.0)
+        x_real = cfg.mu_real + jax.random.normal(stream(key, "real"), (cfg.batch,))
+        u = jax.random.uniform(stream(key, "latent"), (cfg.batch,), minval=1e-6, maxval=1.0)
         mu = jnp.asarray(-0.5)
-        hand, auto = seed_gradients(d, mu, x_real, u, cfg.loss), jax_gradients(d, mu, x_real, u, cfg.loss)
+        hand, auto = gan.seed_gradients(d, mu, x_real, u, cfg.loss), gan.jax_gradients(d, mu, x_real, u, cfg.loss)
         grad_err = max(abs(float(hand[k]) - float(auto[k])) for k in hand)
         metrics["seed003_gradients"] = {"hand": {k: float(v) for k, v in hand.items()},
                                         "jax_grad": {k: float(v) for k, v in auto.items()},
                                         "max_abs_error": grad_err}
-        run.check("seed003_gradients", grad_err, 0.0, 1e-5)
+        self.check("seed003_gradients", grad_err, 0.0, 1e-5)
 
         # ---- seed 000 q2(b): P(real declared fake) = Phi(-gamma), by sampling
-        x = cfg.mu_real + jax.random.normal(k_mc, (cfg.threshold.mc_samples,))
+        x = cfg.mu_real + jax.random.normal(self.key("threshold"), (cfg.threshold.mc_samples,))
         pts = []
         for gamma in cfg.threshold.gammas:
             p_mc = float(jnp.mean(x < cfg.mu_real - gamma))
             p = float(gan.prob_real_declared_fake(jnp.asarray(gamma)))
             se = float(np.sqrt(p * (1 - p) / cfg.threshold.mc_samples))
             pts.append({"gamma": gamma, "closed_form": p, "monte_carlo": p_mc, "standard_error": se})
-            run.check(f"prob_real_declared_fake.gamma{gamma:g}", p_mc, p, 4 * se)
+            self.check(f"prob_real_declared_fake.gamma{gamma:g}", p_mc, p, 4 * se)
         metrics["prob_real_declared_fake"] = pts
 
         # ---- seed 000 q2(c): the best threshold, numerically, against gamma = (1 - mu_g) / 2
@@ -299,11 +250,13 @@ class Experiment(_Experiment):
             closed = (cfg.mu_real - mu_g) / 2
             metrics["best_threshold"][f"{mu_g:g}"] = {"gamma_numeric": float(gam), "gamma_closed_form": closed}
             worst = max(worst, abs(float(gam) - closed))
-            run.check(f"best_threshold.mu_g{mu_g:g}", float(gam), closed, 1e-6)
+            self.check(f"best_threshold.mu_g{mu_g:g}", float(gam), closed, 1e-6)
         metrics["best_threshold_max_error"] = worst
-
-        with run.timed("plots"):
-            draw_densities(cfg, hist, run)
-            draw_parameters(cfg, hist, run)
-            draw_threshold(cfg, metrics, run)
         return metrics
+
+    def figures(self, cfg: Config, fits: dict[str, FitResult], evals: dict, metrics: dict) -> None:
+        """The densities over training, every member's parameters, and the threshold rule."""
+        hist = fits["gan"].history
+        self.save_figure(draw_densities(cfg, hist, self.member_title(0)), "densities")
+        self.save_figure(draw_parameters(cfg, hist, "members" if self.members.swept else "seeds"), "parameters")
+        self.save_figure(draw_threshold(cfg, metrics), "threshold")

@@ -2,8 +2,8 @@
 
 Real data is k equally weighted Gaussians on a circle (eight by default, the protocol of Metz et al. 2017); the
 generator and the discriminator are MLPs (vlab.nn). Each variant (loss, R1 / R2 penalty, instance noise,
-optimistic Adam) is trained with vlab.train.fit through the stop-gradient surrogate of the game (simultaneous
-updates), several seeds as one vmapped program. A mode is covered when at least 1% of the samples fall within
+optimistic Adam) is one fit of the stop-gradient surrogate of the game (simultaneous updates) from the same
+initialisations, several seeds as one vmapped program. A mode is covered when at least 1% of the samples fall within
 3 standard deviations of its centre; a sample is of high quality when it falls within 3 standard deviations of any.
 """
 
@@ -15,16 +15,17 @@ from typing import Literal
 import jax
 import numpy as np
 import optax
+from matplotlib.figure import Figure
 
 from vlab import games, plots
 from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
-from vlab.members import Members
+from vlab.keys import stream
 from vlab.nn import ACTIVATIONS, mlp_apply, mlp_init
 from vlab.objectives import gan
 from vlab.toy_data import circle_mixture, circle_mixture_centres
-from vlab.train import fit
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -57,7 +58,6 @@ def _default_variants() -> list[VariantConfig]:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "gan_mixture_2d"
     data: DataConfig = nested(DataConfig)
     latent_dim: int = spec(8, gt=0)
     hidden: list[int] = spec([128, 128], gt=0, help="hidden widths of both MLPs")
@@ -98,8 +98,23 @@ def make_game(cfg: Config, v: VariantConfig) -> games.Game:
 
 
 def init_params(cfg: Config, key: jax.Array) -> dict:
-    k_d, k_g = jax.random.split(key)
-    return {"d": mlp_init(k_d, [2, *cfg.hidden, 1]), "g": mlp_init(k_g, [cfg.latent_dim, *cfg.hidden, 2])}
+    """Both players' MLPs: the discriminator R^2 -> R (a logit), the generator R^latent_dim -> R^2."""
+    return {"d": mlp_init(stream(key, "discriminator"), [2, *cfg.hidden, 1]),
+            "g": mlp_init(stream(key, "generator"), [cfg.latent_dim, *cfg.hidden, 2])}
+
+
+def variant_loss(cfg: Config, v: VariantConfig) -> LossFn:
+    """The surrogate of variant ``v``'s game, with the mode coverage of a fixed batch of generated samples as
+    metrics: ``batch = {"z": latents, "centres": the modes}``."""
+    surrogate = games.surrogate_loss(make_game(cfg, v))
+
+    def loss(p, batch, key, hp):
+        value, aux = surrogate(p, batch, key, hp)
+        x = mlp_apply(jax.lax.stop_gradient(p["g"]), batch["z"], cfg.activation)
+        covered, good = gan.mode_coverage(x, batch["centres"], cfg.data.std)
+        return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good, "samples": x}
+
+    return loss
 
 
 def optimizer(cfg: Config, v: VariantConfig) -> optax.GradientTransformation:
@@ -112,9 +127,9 @@ def optimizer(cfg: Config, v: VariantConfig) -> optax.GradientTransformation:
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def draw_samples(cfg: Config, results: dict, centres: np.ndarray, run):
-    """The first member's generated samples at a few steps, one row per variant; the title names that member.
-    Returns the figure (saved and closed)."""
+def draw_samples(cfg: Config, results: dict, centres: np.ndarray, note: str = "") -> Figure:
+    """The first member's generated samples at a few steps, one row per variant; ``note`` (in the title) names
+    that member."""
     rows = len(cfg.variants)
     any_hist = next(iter(results.values()))["history"]
     steps = np.asarray(any_hist["step"])
@@ -133,14 +148,13 @@ def draw_samples(cfg: Config, results: dict, centres: np.ndarray, run):
             ax.set_title(f"step {int(steps[k])}: {covered:.0f} modes", fontsize=9)
             if j == 0:
                 ax.set_ylabel(v.name, fontsize=9)
-    note = plots.member_title(Members.of(cfg, run))
     fig.suptitle(f"Generated samples over training ({note + '; ' if note else ''}circles: the {cfg.data.modes} "
                  "modes)")
-    run.save_figure(fig, "samples")
     return fig
 
 
-def draw_modes(cfg: Config, results: dict, run) -> None:
+def draw_modes(cfg: Config, results: dict) -> Figure:
+    """Modes covered and the high-quality fraction over training, every variant (mean and range over members)."""
     fig, axes = plots.figure(1, 2, size=(11, 3.6))
     for i, v in enumerate(cfg.variants):
         hist = results[v.name]["history"]
@@ -155,49 +169,43 @@ def draw_modes(cfg: Config, results: dict, run) -> None:
     axes[1].set(xlabel="step", ylabel="fraction", title="High-quality samples (within 3 std of a mode)",
                 ylim=(0, 1.02))
     axes[0].legend(fontsize=8)
-    run.save_figure(fig, "modes")
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ experiment
 
 
 class Experiment(_Experiment):
-    name = "gan_mixture_2d"
     description = "MLP GAN on a ring of 2-D Gaussians: mode collapse vs R1/R2, instance noise, optimistic Adam"
     Config = Config
     headline = ("modes_covered",)
     member_keys = ("seed", "train.optimizer.lr")
 
-    def run(self, cfg: Config, run) -> dict:
-        key = jax.random.key(cfg.seed)
-        _, _, k_eval, k_snap = jax.random.split(key, 4)
-        stream = lambda seed: jax.random.split(jax.random.key(seed), 4)  # noqa: E731  a run's four keys
-        members = Members.of(cfg, run)
-        centres = circle_mixture_centres(cfg.data.modes, cfg.data.radius)
-        z_snap = jax.random.normal(k_snap, (cfg.snapshot_samples, cfg.latent_dim))
-        params = jax.vmap(lambda k: init_params(cfg, k))(members.keys(lambda s: stream(s)[0]))
+    def setup(self, cfg: Config) -> None:
+        """The modes' centres."""
+        self.centres = circle_mixture_centres(cfg.data.modes, cfg.data.radius)
+
+    def init(self, cfg: Config, key: jax.Array) -> dict:
+        return init_params(cfg, key)
+
+    def train(self, cfg: Config) -> dict[str, FitResult]:
+        """One fit per variant, all from the same initialisations; each variant's keys are named by it."""
+        params = self.init_members(cfg)
+        snapshot = {"z": jax.random.normal(self.key("snapshots"), (cfg.snapshot_samples, cfg.latent_dim)),
+                    "centres": self.centres}
+        return {v.name: self.fit(f"variant{i}", variant_loss(cfg, v), params, data=snapshot,
+                                 keys=self.keys(f"train/{v.name}"), optimizer=optimizer(cfg, v))
+                for i, v in enumerate(cfg.variants)}
+
+    def summarise(self, cfg: Config, fits: dict[str, FitResult], evals: dict) -> dict:
+        """Modes covered and the high-quality fraction of ``eval_samples`` fresh samples, per variant and member."""
         per_member: dict[str, list] = {}
         metrics: dict = {"modes_covered": {}, "variants": {}}
-        results = {}
-        for i, v in enumerate(cfg.variants):
-            surrogate = games.surrogate_loss(make_game(cfg, v))
-
-            def loss_fn(p, batch, key, surrogate=surrogate):
-                value, aux = surrogate(p, batch, key)
-                x = mlp_apply(jax.lax.stop_gradient(p["g"]), z_snap, cfg.activation)
-                covered, good = gan.mode_coverage(x, centres, cfg.data.std)
-                return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good,
-                               "samples": x}
-
-            keys = members.keys(lambda s, i=i: jax.random.fold_in(stream(s)[1], i))
-            res = fit(loss_fn, params, optimizer(cfg, v), keys, steps=cfg.train.steps,
-                      chunk_size=cfg.train.chunk_size, log_every=cfg.train.log_every, n_members=len(members),
-                      lr_scale=members.lr_scale(), run=run, name=f"variant{i}",
-                      checkpoint_every=cfg.train.checkpoint_every)
-            z = jax.random.normal(jax.random.fold_in(k_eval, i), (cfg.eval_samples, cfg.latent_dim))
+        for v in cfg.variants:
+            res = fits[v.name]
+            z = jax.random.normal(self.key(f"evaluate/{v.name}"), (cfg.eval_samples, cfg.latent_dim))
             x = jax.vmap(lambda g, z=z: mlp_apply(g, z, cfg.activation))(res.params["g"])
-            covered, good = jax.vmap(lambda x: gan.mode_coverage(x, centres, cfg.data.std))(x)
-            results[v.name] = {"history": res.history}
+            covered, good = jax.vmap(lambda x: gan.mode_coverage(x, self.centres, cfg.data.std))(x)
             metrics["variants"][v.name] = {
                 "modes_covered_per_seed": np.asarray(covered).tolist(),
                 "high_quality_per_seed": np.asarray(good).tolist(),
@@ -208,11 +216,13 @@ class Experiment(_Experiment):
             metrics["modes_covered"][v.name] = float(np.mean(covered))
             per_member[f"modes_covered.{v.name}"] = np.asarray(covered).tolist()
             per_member[f"high_quality.{v.name}"] = np.asarray(good).tolist()
-            run.log(f"[{v.name}] modes covered {np.asarray(covered).tolist()} of {cfg.data.modes}, high-quality "
-                    f"fraction {float(np.mean(good)):.3f}")
-        if members.swept:
-            metrics["members"] = members.rows(per_member)
-        with run.timed("plots"):
-            draw_samples(cfg, results, np.asarray(centres), run)
-            draw_modes(cfg, results, run)
+            self.log(f"[{v.name}] modes covered {np.asarray(covered).tolist()} of {cfg.data.modes}, high-quality "
+                     f"fraction {float(np.mean(good)):.3f}")
+        metrics["members"] = self.member_rows(per_member)
         return metrics
+
+    def figures(self, cfg: Config, fits: dict[str, FitResult], evals: dict, metrics: dict) -> None:
+        """Samples over training (first member) and the mode counts of every member."""
+        results = {v.name: {"history": fits[v.name].history} for v in cfg.variants}
+        self.save_figure(draw_samples(cfg, results, np.asarray(self.centres), self.member_title(0)), "samples")
+        self.save_figure(draw_modes(cfg, results), "modes")

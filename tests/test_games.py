@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlab import games
+from vlab.keys import stream
 from vlab.objectives import gan
 
 
@@ -30,11 +31,27 @@ def test_surrogate_gradient_is_the_field(x64):
     game = gan.gaussian_gan(64, loss="non_saturating", r1=0.5)
     params = {"d": {"w": jnp.array(0.3), "b": jnp.array(-0.1)}, "g": {"mu": jnp.array(-0.5)}}
     key = jax.random.key(3)
-    grads = jax.grad(lambda p: games.surrogate_loss(game)(p, None, key)[0])(params)
+    (value, aux), grads = jax.value_and_grad(lambda p: games.surrogate_loss(game)(p, None, key, {}),
+                                             has_aux=True)(params)
     fd, fg = games.field(game, (params["d"], params["g"]), key)
     for k in ("w", "b"):
         np.testing.assert_allclose(grads["d"][k], fd[k], rtol=1e-12)
     np.testing.assert_allclose(grads["g"]["mu"], fg["mu"], rtol=1e-12)
+    d, g = params["d"], params["g"]
+    np.testing.assert_allclose([aux["loss_d"], aux["loss_g"]], [game.loss_d(d, g, key), game.loss_g(d, g, key)])
+    np.testing.assert_allclose(value, aux["loss_d"] + aux["loss_g"], rtol=1e-12)
+
+
+def test_gan_players_see_the_same_named_samples(x64):
+    """The players draw a step's samples from named streams of its key, the same for both: in the saturating
+    game loss_d + loss_g = -E_real log D(x) (the generated terms cancel), with x from the stream "real"."""
+    game = gan.gaussian_gan(32, mu_real=1.0, loss="saturating")
+    d, g = {"w": jnp.array(0.6), "b": jnp.array(0.2)}, {"mu": jnp.array(-1.0)}
+    for k in range(3):
+        key = jax.random.key(k)
+        x_real = 1.0 + jax.random.normal(stream(key, "real"), (32,))
+        expected = -jnp.mean(jax.nn.log_sigmoid(gan.logistic_logit(d, x_real)))
+        np.testing.assert_allclose(game.loss_d(d, g, key) + game.loss_g(d, g, key), expected, rtol=1e-12)
 
 
 def test_zero_sum_losses_cancel(x64):

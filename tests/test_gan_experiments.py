@@ -12,8 +12,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
-from vlab.cli import main
-from vlab.runs import Run
+from vlab.cli import main, run_experiment
+from vlab.engine import FitResult
+from vlab.members import Members
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -111,16 +112,71 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, override, need
     assert not (tmp_path / "bad" / "metrics.json").exists()
 
 
+# ------------------------------------------------------------------------------------------------ sweeps
+
+GAUSS_FAST = ["n_seeds=2", "train.steps=300", "train.chunk_size=300", "threshold.mc_samples=2000",
+              "optimal_d.train.steps=50", "optimal_d.train.chunk_size=50"]
+MIXTURE_FAST = ["hidden=[8]", "n_seeds=2", "train.steps=30", "train.chunk_size=30", "train.log_every=10",
+                "eval_samples=200", "snapshot_samples=20", "snapshots=2",
+                "variants=[{name: plain}, {name: optimistic, r1: 0.1, optimistic: true}]"]
+
+
+def _members(tmp_path, name, overrides, points):
+    cfg = str(CONFIGS / f"{name}.yaml")
+    path = run_experiment(cfg, overrides, out=str(tmp_path / "sweep"), quiet=True, members=points)
+    return json.loads((path / "metrics.json").read_text())["members"]
+
+
+@pytest.mark.parametrize(("key", "other", "value"), [("train.optimizer.lr", 0.2, 0.05), ("mu_g_init", -2.5, -1.0),
+                                                    ("seed", 1, 3)])
+def test_gaussian_gan_sweep_member_equals_its_separate_run(tmp_path, key, other, value):
+    """A member of a vmapped sweep (learning rate, initial mean, seed) gets exactly its separate run's numbers."""
+    rows = _members(tmp_path, "gan_gaussian_1d", GAUSS_FAST, [{key: other}, {key: value}])
+    alone = run(tmp_path, "gan_gaussian_1d", *GAUSS_FAST, f"{key}={value}")
+    mine = [r for r in rows if r[key] == value]
+    assert len(rows) == 4 and len(mine) == 2
+    np.testing.assert_allclose([r["mu_g_final"] for r in mine], alone["mu_g_final_per_seed"], rtol=1e-5)
+    np.testing.assert_allclose([r["mu_g"] for r in mine], alone["mu_g_averaged_per_seed"], rtol=1e-5)
+
+
+def test_mixture_gan_sweep_member_equals_its_separate_run(tmp_path):
+    rows = _members(tmp_path, "gan_mixture_2d", MIXTURE_FAST, [{"train.optimizer.lr": 1e-3},
+                                                               {"train.optimizer.lr": 3e-3}])
+    alone = run(tmp_path, "gan_mixture_2d", *MIXTURE_FAST, "train.optimizer.lr=0.003")
+    mine = [r for r in rows if r["train.optimizer.lr"] == 3e-3]
+    for v in ("plain", "optimistic"):
+        np.testing.assert_allclose([r[f"high_quality.{v}"] for r in mine],
+                                   alone["variants"][v]["high_quality_per_seed"], rtol=1e-5)
+        assert [r[f"modes_covered.{v}"] for r in mine] == alone["variants"][v]["modes_covered_per_seed"]
+
+
 # ------------------------------------------------------------------------------------------------ figures
 
 SWEEP = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 3e-3}]
 
 
-def test_dirac_legend_sits_below_every_axis_label(tmp_path):
+class _Figures:
+    """A run folder that keeps the figures it is given."""
+
+    def __init__(self):
+        self.saved = {}
+
+    def save_figure(self, fig, name):
+        self.saved[name] = fig
+
+
+def _experiment(module, cfg, points, n_seeds):
+    exp = module.Experiment()
+    exp.cfg, exp.out, exp.members = cfg, _Figures(), Members(cfg, points, n_seeds)
+    return exp
+
+
+def test_dirac_legend_sits_below_every_axis_label():
     cfg = gan_dirac.Config(losses=["non_saturating", "wgan"], rules=["simultaneous", "alternating"], steps=40)
     _, inputs = gan_dirac.combinations(cfg)
-    fig = gan_dirac.draw_trajectories(cfg, jax.device_get(gan_dirac.program(cfg)(*inputs)), Run(tmp_path))
-    FigureCanvasAgg(fig).draw()  # the saved figure is closed: draw it again, as laid out for saving
+    sim = jax.device_get(gan_dirac.program(cfg, jax.random.key(0))(*inputs))
+    fig = gan_dirac.draw_trajectories(cfg, sim)
+    FigureCanvasAgg(fig).draw()  # as laid out for saving
     renderer = fig.canvas.get_renderer()
     legend = fig.legends[0].get_window_extent(renderer)
     for ax in fig.axes:
@@ -129,26 +185,26 @@ def test_dirac_legend_sits_below_every_axis_label(tmp_path):
     assert legend.y0 >= 0
 
 
-def _members_run(tmp_path, points):
-    run = Run(tmp_path)
-    run.members = points
-    return run
-
-
 @pytest.mark.parametrize(("points", "n_seeds", "note"), [
     (SWEEP, 1, "member: lr=0.001, seed 0"), (None, 2, "seed 0 of 2"), (None, 1, None),
 ])
-def test_one_member_gan_figures_say_which_member_they_show(tmp_path, points, n_seeds, note):
+def test_one_member_gan_figures_say_which_member_they_show(points, n_seeds, note):
     steps, n = np.arange(0, 40, 5), n_seeds * (len(points) if points else 1)
     cfg = gan_gaussian_1d.Config(n_seeds=n_seeds, snapshots=3)
     hist = {"step": steps, **{k: np.zeros((len(steps), n)) for k in ("mu_g", "w", "b")}}
-    title = gan_gaussian_1d.draw_densities(cfg, hist, _members_run(tmp_path / "1d", points)).get_suptitle()
+    metrics = {"best_threshold": {f"{m:g}": {"gamma_numeric": (1 - m) / 2} for m in cfg.threshold.mu_g},
+               "prob_real_declared_fake": [{"gamma": g, "monte_carlo": 0.1, "standard_error": 0.01}
+                                           for g in cfg.threshold.gammas]}
+    exp = _experiment(gan_gaussian_1d, cfg, points, n_seeds)
+    exp.figures(cfg, {"gan": FitResult(None, None, hist, 0.0, 0.0, 1)}, {}, metrics)
+    title = exp.out.saved["densities"].get_suptitle()
     assert (note in title) if note else ("seed 0 of" not in title and "member:" not in title)
 
     cfg = gan_mixture_2d.Config(n_seeds=n_seeds, snapshots=3)
     hist = {"step": steps, "samples": np.zeros((len(steps), n, 10, 2)),
-            "modes_covered": np.zeros((len(steps), n))}
-    results = {v.name: {"history": hist} for v in cfg.variants}
-    fig = gan_mixture_2d.draw_samples(cfg, results, np.zeros((8, 2)), _members_run(tmp_path / "2d", points))
-    title = fig.get_suptitle()
+            "modes_covered": np.zeros((len(steps), n)), "high_quality": np.zeros((len(steps), n))}
+    exp = _experiment(gan_mixture_2d, cfg, points, n_seeds)
+    exp.centres = np.zeros((8, 2))
+    exp.figures(cfg, {v.name: FitResult(None, None, hist, 0.0, 0.0, 1) for v in cfg.variants}, {}, {})
+    title = exp.out.saved["samples"].get_suptitle()
     assert (note in title) if note else ("seed 0 of" not in title and "member:" not in title)

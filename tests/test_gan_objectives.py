@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from jax.scipy.special import ndtr
 
-from experiments.gan_gaussian_1d import expected_value, jax_gradients, seed_gradients
 from vlab import games, gda
+from vlab.config import OptimizerConfig, build_optimizer
+from vlab.engine import fit
+from vlab.keys import stream
 from vlab.objectives import gan
 from vlab.toy_data import circle_mixture, circle_mixture_centres
 
@@ -73,20 +75,36 @@ def test_optimal_discriminator_maximises_the_value(x64):
     """Seed 000 q2a: D* = p / (p + p_g) is a stationary point of V, and it is sigmoid((1 - mu_g) x - (1 - mu_g^2)/2)."""
     mu_g = -1.3
     w, b = 1 - mu_g, -(1 - mu_g**2) / 2
-    grad = jax.grad(lambda d: expected_value(d, 1.0, mu_g, 80))({"w": jnp.array(w), "b": jnp.array(b)})
+    grad = jax.grad(lambda d: gan.expected_value(d, 1.0, mu_g, 80))({"w": jnp.array(w), "b": jnp.array(b)})
     assert abs(float(grad["w"])) < 1e-8 and abs(float(grad["b"])) < 1e-8
     x = jnp.linspace(-4, 4, 9)
     p, pg = jnp.exp(-0.5 * (x - 1) ** 2), jnp.exp(-0.5 * (x - mu_g) ** 2)
     np.testing.assert_allclose(gan.optimal_discriminator(x, 1.0, mu_g), p / (p + pg), rtol=1e-12)
 
 
+def test_discriminator_objective_trains_to_the_optimal_discriminator(x64):
+    """-V(D) by quadrature, deterministic: the engine's fit from D = 1/2 reaches D* = sigmoid((1 - mu_g) x -
+    (1 - mu_g^2) / 2), where the objective's gradient vanishes."""
+    loss = gan.discriminator_objective(64)
+    means = {"mu_real": jnp.array(1.0), "mu_g": jnp.array(-0.5)}
+    d0 = {"w": jnp.array(0.0), "b": jnp.array(0.0)}
+    value, aux = loss(d0, means, jax.random.key(0), {})
+    assert aux == {} and float(value) == pytest.approx(2 * np.log(2), rel=1e-12)  # D = 1/2: -2 log 1/2
+    opt = build_optimizer(OptimizerConfig(name="adam", lr=0.05, schedule="cosine"), 1500)
+    res = fit(loss, d0, opt, jax.random.key(0), steps=1500, data=means, chunk_size=1500)
+    np.testing.assert_allclose([res.params["w"], res.params["b"]], [1.5, -(1 - 0.25) / 2], atol=1e-4)
+    star = {"w": jnp.array(1.5), "b": jnp.array(-0.375)}
+    grad = jax.grad(lambda d: loss(d, means, jax.random.key(1), {})[0])(star)
+    assert max(abs(float(grad["w"])), abs(float(grad["b"]))) < 1e-10
+
+
 @pytest.mark.parametrize("loss", ["saturating", "non_saturating"])
 def test_seed003_hand_gradients_equal_jax_grad(x64, loss):
-    k1, k2 = jax.random.split(jax.random.key(0))
-    x_real = 1.0 + jax.random.normal(k1, (64,))
-    u = jax.random.uniform(k2, (64,), minval=1e-6, maxval=1.0)
+    key = jax.random.key(0)
+    x_real = 1.0 + jax.random.normal(stream(key, "real"), (64,))
+    u = jax.random.uniform(stream(key, "latent"), (64,), minval=1e-6, maxval=1.0)
     d, mu = {"w": jnp.array(0.8), "b": jnp.array(-0.4)}, jnp.array(-0.6)
-    hand, auto = seed_gradients(d, mu, x_real, u, loss), jax_gradients(d, mu, x_real, u, loss)
+    hand, auto = gan.seed_gradients(d, mu, x_real, u, loss), gan.jax_gradients(d, mu, x_real, u, loss)
     for k in hand:
         np.testing.assert_allclose(auto[k], hand[k], rtol=1e-12, err_msg=k)
 

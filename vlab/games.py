@@ -55,18 +55,19 @@ def field(game: Game, z: tuple[Any, Any], key: jax.Array) -> tuple[Any, Any]:
     return grad_d(game, d, g, key), grad_g(game, d, g, key)
 
 
-def surrogate_loss(game: Game) -> Callable[[Any, Any, jax.Array], tuple[jax.Array, dict]]:
+def surrogate_loss(game: Game) -> Callable[[Any, Any, jax.Array, Any], tuple[jax.Array, dict]]:
     """One scalar whose gradient is the game's vector field, for a single optimiser over ``{"d": d, "g": g}``.
 
     ``L(d, g) = loss_d(d, sg(g)) + loss_g(sg(d), g)`` with ``sg`` the stop-gradient, so
     ``grad_d L = grad_d loss_d`` and ``grad_g L = grad_g loss_g``: an optax optimiser minimising ``L`` plays
-    simultaneous gradient play, and :func:`vlab.train.fit` trains the game unchanged. The signature is fit's
-    ``(params, batch, key) -> (loss, aux)``; the batch is unused (games draw their own samples from ``key``).
+    simultaneous gradient play, and :func:`vlab.engine.fit` trains the game unchanged. The signature is the
+    engine's objective ``(params, batch, key, hp) -> (loss, aux)``; the batch and ``hp`` are unused (games draw
+    their own samples from ``key``), and ``aux`` holds each player's loss.
     """
     sg = jax.lax.stop_gradient
 
-    def loss(params: dict, batch: Any, key: jax.Array) -> tuple[jax.Array, dict]:
-        del batch
+    def loss(params: dict, batch: Any, key: jax.Array, hp: Any) -> tuple[jax.Array, dict]:
+        del batch, hp
         d, g = params["d"], params["g"]
         ld = game.loss_d(d, sg(g), key)
         lg = game.loss_g(sg(d), g, key)

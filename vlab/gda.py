@@ -30,12 +30,14 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from vlab.games import Game, field, grad_d, grad_g
+from vlab.keys import stream
 
 RULES = ("simultaneous", "alternating", "extragradient", "optimistic", "consensus")
 
 
 class UpdateRule(NamedTuple):
-    """``init(z) -> state`` and ``step(game, state, key) -> state``; ``state.z`` is the current ``(d, g)``."""
+    """``init(z) -> state`` and ``step(game, state, key) -> state``; ``state.z`` is the current ``(d, g)``. A rule
+    that evaluates the game more than once a step gives each evaluation its own named stream of ``key``."""
 
     init: Callable[[Any], Any]
     step: Callable[[Game, Any, jax.Array], Any]
@@ -85,10 +87,9 @@ def alternating(a: float | jax.Array) -> UpdateRule:
     """
 
     def step(game: Game, s: PointState, key: jax.Array) -> PointState:
-        k_d, k_g = jax.random.split(key)
         d, g = s.z
-        d = _move(d, grad_d(game, d, g, k_d), a)
-        g = _move(g, grad_g(game, d, g, k_g), a)
+        d = _move(d, grad_d(game, d, g, stream(key, "d")), a)
+        g = _move(g, grad_g(game, d, g, stream(key, "g")), a)
         return PointState((d, g))
 
     return UpdateRule(PointState, step)
@@ -102,9 +103,8 @@ def extragradient(a: float | jax.Array) -> UpdateRule:
     """
 
     def step(game: Game, s: PointState, key: jax.Array) -> PointState:
-        k_1, k_2 = jax.random.split(key)
-        half = _move(s.z, field(game, s.z, k_1), a)
-        return PointState(_move(s.z, field(game, half, k_2), a))
+        half = _move(s.z, field(game, s.z, stream(key, "look-ahead")), a)
+        return PointState(_move(s.z, field(game, half, stream(key, "step")), a))
 
     return UpdateRule(PointState, step)
 

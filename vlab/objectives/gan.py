@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr, ndtri
 
+from vlab.divergences import standard_normal_rule
 from vlab.games import Game
+from vlab.keys import stream
 
 LOSSES = ("saturating", "non_saturating", "wgan")
 
@@ -67,9 +69,10 @@ def gan_game(logit: Callable[[Any, jax.Array], jax.Array], generate: Callable[[A
              loss: str = "saturating", r1: float = 0.0, r2: float = 0.0, noise_std: float = 0.0) -> Game:
     """The GAN between discriminator logit ``logit(d, x)`` and generator ``generate(g, z)``.
 
-    ``sample_real(key)`` and ``sample_latent(key)`` draw batches. The discriminator minimises
-    ``-discriminator_value + R1 + R2``; the generator minimises :func:`generator_loss`. Both players see
-    the same samples for a given key. ``noise_std > 0`` adds instance noise to real and generated samples.
+    ``sample_real(key)`` and ``sample_latent(key)`` draw batches from the streams ``"real"`` and ``"latent"`` of
+    the key the players are given. The discriminator minimises ``-discriminator_value + R1 + R2``; the generator
+    minimises :func:`generator_loss`. Both players see the same samples for a given key. ``noise_std > 0`` adds
+    instance noise to real and generated samples (streams ``"noise/real"``, ``"noise/fake"``).
     """
     _check_loss(loss)
     for name, v in (("r1", r1), ("r2", r2), ("noise_std", noise_std)):
@@ -79,12 +82,11 @@ def gan_game(logit: Callable[[Any, jax.Array], jax.Array], generate: Callable[[A
     use_r1, use_r2, use_noise = (not (isinstance(v, int | float) and v == 0) for v in (r1, r2, noise_std))
 
     def samples(g: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k_real, k_latent, k_n1, k_n2 = jax.random.split(key, 4)
-        x_real = sample_real(k_real)
-        x_fake = generate(g, sample_latent(k_latent))
+        x_real = sample_real(stream(key, "real"))
+        x_fake = generate(g, sample_latent(stream(key, "latent")))
         if use_noise:
-            x_real = x_real + noise_std * jax.random.normal(k_n1, x_real.shape, x_real.dtype)
-            x_fake = x_fake + noise_std * jax.random.normal(k_n2, x_fake.shape, x_fake.dtype)
+            x_real = x_real + noise_std * jax.random.normal(stream(key, "noise/real"), x_real.shape, x_real.dtype)
+            x_fake = x_fake + noise_std * jax.random.normal(stream(key, "noise/fake"), x_fake.shape, x_fake.dtype)
         return x_real, x_fake
 
     def loss_d(d: Any, g: Any, key: jax.Array) -> jax.Array:
@@ -174,6 +176,59 @@ def gaussian_gan(batch: int, *, mu_real: float = 1.0, loss: str = "saturating", 
         sample_latent=lambda key: jax.random.uniform(key, (batch,), minval=u_min, maxval=1.0),
         loss=loss, r1=r1, r2=r2, noise_std=noise_std,
     )
+
+
+def expected_value(d: dict, mu_real: float | jax.Array, mu_g: float | jax.Array, nodes: int = 64) -> jax.Array:
+    """``V(D) = E_{N(mu_real,1)} log D(x) + E_{N(mu_g,1)} log(1 - D(x))`` for ``D = sigmoid(w x + b)``, by
+    ``nodes``-point Gauss-Hermite quadrature (seed 000 question 2a: maximised by :func:`optimal_discriminator`)."""
+    u, v = standard_normal_rule(nodes, "gauss_hermite")
+    s_real = logistic_logit(d, mu_real + u)
+    s_fake = logistic_logit(d, mu_g + u)
+    return jnp.sum(v * (jax.nn.log_sigmoid(s_real) + jax.nn.log_sigmoid(-s_fake)))
+
+
+def discriminator_objective(nodes: int = 64) -> Callable[[dict, dict, jax.Array, Any], tuple[jax.Array, dict]]:
+    """The objective of a logistic discriminator trained alone against a frozen generator:
+    ``loss(d, batch, key, hp) = -V(D)`` (:func:`expected_value`) with ``batch = {"mu_real", "mu_g"}``, the means
+    of the real and generated ``N(., 1)``. Quadrature makes it deterministic (``key`` and ``hp`` are unused); its
+    minimiser is ``D*``, ``w = mu_real - mu_g``, ``b = -(mu_real^2 - mu_g^2) / 2``."""
+
+    def loss(d: dict, batch: dict, key: jax.Array, hp: Any) -> tuple[jax.Array, dict]:
+        del key, hp
+        return -expected_value(d, batch["mu_real"], batch["mu_g"], nodes), {}
+
+    return loss
+
+
+def seed_gradients(d: dict, mu: jax.Array, x_real: jax.Array, u: jax.Array, loss: str) -> dict:
+    """The hand-derived gradients of seed 003 questions 11-17 (written out correctly) for D = sigmoid(w x + b)
+    and G(z) = mu + Phi^{-1}(z), with x_f = G(u):
+
+    ``dV/dw = mean (1 - D(x_r)) x_r - mean D(x_f) x_f``, ``dV/db = mean (1 - D(x_r)) - mean D(x_f)``,
+    generator: saturating ``d/dmu mean log(1 - D(x_f)) = -mean D(x_f) w``, non-saturating
+    ``d/dmu -mean log D(x_f) = -mean (1 - D(x_f)) w``.
+    """
+    x_fake = uniform_to_gaussian(mu, u)
+    d_real = jax.nn.sigmoid(d["w"] * x_real + d["b"])
+    d_fake = jax.nn.sigmoid(d["w"] * x_fake + d["b"])
+    dw = jnp.mean((1 - d_real) * x_real) - jnp.mean(d_fake * x_fake)
+    db = jnp.mean(1 - d_real) - jnp.mean(d_fake)
+    dmu = -jnp.mean(d_fake) * d["w"] if loss == "saturating" else -jnp.mean(1 - d_fake) * d["w"]
+    return {"w": dw, "b": db, "mu": dmu}
+
+
+def jax_gradients(d: dict, mu: jax.Array, x_real: jax.Array, u: jax.Array, loss: str) -> dict:
+    """The derivatives of :func:`seed_gradients` by jax.grad of :func:`discriminator_value` and
+    :func:`generator_loss`."""
+
+    def value(d):
+        return discriminator_value(loss, logistic_logit(d, x_real), logistic_logit(d, uniform_to_gaussian(mu, u)))
+
+    def g_loss(mu):
+        return generator_loss(loss, logistic_logit(d, uniform_to_gaussian(mu, u)))
+
+    gd = jax.grad(value)(d)
+    return {"w": gd["w"], "b": gd["b"], "mu": jax.grad(g_loss)(mu)}
 
 
 def optimal_discriminator(x: jax.Array, mu_real: float, mu_g: float) -> jax.Array:
