@@ -125,7 +125,10 @@ class Experiment:
         return None, None
 
     def train(self, cfg: Any) -> dict[str, FitResult]:
-        """The fits: by default one, named after the experiment, of :meth:`objective` from :meth:`init`."""
+        """The fits: by default one, named after the experiment, of :meth:`objective` from :meth:`init` (none when
+        the experiment defines no :meth:`init`: it trains nothing)."""
+        if type(self).init is Experiment.init:
+            return {}
         data, batch_fn = self.data(cfg)
         params = self.init_members(cfg)
         return {self.name: self.fit(self.name, self.objective(cfg), params, data=data, batch_fn=batch_fn)}

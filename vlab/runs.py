@@ -140,8 +140,9 @@ class Run:
     """A run folder: where an experiment writes its history, figures, checkpoints and metrics.
 
     Opening one takes the folder's lock (:class:`FolderLock`); :meth:`close` (or leaving a ``with`` block, or the
-    process ending) releases it. ``checkpoint_seconds`` is the wall time after which :func:`vlab.train.fit`
-    checkpoints even between its ``checkpoint_every`` steps, so a process killed outright loses at most that.
+    process ending) releases it. ``checkpoint_seconds`` is the wall time after which a fit checkpoints
+    (:class:`vlab.callbacks.Checkpoint`) even between its ``checkpoint_every`` steps, so a process killed outright
+    loses at most that.
     """
 
     def __init__(self, path: str | Path, *, resume: bool = False, quiet: bool = False,
