@@ -28,7 +28,7 @@ from vlab.divergences import (
 )
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
-from vlab.newton import newton_polish
+from vlab.optima import distinct_optima
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -154,30 +154,6 @@ def exact_kls(target: Mixture1D, nodes: int):
     return incl, excl
 
 
-def analyse(f, params: dict, sigma_param: str) -> tuple[np.ndarray, ...]:
-    """For every fit: (mu, log sigma, KL) and its Newton-refined (mu, log sigma, KL, is-a-strict-minimum)."""
-
-    def one(p):
-        mu, ls = p["mu"], jnp.log(sigma_of(p["raw_sigma"], sigma_param))
-        z, ok = newton_polish(f, jnp.stack([mu, ls]))
-        return mu, ls, f(mu, ls), z[0], z[1], f(z[0], z[1]), ok
-
-    return tuple(np.asarray(a) for a in jax.jit(jax.vmap(one))(params))
-
-
-def group_optima(mu: np.ndarray, log_sigma: np.ndarray, kl: np.ndarray, tol: float) -> list[list[int]]:
-    """Group points into distinct optima: greedily, lowest KL first, points within ``tol`` share a group."""
-    groups: list[list[int]] = []
-    for i in np.argsort(kl, kind="stable"):
-        for g in groups:
-            if np.hypot(mu[i] - mu[g[0]], log_sigma[i] - log_sigma[g[0]]) < tol:
-                g.append(int(i))
-                break
-        else:
-            groups.append([int(i)])
-    return groups
-
-
 # ------------------------------------------------------------------------------------------------ experiment
 
 
@@ -212,25 +188,16 @@ class Experiment(_Experiment):
         mean = float(w @ m)
         out: dict = {"target": {"mean": mean, "std": float(np.sqrt(w @ (sd**2 + m**2) - mean**2))}}
         for direction, f in (("inclusive", incl_f), ("exclusive", excl_f)):
-            mu, ls, kl, zmu, zls, zkl, ok = analyse(f, fits[direction].params, cfg.sigma_param)
-            # a fit reached an optimum when Newton from it lands on a strict minimum within optimum_tol of it
-            reached = ok & (np.hypot(zmu - mu, zls - ls) < cfg.optimum_tol)
-            optima = []
-            for g in group_optima(zmu[reached], zls[reached], zkl[reached], cfg.optimum_tol):
-                idx = np.flatnonzero(reached)[g]
-                best = idx[np.argmin(zkl[idx])]
-                optima.append({
-                    "mu": float(zmu[best]), "sigma": float(np.exp(zls[best])), "kl": float(zkl[best]),
-                    "count": len(idx),
-                    "fit_mu": float(mu[idx].mean()), "fit_sigma": float(np.exp(ls[idx]).mean()),
-                    "fit_kl": float(kl[idx].mean()),
-                })
+            p = fits[direction].params
+            mu, ls = np.asarray(p["mu"]), np.log(np.asarray(sigma_of(p["raw_sigma"], cfg.sigma_param)))
+            found, reached, kl = distinct_optima(f, np.stack([mu, ls], 1), cfg.optimum_tol)
+            optima = [{"mu": float(o.point[0]), "sigma": float(np.exp(o.point[1])), "kl": o.value,
+                       "count": len(o.members), "fit_mu": float(mu[o.members].mean()),
+                       "fit_sigma": float(np.exp(ls[o.members]).mean()), "fit_kl": float(kl[o.members].mean())}
+                      for o in found]
+            i = int(np.argmin(kl))
+            best = optima[0] if optima else {"mu": float(mu[i]), "sigma": float(np.exp(ls[i])), "kl": float(kl[i])}
             n_unconv = int((~reached).sum())
-            if optima:
-                best = dict(optima[0])
-            else:
-                i = int(np.argmin(kl))
-                best = {"mu": float(mu[i]), "sigma": float(np.exp(ls[i])), "kl": float(kl[i])}
             out[direction] = {
                 "mu": best["mu"], "sigma": best["sigma"], "kl": best["kl"],
                 "fit_mu": best.get("fit_mu", best["mu"]), "fit_sigma": best.get("fit_sigma", best["sigma"]),
