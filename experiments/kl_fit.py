@@ -28,6 +28,7 @@ from vlab.divergences import (
 )
 from vlab.errors import ConfigError
 from vlab.experiment import Experiment as _Experiment
+from vlab.keys import stream
 from vlab.optima import distinct_optima
 
 # ------------------------------------------------------------------------------------------------ config
@@ -113,9 +114,8 @@ def raw_of(log_sigma: jax.Array, param: str) -> jax.Array:
 
 def initial_params(cfg: Config, key: jax.Array) -> dict:
     """One initialisation: mu and log sigma uniform on the configured ranges."""
-    k_mu, k_ls = jax.random.split(key)
-    mu = jax.random.uniform(k_mu, (), minval=cfg.init.mu[0], maxval=cfg.init.mu[1])
-    ls = jax.random.uniform(k_ls, (), minval=cfg.init.log_sigma[0], maxval=cfg.init.log_sigma[1])
+    mu = jax.random.uniform(stream(key, "mu"), (), minval=cfg.init.mu[0], maxval=cfg.init.mu[1])
+    ls = jax.random.uniform(stream(key, "log_sigma"), (), minval=cfg.init.log_sigma[0], maxval=cfg.init.log_sigma[1])
     return {"mu": mu, "raw_sigma": raw_of(ls, cfg.sigma_param)}
 
 
