@@ -243,3 +243,37 @@ def test_gmm_keeps_the_restart_of_highest_likelihood(x64):
     dens = sum(float(res.weights[k]) * stats.multivariate_normal(np.asarray(res.means[k]), np.asarray(
         res.scales[k] @ res.scales[k].T)).pdf(x) for k in range(4))
     assert float(res.log_likelihood) == pytest.approx(np.mean(np.log(dens)), rel=1e-10)
+
+
+@pytest.mark.parametrize("covariance", ["spherical", "diagonal", "full"])
+def test_mixture_start_is_the_kmeans_partition_or_em_from_it(x64, covariance):
+    x, y = _blobs(2)
+    x = jnp.asarray(x)
+    key = jax.random.key(5)
+    km = clustering.kmeans(key, x, 4, n_init=3, n_iter=30)
+    s = clustering.mixture_start(key, x, 4, covariance=covariance, n_init=3, kmeans_iters=30)
+    scale, pi = clustering.SPREADS[covariance](x, km.labels, km.centers)
+    np.testing.assert_allclose(s.kmeans.centers, km.centers, atol=1e-12)
+    np.testing.assert_allclose(s.means, km.centers, atol=1e-12)
+    np.testing.assert_allclose(s.scales, scale, atol=1e-12)
+    np.testing.assert_allclose(s.weights, pi, atol=1e-12)
+    assert s.log_likelihood_trace.shape == (0,)
+    em = clustering.mixture_start(key, x, 4, covariance=covariance, n_init=3, kmeans_iters=30, em_iters=15)
+    g = clustering.gmm(key, x, 4, covariance=covariance, n_init=3, kmeans_iters=30, em_iters=15)
+    for a, b in ((em.means, g.means), (em.scales, g.scales), (em.weights, g.weights),
+                 (em.log_likelihood_trace, g.log_likelihood_trace)):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    # the most probable component of the training points is EM's own hard assignment argmax_k r_ik
+    np.testing.assert_array_equal(clustering.mixture_assign(x, em.means, em.scales, em.weights), g.labels)
+    assert clustering_accuracy(y, np.asarray(clustering.mixture_assign(x, em.means, em.scales, em.weights)))[0] == 1.0
+
+
+def test_mixture_assign_is_the_argmax_of_the_weighted_densities(x64):
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    mu, sd, x = rng.normal(size=(3, 2)), np.exp(rng.normal(size=(3, 2)) * 0.3), rng.normal(size=(40, 2)) * 2
+    pi = np.array([0.2, 0.5, 0.3])
+    dens = np.stack([pi[k] * stats.multivariate_normal(mu[k], np.diag(sd[k] ** 2)).pdf(x) for k in range(3)], -1)
+    got = clustering.mixture_assign(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(sd), jnp.asarray(pi))
+    np.testing.assert_array_equal(got, np.argmax(dens, -1))

@@ -16,7 +16,8 @@ every seed (the GM-VAE initialises its mixture prior this way, VaDE-style).
 A hard partition gives each cluster a Gaussian (spherical, diagonal or full covariance: :func:`spherical_gaussians`,
 :func:`diagonal_gaussians`, :func:`full_gaussians`), and :func:`gmm_em` refines such a mixture by expectation-
 maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every component at every point);
-:func:`gmm` does both from several k-means starts and keeps the most likely mixture.
+:func:`gmm` does both from several k-means starts and keeps the most likely mixture, and :func:`mixture_start` gives
+the mixture a model's Gaussian-mixture prior starts from (k-means' partition, or EM refining it).
 """
 
 from __future__ import annotations
@@ -106,10 +107,20 @@ def kmeans(key: jax.Array, x: jax.Array, k: int, *, n_init: int = 4, n_iter: int
     """k-means with ``n_init`` greedy k-means++ restarts (vmapped; ``n_trials`` candidates per centre, see
     :func:`kmeans_plusplus`), each refined by ``n_iter`` Lloyd steps; the restart of lowest final inertia
     J = sum_i min_k ||x_i - c_k||^2 is returned. ``vmap`` it over keys for several seeds."""
-    seed = lambda kk: kmeans_plusplus(kk, x, k, n_trials)
-    runs = jax.vmap(lambda kk: lloyd(x, seed(kk), n_iter))(jax.random.split(key, n_init))
-    best = jnp.argmin(runs.inertia)
-    return jax.tree.map(lambda a: a[best], runs)
+    runs = _kmeans_runs(key, x, k, n_init, n_iter, n_trials)
+    return _pick(runs, jnp.argmin(runs.inertia))
+
+
+def _kmeans_runs(key: jax.Array, x: jax.Array, k: int, n_init: int, n_iter: int,
+                 n_trials: int | None = None) -> KMeansResult:
+    """The ``n_init`` restarts of :func:`kmeans` side by side (vmapped), every field stacked over restarts."""
+    seed = lambda kk: kmeans_plusplus(kk, x, k, n_trials)  # noqa: E731
+    return jax.vmap(lambda kk: lloyd(x, seed(kk), n_iter))(jax.random.split(key, n_init))
+
+
+def _pick(runs, i: jax.Array):
+    """Restart ``i`` of stacked results."""
+    return jax.tree.map(lambda a: a[i], runs)
 
 
 def assign(x: jax.Array, centers: jax.Array) -> jax.Array:
@@ -248,17 +259,57 @@ SPREADS = {"spherical": spherical_gaussians, "diagonal": diagonal_gaussians, "fu
 @functools.partial(jax.jit, static_argnames=("k", "covariance", "n_init", "kmeans_iters", "em_iters"))
 def gmm(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "full", n_init: int = 4, kmeans_iters: int = 50,
         em_iters: int = 100) -> GMMResult:
-    """A Gaussian mixture fitted by maximum likelihood from ``n_init`` starts (vmapped): each is k-means++ seeding
-    and ``kmeans_iters`` Lloyd steps, the partition's Gaussians (``covariance`` spherical, diagonal or full) and
-    ``em_iters`` EM steps (:func:`gmm_em`); the start of highest final log-likelihood is returned (EM, like
-    k-means, finds a local optimum). ``vmap`` it over keys for several seeds."""
+    """A Gaussian mixture fitted by maximum likelihood from ``n_init`` starts: each is k-means++ seeding and
+    ``kmeans_iters`` Lloyd steps (the restarts of :func:`kmeans`, vmapped), then, one start at a time, the
+    partition's Gaussians (``covariance`` spherical, diagonal or full) and ``em_iters`` EM steps (:func:`gmm_em`);
+    the start of highest final log-likelihood is returned (EM, like k-means, finds a local optimum). ``vmap`` it
+    over keys for several seeds."""
+    runs = _em_runs(x, _kmeans_runs(key, x, k, n_init, kmeans_iters), covariance, em_iters)
+    return _pick(runs, jnp.argmax(runs.log_likelihood))
+
+
+def _em_runs(x: jax.Array, starts: KMeansResult, covariance: str, em_iters: int) -> GMMResult:
+    """:func:`gmm_em` from the Gaussians of each stacked k-means partition, one start at a time (``lax.map``: one
+    (n, K, d) array per step, not one per start)."""
     spread = SPREADS[covariance]
 
-    def one(kk):
-        km = lloyd(x, kmeans_plusplus(kk, x, k), kmeans_iters)
-        scale, pi = spread(x, km.labels, km.centers)
-        return gmm_em(x, km.centers, scale, pi, em_iters)
+    def one(km: KMeansResult) -> GMMResult:
+        return gmm_em(x, km.centers, *spread(x, km.labels, km.centers), em_iters)
 
-    runs = jax.lax.map(one, jax.random.split(key, n_init))  # one start at a time: (n, K, d) per step, not n_init x
-    best = jnp.argmax(runs.log_likelihood)
-    return jax.tree.map(lambda a: a[best], runs)
+    return jax.lax.map(one, starts)
+
+
+class MixtureStart(NamedTuple):
+    """A Gaussian mixture started from k-means: the k-means fit of lowest inertia, the mixture's means (K, d),
+    scales (as in :func:`gaussian_log_prob`) and weights (K,), and EM's mean log-likelihood before each of its steps
+    (empty without EM)."""
+
+    kmeans: KMeansResult
+    means: jax.Array
+    scales: jax.Array
+    weights: jax.Array
+    log_likelihood_trace: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("k", "covariance", "n_init", "kmeans_iters", "em_iters"))
+def mixture_start(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "spherical", n_init: int = 4,
+                  kmeans_iters: int = 50, em_iters: int = 0) -> MixtureStart:
+    """The mixture a Gaussian-mixture prior starts from (VaDE-style): :func:`kmeans` with ``n_init`` restarts and,
+    with ``em_iters = 0``, the Gaussians of its partition of lowest inertia (mu_k = c_k and the cluster's
+    maximum-likelihood covariance and weight, ``covariance`` spherical, diagonal or full); with ``em_iters > 0``,
+    the mixture of highest likelihood after EM from each of those restarts (what :func:`gmm` returns for ``key``;
+    the k-means restarts run once for both). ``vmap`` it over keys for several seeds."""
+    starts = _kmeans_runs(key, x, k, n_init, kmeans_iters)
+    km = _pick(starts, jnp.argmin(starts.inertia))
+    if em_iters > 0:  # the same k-means restarts, each refined by EM
+        runs = _em_runs(x, starts, covariance, em_iters)
+        g = _pick(runs, jnp.argmax(runs.log_likelihood))
+        return MixtureStart(km, g.means, g.scales, g.weights, g.log_likelihood_trace)
+    scales, weights = SPREADS[covariance](x, km.labels, km.centers)
+    return MixtureStart(km, km.centers, scales, weights, jnp.zeros((0,), x.dtype))
+
+
+def mixture_assign(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array) -> jax.Array:
+    """The most probable component of each point under the mixture, argmax_k log pi_k + log N(x; mu_k, Sigma_k)
+    (``scales`` as in :func:`gaussian_log_prob`): the hard assignment of points it was not fitted to."""
+    return jnp.argmax(jnp.log(weights) + gaussian_log_prob(x, means, scales), -1)

@@ -28,8 +28,9 @@ autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to th
 the ELBO above.
 
 Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
-"logits": (K,), full covariances: "tril": (K, d, d)},
-"qz": MLP or absent}``; training wraps them with :func:`vlab.objectives.vae.init_params` (beta, step counter).
+"logits": (K,), full covariances: "tril": (K, d, d)}, "qz": MLP or absent}``: only what is trained. Every loss is
+``loss(params, x, key, hp) -> (loss, aux)`` with the hyperparameters in ``hp`` (``"beta"``, the weight of the latent
+terms, 1 when absent; ``"step"``, the global step of the warm-up, from the engine).
 """
 
 from __future__ import annotations
@@ -40,13 +41,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vlab import nn
+from vlab import clustering, nn
+from vlab.batching import map_batches
 from vlab.clustering import gaussian_log_prob
 from vlab.distributions import normal_log_prob
 from vlab.encoders import VAESpec, encode, init_vae, log_likelihood
+from vlab.keys import stream
 from vlab.objectives.vae import kl_weight
 
-LossFn = Callable[[dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
+LossFn = Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]
 
 
 class GMVAETerms(NamedTuple):
@@ -65,8 +68,7 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
     """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
     component for ``covariance = "spherical"``, one per component and dimension for ``"diagonal"`` and ``"full"``,
     the latter with zero off-diagonal Cholesky entries ``tril``), log pi, and for ``qz = "network"`` an MLP
-    [w, x] -> K logits."""
-    k_vae, k_mu, k_qz = jax.random.split(key, 3)
+    [w, x] -> K logits, each drawn from its own stream of ``key`` ("vae", "mu", "qz")."""
     sigma = jnp.broadcast_to(jnp.asarray(sigma_init, dtype=jnp.result_type(float)), (k,))
     if covariance not in ("spherical", "diagonal", "full"):
         raise ValueError(f"covariance must be spherical, diagonal or full, not {covariance!r}")
@@ -74,14 +76,14 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
         sigma = jnp.broadcast_to(sigma[:, None], (k, spec.z_dim))
     pi_ = jnp.full((k,), 1.0 / k) if pi is None else jnp.asarray(pi)
     params = {
-        "vae": init_vae(k_vae, spec),
-        "prior": {"mu": mu_spread * jax.random.normal(k_mu, (k, spec.z_dim)), "log_sigma": jnp.log(sigma),
+        "vae": init_vae(stream(key, "vae"), spec),
+        "prior": {"mu": mu_spread * jax.random.normal(stream(key, "mu"), (k, spec.z_dim)), "log_sigma": jnp.log(sigma),
                   "logits": jnp.log(pi_)},
     }
     if covariance == "full":
         params["prior"]["tril"] = jnp.zeros((k, spec.z_dim, spec.z_dim), sigma.dtype)
     if qz == "network":
-        params["qz"] = nn.mlp_init(k_qz, [spec.z_dim + spec.x_dim, *qz_hidden, k])
+        params["qz"] = nn.mlp_init(stream(key, "qz"), [spec.z_dim + spec.x_dim, *qz_hidden, k])
     return params
 
 
@@ -104,6 +106,14 @@ def scale_tril(prior: dict) -> jax.Array:
         return scale
     s = scale if scale.ndim == 2 else jnp.broadcast_to(scale[:, None], prior["mu"].shape)
     return s[..., None] * jnp.eye(d, dtype=s.dtype)
+
+
+def marginal_sigma(prior: dict) -> jax.Array:
+    """The components' marginal standard deviations sqrt(diag Sigma_k): sigma_k (K,) for spherical components,
+    (K, d) for diagonal and full ones (the row norms of L_k, Sigma_k = L_k L_k^T)."""
+    if "tril" in prior:
+        return jnp.sqrt(jnp.sum(scale_tril(prior) ** 2, -1))
+    return jnp.exp(prior["log_sigma"])
 
 
 def log_p_w_given_z(w: jax.Array, prior: dict) -> jax.Array:
@@ -146,19 +156,19 @@ def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, qz
 def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, learn_sigma: bool = True,
               warmup_steps: int = 0, n_samples: int = 1) -> LossFn:
     """-(mean rec + beta_t (w term + z term)) over the batch: the negative ELBO with the latent terms warmed up
-    linearly from 0 to beta. ``aux`` has the true ELBO, each term and the batch usage of each component.
+    linearly, beta_t = beta min(1, (t + 1) / warmup_steps), beta = ``hp["beta"]`` (1 when absent) and t =
+    ``hp["step"]``. ``aux`` has the true ELBO, each term, beta_t and the smallest batch usage of a component.
     ``learn_sigma=False`` holds every sigma_k (or Sigma_k) at its initial value (no component can widen to absorb the
     rest)."""
 
-    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
-        model = params["model"]
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array, hp: dict):
+        model = params
         if not learn_sigma:
             prior = {**model["prior"], **{k: jax.lax.stop_gradient(v) for k, v in model["prior"].items()
                                           if k in ("log_sigma", "tril")}}
             model = {**model, "prior": prior}
         t = gmvae_terms(model, spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
-        beta = kl_weight(jax.lax.stop_gradient(params["beta"]), jax.lax.stop_gradient(params["step"]),
-                         warmup_steps)
+        beta = kl_weight(jnp.asarray(hp.get("beta", 1.0), t.elbo.dtype), hp["step"], warmup_steps)
         loss = -(jnp.mean(t.rec) + beta * jnp.mean(t.w_term + t.z_term))
         aux = {"elbo": jnp.mean(t.elbo), "rec": jnp.mean(t.rec), "w_term": jnp.mean(t.w_term),
                "z_term": jnp.mean(t.z_term), "beta": beta, "min_usage": jnp.min(jnp.mean(t.qz, axis=0))}
@@ -168,29 +178,29 @@ def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, lea
 
 
 def make_autoencoder_loss(spec: VAESpec) -> LossFn:
-    """Pretraining loss -mean_x log p_theta(x | w = m(x)): the encoder mean fed to the decoder, no noise and no
-    prior term (a deterministic autoencoder). Works on ``{"model": vae params, ...}`` as the VAE losses do."""
+    """Pretraining loss -mean_x log p_theta(x | w = m(x)) of the encoder/decoder ``params`` alone: the encoder mean fed
+    to the decoder, no noise and no prior term (a deterministic autoencoder); ``hp`` is not used."""
 
-    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
-        m, _ = encode(params["model"], spec, x)
-        rec = jnp.mean(log_likelihood(params["model"], spec, x, m))
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array, hp: dict):
+        m, _ = encode(params, spec, x)
+        rec = jnp.mean(log_likelihood(params, spec, x, m))
         return -rec, {"rec": rec}
 
     return loss_fn
 
 
 def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
-    """Warm start of the q(z|w,x) network: the cross-entropy E_x E_{q(w|x)}[-sum_k p(k|w) log q_phi(k|w,x)] =
-    E[KL(p(z|w) || q_phi(z|w,x))] + const, which only the network's parameters feel (the encoder and the prior are
-    held). Its minimiser is the exact conditional p(z|w), the ELBO's optimal q(z|w,x)."""
+    """Warm start of the q(z|w,x) network ``params``: the cross-entropy E_x E_{q(w|x)}[-sum_k p(k|w) log
+    q_phi(k|w,x)] = E[KL(p(z|w) || q_phi(z|w,x))] + const. The encoder and the prior are held: they come in
+    ``hp["held"]`` = ``{"vae": ..., "prior": ...}``, not in the trained parameters. Its minimiser is the exact
+    conditional p(z|w), the ELBO's optimal q(z|w,x)."""
 
-    def loss_fn(params: dict, x: jax.Array, key: jax.Array):
-        model = params["model"]
-        held = jax.lax.stop_gradient({k: v for k, v in model.items() if k != "qz"})
+    def loss_fn(params: dict, x: jax.Array, key: jax.Array, hp: dict):
+        held = hp["held"]
         m, s = encode(held["vae"], spec, x)
         w = m + s * jax.random.normal(key, m.shape, m.dtype)
         target = jax.nn.softmax(q_z_logits(held, w, x, "exact", learn_pi), axis=-1)
-        log_q = jax.nn.log_softmax(q_z_logits({**held, "qz": model["qz"]}, w, x, "network", learn_pi), axis=-1)
+        log_q = jax.nn.log_softmax(q_z_logits({**held, "qz": params}, w, x, "network", learn_pi), axis=-1)
         ce = -jnp.mean(jnp.sum(target * log_q, axis=-1))
         return ce, {"qz_cross_entropy": ce}
 
@@ -212,6 +222,23 @@ def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: j
     return out
 
 
+def start_prior(params: dict, spec: VAESpec, key: jax.Array, x: jax.Array, x_test: jax.Array, k: int, *,
+                covariance: str = "spherical", n_init: int = 5, kmeans_iters: int = 100, em_iters: int = 0,
+                set_pi: bool = False) -> tuple[dict, dict[str, jax.Array]]:
+    """Step (2) of the procedure for one model: a Gaussian mixture fitted to the encoded means m(x) of ``x``
+    (:func:`vlab.clustering.mixture_start`: k-means, then ``em_iters`` EM steps) becomes the prior
+    (:func:`prior_from_clusters`; pi too when ``set_pi``). Returns the model and, for ``x_test``, the nearest
+    k-means centre ``"kmeans"`` and the mixture's most probable component ``"em"``, with the k-means ``"inertia"``
+    and EM's log-likelihood ``"trace"``."""
+    w, w_test = encoded_means(params["vae"], spec, x), encoded_means(params["vae"], spec, x_test)
+    s = clustering.mixture_start(key, w, k, covariance=covariance, n_init=n_init, kmeans_iters=kmeans_iters,
+                                 em_iters=em_iters)
+    prior = prior_from_clusters(params["prior"], s.means, s.scales, s.weights if set_pi else None)
+    return {**params, "prior": prior}, {
+        "kmeans": clustering.assign(w_test, s.kmeans.centers), "inertia": s.kmeans.inertia,
+        "em": clustering.mixture_assign(w_test, s.means, s.scales, s.weights), "trace": s.log_likelihood_trace}
+
+
 def with_encoder_scale(vae: dict, spec: VAESpec, scale: jax.Array | float) -> dict:
     """The encoder with q(w|x) = N(m(x), scale^2 I) for every x: the log-variance half of its output layer gets zero
     weights and the bias log scale^2, the mean half is kept. An autoencoder's pretraining never trains that half,
@@ -226,13 +253,8 @@ def with_encoder_scale(vae: dict, spec: VAESpec, scale: jax.Array | float) -> di
 
 def encoded_means(vae: dict, spec: VAESpec, x: jax.Array, batch_size: int = 5000) -> jax.Array:
     """m(x) of the encoder q(w|x) = N(m(x), diag s^2(x)) for every row of ``x``, ``batch_size`` rows at a time
-    (``lax.map`` over padded batches, so memory does not grow with n)."""
-    n = x.shape[0]
-    b = min(batch_size, n)
-    n_batches = -(-n // b)
-    xs = jnp.concatenate([x, jnp.zeros((n_batches * b - n, x.shape[1]), x.dtype)]).reshape(n_batches, b, -1)
-    m = jax.lax.map(lambda xb: encode(vae, spec, xb)[0], xs)
-    return m.reshape(n_batches * b, -1)[:n]
+    (:func:`vlab.batching.map_batches`, so memory does not grow with n)."""
+    return map_batches(lambda xb: encode(vae, spec, xb)[0], x, batch_size)
 
 
 def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz: str = "network", learn_pi: bool = False):
