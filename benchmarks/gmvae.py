@@ -100,7 +100,7 @@ def main() -> None:
     from vlab.cli import load
 
     _, cfg = load(str(CONFIG), args.overrides)
-    ds = vdata.load(cfg.data, stream(cfg.seed, "data"))
+    ds = vdata.load(cfg.data)
     print(f"Fashion-MNIST: {ds.x_train.shape[0]} train, {ds.x_test.shape[0]} test images; jax {jax.__version__} on "
           f"{jax.devices()[0].device_kind}", flush=True)
     results: dict = {"machine": jax.devices()[0].device_kind}

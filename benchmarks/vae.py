@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import json
 import statistics
 import sys
@@ -106,21 +105,13 @@ def members_benchmark(x_train: np.ndarray, x_test: np.ndarray, n: int, steps: in
     return out
 
 
-def with_hp(loss_fn):
-    """``loss_fn`` as ``(model, x, key, hp)``: an objective written for ``{"model", "beta", "step"}`` parameters
-    reads beta and the step from ``hp`` instead."""
-    if len(inspect.signature(loss_fn).parameters) == 4:
-        return loss_fn
-    return lambda model, x, key, hp: loss_fn({"model": model, "beta": hp["beta"], "step": hp["step"]}, x, key)
-
-
 def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
     """The GM-VAE step at the same network sizes with K = 10 (q(z|w,x) network), for the 1.3x throughput goal."""
     from vlab.objectives import gmvae
 
     spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
     params = gmvae.init_gmvae(jax.random.key(seed), spec, 10)
-    loss_fn = with_hp(gmvae.make_loss(spec, warmup_steps=steps // 2))
+    loss_fn = gmvae.make_loss(spec, warmup_steps=steps // 2)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
     res = fit(loss_fn, params, optax.adam(LR), jax.random.key(seed + 1), steps=steps, hp={"beta": jnp.asarray(1.0)},
               data=jnp.asarray(x_train), batch_fn=batch_fn, chunk_size=steps_per_epoch, log_every=steps_per_epoch)

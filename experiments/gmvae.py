@@ -136,7 +136,7 @@ class Experiment(_Experiment):
         return cfg.n_seeds * cfg.restarts  # member i of a point: restart i % R of seed i // R
 
     def setup(self, cfg: Config) -> None:
-        self.ds = vdata.load(cfg.data, self.key("data"))
+        self.ds = vdata.load(cfg.data)
         self.log(f"data: {self.ds.description}")
         self.spec = spec_of(cfg.model, self.ds.x_train.shape[1])
         self.labels = None if self.ds.y_test is None else np.asarray(self.ds.y_test)

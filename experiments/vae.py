@@ -185,7 +185,7 @@ class Experiment(_Experiment):
 
     def setup(self, cfg: Config) -> None:
         """The data, the network's shapes and the evaluation sets (binarised once when training binarises)."""
-        self.ds = ds = vdata.load(cfg.data, self.key("data"))
+        self.ds = ds = vdata.load(cfg.data)
         self.log(f"data: {ds.description}")
         self.spec = spec_of(cfg.model, ds.x_train.shape[1])
         self.x_test, self.x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]

@@ -97,6 +97,11 @@ def _member_configs() -> list[str]:
 
 
 WARM_UP = {"vae": ["objective.warmup_steps=20"]}  # gmvae's warm-up (1000 steps) outlasts its quick run
+# A vmapped program of four members sums in another order than a program of one: float32 results differ in the last
+# bit, and hundreds of steps of chaotic training (a GAN, the GM-VAE's mixture phases) amplify that into different
+# mode counts. In float64 the rounding is 1e-16 and the rows agree to 1e-5: what is equal by construction (the keys,
+# learning rates, warm-up clocks and data of each member) is tested there.
+PRECISION = "precision=float64"
 
 
 @pytest.mark.parametrize("name", _member_configs())
@@ -107,7 +112,7 @@ def test_a_seed_by_learning_rate_sweep_is_one_program_equal_to_its_separate_runs
     _, cfg = load(config, [], quick=True)
     lr = float(cfg.train.optimizer.lr)
     sweep = ["--sweep", "seed=0,1", "--sweep", f"train.optimizer.lr={lr:g},{2 * lr:g}"]
-    args = [config, "--quick", "n_seeds=1", *WARM_UP.get(name, []), *sweep, "-q"]
+    args = [config, "--quick", "n_seeds=1", PRECISION, *WARM_UP.get(name, []), *sweep, "-q"]
     assert main(["run", *args, "--out", str(tmp_path / "vmapped")]) == 0
     assert [p.name for p in (tmp_path / "vmapped").iterdir() if p.is_dir()] == ["00-vmapped"]
     assert main(["run", *args, "--separate", "--out", str(tmp_path / "separate")]) == 0
@@ -117,10 +122,12 @@ def test_a_seed_by_learning_rate_sweep_is_one_program_equal_to_its_separate_runs
     by_point = lambda rows: {(r["seed"], float(r["train.optimizer.lr"])): r for r in rows}  # noqa: E731
     v, s = by_point(vmapped), by_point(separate)
     assert v.keys() == s.keys()
+    shared = [c for c in vmapped[0] if c in separate[0] and c not in TIMES
+              and c not in ("seed", "train.optimizer.lr", "run", "status", "seed_index", "point")]
+    assert shared, (list(vmapped[0]), list(separate[0]))
     for point, row in v.items():
-        for col, value in row.items():
-            if col in TIMES or col in ("seed", "train.optimizer.lr", "run", "status", "seed_index"):
-                continue
+        for col in shared:
+            value = row[col]
             try:
                 a, b = float(value), float(s[point][col])
             except ValueError:

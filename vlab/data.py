@@ -32,6 +32,7 @@ import numpy as np
 from vlab import toy_data
 from vlab.config import spec
 from vlab.errors import ConfigError, DataNotFound
+from vlab.keys import stream
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = {
@@ -56,7 +57,8 @@ class DataConfig:
     root: str = spec(DEFAULT_ROOT, help="idx: folder holding the four MNIST-format files (.gz or raw)")
     image_shape: list[int] = spec([28, 28], gt=0, help="idx: expected image shape (height, width)")
     binarize: Literal["none", "dynamic", "static"] = "none"
-    embedding_seed: int = spec(1234, ge=0, help="embedded: seed of the fixed embedding map")
+    embedding_seed: int = spec(1234, ge=0, help="seed of the data set: the embedding map and the points drawn "
+                               "through it (and a static binarisation); the run's seed does not change the data")
 
     def check(self, prefix: str) -> None:
         for name in ("n_train", "n_test"):
@@ -268,7 +270,7 @@ def embedded_points(key: jax.Array, embed_key: jax.Array, noise: jax.Array, *, n
 
 def _load_embedded(cfg: DataConfig, key: jax.Array) -> Dataset:
     k_tr, k_te = jax.random.split(key)
-    k_embed = jax.random.PRNGKey(cfg.embedding_seed)
+    k_embed = jax.random.key(cfg.embedding_seed)
     out = []
     for k, n in ((k_tr, cfg.n_train), (k_te, cfg.n_test)):
         x, y, _ = embedded_points(k, k_embed, jnp.asarray(cfg.noise), name=cfg.name, embedding=cfg.embedding,
@@ -279,8 +281,14 @@ def _load_embedded(cfg: DataConfig, key: jax.Array) -> Dataset:
     return Dataset(*out, shape, f"{cfg.name} embedded as {cfg.embedding} in {cfg.dim} dimensions")
 
 
-def load(cfg: DataConfig, key: jax.Array) -> Dataset:
-    """The data set a :class:`DataConfig` names (``key`` draws the embedded points and any static binarisation)."""
+def load(cfg: DataConfig, key: jax.Array | None = None) -> Dataset:
+    """The data set a :class:`DataConfig` names.
+
+    The data set is part of the data config, not of the run's seed: ``key`` (which draws the embedded points and
+    any static binarisation) defaults to the stream ``"data"`` of ``embedding_seed``. So runs that differ only in
+    ``seed`` (the members of a seed sweep) train and test on the same data, as they would on files."""
+    if key is None:
+        key = stream(cfg.embedding_seed, "data")
     return _load_idx(cfg, key) if cfg.source == "idx" else _load_embedded(cfg, key)
 
 

@@ -124,11 +124,14 @@ def point_name(i: int, point: dict[str, Any]) -> str:
 
 
 def scalar_metrics(metrics: dict, keys: tuple[str, ...]) -> dict[str, float]:
-    """The named (dotted) metrics, or every top-level and nested scalar when none are named."""
+    """The named (dotted) metrics (a named dict of metrics gives each of its scalars, ``key.name``), or every
+    top-level and nested scalar when none are named."""
     from vlab.cli import flatten, lookup
 
     if keys:
-        out = {k: lookup(metrics, k) for k in keys}
+        out = {}
+        for k in keys:
+            out.update(flatten(lookup(metrics, k), k))
     else:
         out = {k: v for k, v in flatten(metrics).items() if not k.startswith(("timing.", "checks["))}
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
