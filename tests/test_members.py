@@ -20,7 +20,7 @@ def test_points_times_seeds_in_point_major_order():
     m = Members(Cfg(), [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}])
     assert len(m) == 4 and m.swept
     np.testing.assert_allclose(m.values("train.optimizer.lr"), [1e-3, 1e-3, 4e-3, 4e-3])
-    np.testing.assert_allclose(m.lr_scale(), [1, 1, 4, 4])
+    np.testing.assert_allclose(m.lr_factors(), [1, 1, 4, 4])
     assert [sl for _, sl in m.groups()] == [slice(0, 2), slice(2, 4)]
     rows = m.rows({"elbo": [1, 2, 3, 4]})
     assert rows[3] == {"train.optimizer.lr": 4e-3, "seed_index": 1, "elbo": 4.0}
@@ -28,7 +28,7 @@ def test_points_times_seeds_in_point_major_order():
 
 def test_without_a_sweep_there_is_one_point_and_no_lr_factor():
     m = Members(Cfg())
-    assert len(m) == 2 and not m.swept and m.lr_scale() is None
+    assert len(m) == 2 and not m.swept and m.lr_factors() is None
     assert m.values("seed").tolist() == [7, 7]
 
 

@@ -20,9 +20,9 @@ SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np, optax
     from vlab.cli import main
-    from vlab.runs import Run
+    from vlab.engine import fit
     from vlab.runtime import make_mesh
-    from vlab.train import fit
+    from vlab.sharding import shard_members
 
     out = sys.argv[1]
     res = {"devices": jax.device_count()}
@@ -37,14 +37,13 @@ SCRIPT = textwrap.dedent("""
     def batch_fn(data, key):
         idx = jax.random.randint(key, (256,), 0, data[0].shape[0])
         return data[0][idx], data[1][idx]
-    def loss(w, batch, key):
+    def loss(w, batch, key, hp):
         x, y = batch
         return jnp.mean((x @ w - y) ** 2), {}
     curves = {}
     for name, mesh in (("one", None), ("data8", make_mesh(8, 1, "cpu"))):
-        run = Run(f"{out}/fit_{name}", quiet=True); run.mesh = mesh
-        r = fit(loss, jnp.zeros(5), optax.adam(0.05), jax.random.key(1), steps=300, chunk_size=100, log_every=1,
-                data=(X, Y), batch_fn=batch_fn, run=run, progress=False)
+        w0, key, hp, data, draw = shard_members(mesh, jnp.zeros(5), jax.random.key(1), {}, (X, Y), batch_fn)
+        r = fit(loss, w0, optax.adam(0.05), key, steps=300, chunk_size=100, log_every=1, data=data, batch_fn=draw)
         curves[name] = np.asarray(r.history["loss"]).tolist()
     res["curves"] = curves
     print("RESULT" + json.dumps(res))

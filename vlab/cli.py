@@ -390,11 +390,7 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
     try:
         with interrupts.handle_signals(), jax.default_device(device):
             try:
-                if "run" in cls.__dict__:  # the former contract: members and mesh ride on the run
-                    run.mesh, run.members = mesh, members
-                    metrics = cls().run(cfg, run)
-                else:
-                    metrics = cls().run(cfg, run, members=members, mesh=mesh)
+                metrics = cls().run(cfg, run, members=members, mesh=mesh)
             except jax.errors.JaxRuntimeError as e:
                 if "RESOURCE_EXHAUSTED" not in str(e):
                     raise

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -67,8 +67,6 @@ class Experiment:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
             cls.name = cls.__module__.rsplit(".", 1)[-1]
-        if "run" in cls.__dict__:  # an experiment of the former contract, which writes run(cfg, run) itself
-            cls.run = _with_runtime(cls.__dict__["run"])  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------------------------------ running
     def run(self, cfg: Any, run: Any, *, members: Sequence[dict] | None = None, mesh: Any = None) -> dict:
@@ -170,7 +168,7 @@ class Experiment:
         """Every member's hyperparameters: :meth:`hyperparameters` and, when the sweep sets the learning rate,
         ``lr_factor`` (the member's learning rate over the config's)."""
         hp = {k: np.asarray(v) for k, v in self.hyperparameters(cfg).items()}
-        factors = self.members.lr_scale()
+        factors = self.members.lr_factors()
         if factors is not None:
             hp["lr_factor"] = factors
         dtype = jax.numpy.asarray(0.0).dtype
@@ -193,6 +191,9 @@ class Experiment:
         checkpoints (``checkpoints/<name>.npz``, resumed when the run is), progress and timings go to the run."""
         from vlab.sharding import shard_members
 
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"fit name {name!r}: expected letters, digits, '-', '_' or '.' (it names "
+                             "checkpoints/<name>.npz and the history's fit column)")
         tc = train if train is not None else self.cfg.train
         optimizer = optimizer if optimizer is not None else build_optimizer(tc.optimizer, tc.steps)
         keys = keys if keys is not None else self.keys(f"train/{name}")
@@ -247,24 +248,6 @@ class Experiment:
         from vlab.plots import member_title
 
         return member_title(self.members, i)
-
-
-def _with_runtime(run_fn: Callable) -> Callable:
-    import functools
-
-    @functools.wraps(run_fn)
-    def run(self: Experiment, cfg: Any, run_: Any) -> dict:
-        from vlab import runtime
-
-        x64 = bool(jax.config.jax_enable_x64)
-        device = runtime.configure(getattr(cfg, "device", "auto"), getattr(cfg, "precision", "float32"))
-        try:
-            with jax.default_device(device):
-                return run_fn(self, cfg, run_)
-        finally:
-            jax.config.update("jax_enable_x64", x64)
-
-    return run
 
 
 def builtin_names() -> list[str]:

@@ -5,8 +5,8 @@ program per point: each point becomes ``n_seeds`` members of a single ``vmap``-e
 enter as per-member arrays, and each point's members start from the random keys a separate run of that point would
 use. :class:`Members` is that bookkeeping: member ``i`` is seed ``i % n_seeds`` of point ``i // n_seeds``.
 
-An experiment opts in by listing the keys it can take per member in ``Experiment.member_keys`` and building its
-members with :meth:`Members.of`; ``vlab run --sweep`` then runs shape-equal keys as one program.
+An experiment opts in by listing the keys it can take per member in ``Experiment.member_keys``; the base class
+(:class:`vlab.Experiment`) builds its members, and ``vlab run --sweep`` runs shape-equal keys as one program.
 """
 
 from __future__ import annotations
@@ -43,11 +43,6 @@ class Members:
         self.points = [dict(p) for p in points] if points else [{}]
         self.n_seeds = int(n_seeds if n_seeds is not None else getattr(cfg, "n_seeds", 1))
 
-    @classmethod
-    def of(cls, cfg: Any, run: Any, *, n_seeds: int | None = None) -> Members:
-        """The members of ``run``: the sweep points it was given (``run.members``; one empty point otherwise)."""
-        return cls(cfg, getattr(run, "members", None), n_seeds)
-
     def expand(self, key: str, values: Sequence[Any]) -> Members:
         """Each point repeated for each of ``values`` of ``key`` (unless the point already sets ``key``): an
         experiment's own list-valued hyperparameter (a list of KL weights) becomes members the same way a sweep does."""
@@ -72,8 +67,8 @@ class Members:
         """``key`` for every member, shape ``(len(self),)``."""
         return np.repeat(np.asarray([self.value(p, key) for p in self.points], dtype=dtype), self.n_seeds)
 
-    def lr_scale(self) -> np.ndarray | None:
-        """Per-member factors on the configured learning rate when a point sets it (for ``fit(lr_scale=...)``)."""
+    def lr_factors(self) -> np.ndarray | None:
+        """Per-member factors on the configured learning rate when a point sets it (``hp["lr_factor"]``)."""
         if not any(LR_KEY in p for p in self.points):
             return None
         return self.values(LR_KEY, np.float64) / float(lookup_config(self.cfg, LR_KEY))

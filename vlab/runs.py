@@ -156,8 +156,6 @@ class Run:
         self.figures: list[str] = []
         self.figure_formats: tuple[str, ...] = ("png",)
         self.figure_dpi = 150
-        self.mesh = None  # a jax.sharding.Mesh when the config asks for several devices
-        self.members: list[dict] | None = None  # sweep points trained as one vmapped program (vlab.members)
         self._history = None
         make_folder(self.path)
         self._lock = FolderLock(self.path)

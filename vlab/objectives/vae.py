@@ -12,8 +12,6 @@ with z = mu + sigma * eps, eps ~ N(0, I) (the reparameterisation trick, seed 001
 Every function works on a batch ``x`` of shape ``(B, x_dim)`` and returns per-example terms; reductions happen once,
 in the loss. The loss of :func:`make_loss` trains the network alone: the KL weight ``hp["beta"]`` (per member, so a
 sweep of beta is one vmapped program) and the warm-up's step ``hp["step"]`` (the engine's) are hyperparameters.
-:func:`init_params` and :func:`vae_optimizer` instead keep ``beta`` and a step counter beside the network in the
-parameters, ``{"model", "beta", "step"}``, for a loss called without ``hp``.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from vlab.batching import map_batches
 from vlab.distributions import kl_to_standard_normal, normal_log_prob
@@ -111,7 +108,7 @@ def kl_penalty(kl_dims: jax.Array, free_bits: float) -> jax.Array:
 
 
 def make_loss(spec: VAESpec, *, kl_estimator: str = "analytic", free_bits: float = 0.0, warmup_steps: int = 0,
-              n_samples: int = 1) -> Callable[..., tuple[jax.Array, dict]]:
+              n_samples: int = 1) -> Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]:
     """The negative beta-ELBO -(mean rec - beta_t KL_penalty) as ``loss_fn(model, x, key, hp) -> (loss, aux)``.
 
     ``hp["beta"]`` is the KL weight (1 when absent) and ``hp["step"]`` the step of the warm-up
@@ -119,10 +116,7 @@ def make_loss(spec: VAESpec, *, kl_estimator: str = "analytic", free_bits: float
     and KL, and the KL weight beta_t in force.
     """
 
-    def loss_fn(model: dict, x: jax.Array, key: jax.Array, hp: dict | None = None):
-        if hp is None:  # the former contract: {"model", "beta", "step"} in the parameters
-            model, hp = model["model"], {"beta": jax.lax.stop_gradient(model["beta"]),
-                                         "step": jax.lax.stop_gradient(model["step"])}
+    def loss_fn(model: dict, x: jax.Array, key: jax.Array, hp: dict):
         terms = elbo_terms(model, spec, x, key, kl_estimator, n_samples)
         beta = kl_weight(jnp.asarray(hp.get("beta", 1.0), terms.elbo.dtype), hp["step"], warmup_steps)
         loss = -(jnp.mean(terms.rec) - beta * kl_penalty(terms.kl_dims, free_bits))
@@ -130,28 +124,6 @@ def make_loss(spec: VAESpec, *, kl_estimator: str = "analytic", free_bits: float
         return loss, aux
 
     return loss_fn
-
-
-def init_params(model: dict, beta: float | jax.Array) -> dict:
-    """Training parameters: the network, a fixed ``beta`` and an update counter starting at 0."""
-    dtype = jax.tree.leaves(model)[0].dtype
-    beta = jnp.asarray(beta, dtype)
-    return {"model": model, "beta": beta, "step": jnp.zeros_like(beta)}
-
-
-def _count() -> optax.GradientTransformation:
-    """An update of +1 per step: turns the ``step`` leaf into a counter that resumes with the parameters."""
-    return optax.GradientTransformation(
-        lambda params: optax.EmptyState(),
-        lambda updates, state, params=None: (jax.tree.map(jnp.ones_like, updates), state),
-    )
-
-
-def vae_optimizer(base: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``base`` on ``params["model"]``; ``beta`` stays fixed; ``step`` counts updates (for the KL warm-up)."""
-    labels = {"model": "train", "beta": "fixed", "step": "count"}
-    return optax.multi_transform({"train": base, "fixed": optax.set_to_zero(), "count": _count()},
-                                 lambda params: {k: labels[k] for k in params})
 
 
 def evaluate(model: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, batch_size: int = 500,
