@@ -1,9 +1,17 @@
-"""Shared fixtures: float64 where closed forms are checked to 1e-8, and a clean x64 state around every test."""
+"""Shared fixtures: float64 where closed forms are checked to 1e-8, a clean x64 state around every test, and one
+quick run per config shared by the tests that read it."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
 import jax
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 jax.config.update("jax_debug_nans", False)
 
@@ -21,3 +29,29 @@ def x64():
     """Run the test in float64."""
     jax.config.update("jax_enable_x64", True)
     yield
+
+
+def quick_run(name: str, tmp_path_factory) -> Path:
+    """The folder of a completed ``vlab run configs/<name>.yaml --quick``, run once per test session and shared by
+    every test (and pytest-xdist worker) that asks for it: the contract test and an experiment's own tests read the
+    same run instead of training it twice."""
+    from vlab.cli import main
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # shared by the workers of one session
+    shared = root / "quick-runs"
+    shared.mkdir(exist_ok=True)
+    out = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "metrics.json").exists():
+            if out.exists():
+                shutil.rmtree(out)
+            assert main(["run", str(ROOT / "configs" / f"{name}.yaml"), "--quick", "-q", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def quick(tmp_path_factory):
+    """``quick(name)``: the shared quick run of ``configs/<name>.yaml`` (:func:`quick_run`)."""
+    return lambda name: quick_run(name, tmp_path_factory)

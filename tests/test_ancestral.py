@@ -12,7 +12,7 @@ import pytest
 
 from experiments.ancestral import QUERIES, estimates
 from vlab import bayes_net as bn
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def test_joint_table_is_the_product_of_the_tables(x64):
@@ -94,8 +94,8 @@ def test_validate_rejects_bad_networks():
         bn.validate(good._replace(cpts=(jnp.asarray([0.5, 0.6]),) + good.cpts[1:]))
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/ancestral.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("ancestral")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["queries"]["P(L=l1, S=s1)"]["exact"] == pytest.approx(0.19794, abs=1e-4)

@@ -47,12 +47,12 @@ def _history(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_quick_run_passes_its_checks_and_an_interrupted_run_resumes_to_it(name, tmp_path, monkeypatch, capsys):
+def test_quick_run_passes_its_checks_and_an_interrupted_run_resumes_to_it(name, quick, tmp_path, monkeypatch,
+                                                                          capsys):
     if _needs_missing_data(name):
         pytest.skip(f"{name}: its data files are not on this machine")
     config = str(ROOT / "configs" / f"{name}.yaml")
-    full = tmp_path / "full"
-    assert main(["run", config, "--quick", "-q", "--out", str(full)]) == 0
+    full = quick(name)
     metrics = json.loads((full / "metrics.json").read_text())
     failed = [c["name"] for c in metrics.get("checks", []) if not c["ok"]]
     assert not failed, f"{name}: checks failed: {failed}"

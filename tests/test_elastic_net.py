@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vlab import sparse
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def _problem(seed, n=40, d=6):
@@ -86,8 +86,8 @@ def test_ridge_and_lasso_special_cases(x64):
     assert np.any(np.asarray(sparse.coordinate_descent(x, y, 0.98 * a_max, 0.3, 50).w))
 
 
-def test_quick_config_end_to_end_passes_its_checks(tmp_path):
-    path = run_experiment("configs/elastic_net.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end_passes_its_checks(quick):
+    path = quick("elastic_net")
     m = json.loads((path / "metrics.json").read_text())
     assert m["checks"] and all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["coordinate_descent"]["kkt_violation"] < 1e-8

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from vlab import em
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 from vlab.distributions import mixture_1d
 
 
@@ -78,8 +78,8 @@ def test_entropy_handles_zeros(x64):
     assert float(em.entropy(q)) == pytest.approx(np.log(2.0), abs=1e-15)
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/em_mixture.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("em_mixture")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["max_abs_f_after_e_minus_loglik"] < 1e-9

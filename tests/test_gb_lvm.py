@@ -13,7 +13,7 @@ from scipy import integrate
 
 from experiments.gb_lvm import seed_prior
 from vlab import gaussian_bernoulli as gb
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def _seed():
@@ -110,8 +110,8 @@ def test_gibbs_final_states_follow_the_prior():
     assert x.shape == (20, 2000, 3)
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/gb_lvm.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("gb_lvm")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     np.testing.assert_allclose(m["p_h"]["closed_form"], seed_prior(), atol=1e-12)

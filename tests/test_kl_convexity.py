@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from vlab import categorical as cat
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def draw_cases(seed, n, k, scale):
@@ -89,8 +89,8 @@ def test_figure_labels_every_panel(x64):
     assert len(fig.axes[1].get_lines()) == 6  # LHS and its chord for three cases
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/kl_convexity.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("kl_convexity")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["violations"] == 0 and m["worst_gap"] >= 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vlab import masked_conv as mc
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 # The seed's four cases worked out by hand (1-indexed row-column labels), for output pixel 33.
 ROW1 = ["11", "12", "13", "14", "15"]
@@ -74,8 +74,8 @@ def test_a_dependence_really_changes_the_output():
         assert (abs(float(y1 - y0)) > 1e-6) == bool(field[i, j])
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/masked_conv.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("masked_conv")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     for case, labels in EXPECTED.items():

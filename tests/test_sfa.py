@@ -12,7 +12,7 @@ import scipy.linalg
 
 from experiments.sfa import SEED_THETA, slowness_of_cos
 from vlab import sfa
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def _grid(n=512):
@@ -77,9 +77,9 @@ def test_finite_difference_slowness(x64):
     np.testing.assert_allclose(np.asarray(theta / theta[1]), SEED_THETA, atol=1e-9)
 
 
-def test_quick_config_end_to_end(tmp_path):
+def test_quick_config_end_to_end(quick):
     derivative = "exact"
-    path = run_experiment("configs/sfa.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+    path = quick("sfa")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["slowness"] == pytest.approx(slowness_of_cos(derivative, 2 * math.pi / 256), abs=1e-9)

@@ -11,7 +11,7 @@ import pytest
 
 from experiments.simsiam import KEYS, Config, analyse, random_state
 from vlab import simsiam as ss
-from vlab.cli import main, run_experiment
+from vlab.cli import main
 
 
 def _setup(d=5, m=3):
@@ -94,8 +94,8 @@ def test_analyse_reproduces_the_closed_forms_on_a_short_flow(x64):
     np.testing.assert_allclose(np.asarray(res["traj"].w[:, 0]), np.broadcast_to(np.asarray(w), (4, 3, 5)))
 
 
-def test_quick_config_end_to_end(tmp_path):
-    path = run_experiment("configs/simsiam.yaml", [], out=str(tmp_path / "r"), quiet=True, quick=True)
+def test_quick_config_end_to_end(quick):
+    path = quick("simsiam")
     m = json.loads((path / "metrics.json").read_text())
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
     assert m["collapsed"] == {"sg_pred": False, "sg_nopred": True, "nosg_pred": True, "nosg_nopred": True}
