@@ -28,25 +28,27 @@ class History(Callback):
 
     def on_chunk(self, loop: Loop, rows: list[dict]) -> None:
         out = []
+        n = loop.n_members
         for row in rows:
-            if loop.n_members is None:
-                out.append({"fit": self.name, "step": int(row["step"]), **_scalars(row, None)})
+            head = {"fit": self.name, "step": int(row["step"])}
+            columns = _scalar_columns(row, n)
+            if n is None:
+                out.append({**head, **{k: v[0] for k, v in columns.items()}})
                 continue
-            for m in range(loop.n_members):
+            for m in range(n):
                 label = self.labels[m] if self.labels else {}
-                out.append({"fit": self.name, "step": int(row["step"]), "member": m, **label, **_scalars(row, m)})
+                out.append({**head, "member": m, **label, **{k: v[m] for k, v in columns.items()}})
         if out:
             self.run.append_history(out)
 
 
-def _scalars(row: dict, m: int | None) -> dict:
-    """The row's step and its scalar values (member ``m``'s, with members)."""
-    out: dict = {}
+def _scalar_columns(row: dict, n: int | None) -> dict[str, list]:
+    """Each metric of the row that is one number per member (one number without members), as a list."""
+    out: dict[str, list] = {}
     for k, v in row.items():
-        if k != "step":
-            x = np.asarray(v) if m is None else np.asarray(v)[m]
-            if x.ndim == 0:
-                out[k] = x.item()
+        x = np.asarray(v)
+        if k != "step" and x.ndim == (0 if n is None else 1):
+            out[k] = x.reshape(-1).tolist()
     return out
 
 

@@ -216,9 +216,15 @@ class Run:
 
     def append_history(self, rows: list[dict]) -> None:
         """Append metric rows to history.jsonl."""
-        with open(self.path / "history.jsonl", "a") as f:
-            for row in rows:
-                f.write(json.dumps(_jsonable(row)) + "\n")
+        lines = []
+        for row in rows:
+            try:  # rows of plain numbers (the engine's) need no conversion
+                lines.append(json.dumps(row, allow_nan=False))
+            except (TypeError, ValueError):
+                lines.append(json.dumps(_jsonable(row)))
+        if lines:
+            with open(self.path / "history.jsonl", "a") as f:
+                f.write("\n".join(lines) + "\n")
 
     def truncate_history(self, fit: str, after_step: int) -> int:
         """Drop rows of ``fit`` logged after ``after_step`` (rows a resumed run will write again), and any line cut
