@@ -24,6 +24,17 @@ def _restore_x64():
     jax.config.update("jax_enable_x64", before)
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Tests that inspect a figure leave it open; close every figure after each test, so a worker that runs many
+    files does not pile them up."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture
 def x64():
     """Run the test in float64."""
