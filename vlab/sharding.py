@@ -9,26 +9,6 @@ from typing import Any
 import jax
 
 
-def place(mesh, state: Any, data: Any, vmapped: bool, n_members: int | None, name: str):
-    """Lay the state on a ("data", "sweep") mesh with members split over "sweep", and replicate the data.
-
-    Every process holds the whole state and data (the same seed gives the same state), so on a mesh across
-    processes each process lays out the shards of its own devices from its full copy."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from vlab.errors import ConfigError
-
-    n_sweep = mesh.shape["sweep"]
-    if n_sweep > 1 and (not vmapped or n_members % n_sweep):
-        raise ConfigError(f"key 'parallel.sweep': value {n_sweep} is not valid for '{name}': expected a divisor of "
-                          f"its {n_members or 1} vmapped members")
-    state = put(state, NamedSharding(mesh, P("sweep") if vmapped else P()))
-    if data is not None:
-        data = put(data, NamedSharding(mesh, P()))
-    return state, data
-
-
 def put(tree: Any, sharding) -> Any:
     """Every leaf of ``tree`` (whole on this process) as an array laid out by ``sharding``: ``jax.device_put``
     when this process addresses all of its devices, else a global array of which this process supplies the
