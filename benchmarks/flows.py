@@ -60,10 +60,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without the package install
 
 from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
-from vlab import densities, toy_data  # noqa: E402
-from vlab.config import build_optimizer  # noqa: E402
+from vlab.data import toy as toy_data  # noqa: E402
+from vlab.distributions import densities  # noqa: E402
 from vlab.engine import fit  # noqa: E402
-from vlab.flow_builder import make_flow  # noqa: E402
+from vlab.harness.config import build_optimizer  # noqa: E402
+from vlab.harness.flow_config import make_flow  # noqa: E402
 from vlab.objectives import flow as fo  # noqa: E402
 
 BATCH, WIDTH, DEPTH, LAYERS, N_TEST = 256, 64, 2, 8, 10_000
@@ -103,7 +104,7 @@ def moons(seed: int, n: int) -> np.ndarray:
 
 def vlab_config():
     """flow_kl's default configuration (the one configs/flow_kl.yaml spells out): vlab's recipe for W3."""
-    from experiments.flow_kl import Config
+    from vlab.experiments.flow_kl import Config
 
     cfg = Config()
     f = cfg.flow
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def figure(results: dict, path: Path) -> Path:
     """Per-seed dots and medians: W3 warm steps/s, W3 test NLL (data entropy dashed), U1 reverse KL."""
-    from vlab import plots
+    from vlab.harness import plots
 
     fig, axes = plots.figure(1, 3, size=(13.5, 3.8))
     panels = [("forward", "steps_per_s", "W3 training speed (warm steps/s)"),

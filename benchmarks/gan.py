@@ -2,7 +2,8 @@
 and vlab's optimistic GDA vs optax.optimistic_gradient_descent (same numbers, same speed).
 
 G1: the Dirac-GAN (non-saturating loss, R1 = 0.3, instance noise over 64 nodes), simultaneous GDA, a = 0.1,
-``--steps`` steps: ``vlab.gda.simulate`` (one compiled scan) against the anti-pattern of calling a jitted step from
+``--steps`` steps: ``vlab.algorithms.gda.simulate`` (one compiled scan) against the anti-pattern of calling a jitted
+step from
 Python once per step. G2: the stability diagram of V = d g, five rules, ``--points`` step sizes, each a
 150-step trajectory plus the Jacobian spectrum: one jit(vmap) program against a Python loop over step sizes of the
 same jitted per-step-size function. G3: optimistic GDA on the Dirac-GAN, vlab's rule against
@@ -31,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
-from vlab import games, gda  # noqa: E402
+from vlab.algorithms import gda  # noqa: E402
+from vlab.models import games  # noqa: E402
 from vlab.objectives import gan  # noqa: E402
 
 

@@ -2,9 +2,10 @@
 
 In one process, on one machine:
 
-(a) the floor: k-means on raw pixels (k-means++ seeding, Lloyd steps, restarts; :mod:`vlab.clustering`) fitted to the
+(a) the floor: k-means on raw pixels (k-means++ seeding, Lloyd steps, restarts; :mod:`vlab.algorithms.clustering`)
+fitted to the
     training images, test images assigned to the nearest centre, scored with the experiment's own accuracy (the best
-    one-to-one map of clusters to labels) and NMI (:mod:`vlab.metrics`); ``--kmeans-seeds`` seeds as one vmapped
+    one-to-one map of clusters to labels) and NMI (:mod:`vlab.harness.metrics`); ``--kmeans-seeds`` seeds as one vmapped
     program;
 (b) the GM-VAE config (``configs/gmvae_fashion_mnist.yaml``, its seeds one vmapped program) run through the CLI, for
     each q(z|w,x) named by ``--qz``: test accuracy and NMI mean +- std over seeds, and the wall-clock time;
@@ -30,11 +31,12 @@ import jax
 import numpy as np
 import optax
 
-from vlab import clustering, metrics
-from vlab import data as vdata
-from vlab.encoders import VAESpec, init_vae
+from vlab.algorithms import clustering
+from vlab.data import sets as vdata
 from vlab.engine import fit
+from vlab.harness import metrics
 from vlab.keys import stream
+from vlab.models.vae import VAESpec, init_vae
 from vlab.objectives import gmvae
 from vlab.objectives import vae as vae_obj
 
@@ -58,7 +60,7 @@ def kmeans_floor(ds, seeds: int, k: int = 10) -> dict:
 
 def gmvae_config(qz: str, overrides: list[str]) -> dict:
     """The GM-VAE config run through the CLI (its own vmapped seeds); accuracy, NMI and the run's wall time."""
-    from vlab.cli import main
+    from vlab.cli.main import main
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -97,7 +99,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the GM-VAE config")
     args = p.parse_args()
 
-    from vlab.cli import load
+    from vlab.cli.main import load
 
     _, cfg = load(str(CONFIG), args.overrides)
     ds = vdata.load(cfg.data)

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without the package install
 from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
 from vlab.distributions import mixture_1d  # noqa: E402
-from vlab.divergences import exclusive_kl_mc  # noqa: E402
+from vlab.distributions.divergences import exclusive_kl_mc  # noqa: E402
 from vlab.engine import fit  # noqa: E402
 from vlab.keys import stream  # noqa: E402
 

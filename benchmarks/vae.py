@@ -37,9 +37,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without the package install
 
 from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
-from vlab import data as vdata  # noqa: E402
-from vlab.encoders import VAESpec, init_vae  # noqa: E402
+from vlab.data import sets as vdata  # noqa: E402
 from vlab.engine import fit  # noqa: E402
+from vlab.models.vae import VAESpec, init_vae  # noqa: E402
 from vlab.objectives import vae as objective  # noqa: E402
 
 BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import bayes_net as bn
-from vlab.config import BaseConfig, spec
-from vlab.experiment import Experiment as _Experiment
-from vlab.plots import PALETTE, figure
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
+from vlab.models import bayes_net as bn
 
 # name -> (query, evidence), variables by index in the order D, F, G, S, L (values 0-indexed).
 QUERIES = {

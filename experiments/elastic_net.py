@@ -19,13 +19,13 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from vlab import sparse
-from vlab.config import BaseConfig, TrainConfig, spec
+from vlab.algorithms import sparse
 from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness.config import BaseConfig, TrainConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
 from vlab.keys import stream
-from vlab.plots import PALETTE, figure
 
 
 @dataclass

@@ -17,13 +17,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vlab import em
-from vlab.config import BaseConfig, spec
+from vlab.algorithms import em
 from vlab.distributions import Mixture1D, mixture_1d
 from vlab.engine import FitResult
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
-from vlab.plots import PALETTE, figure
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
 
 
 @dataclass

@@ -20,13 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import densities, flow_figures, flows
+from vlab import flows
 from vlab import keys as vkeys
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.distributions import densities
 from vlab.engine import FitResult
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
-from vlab.flow_builder import FlowConfig, make_flow, standardized_init
+from vlab.harness import flow_figures
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.flow_config import FlowConfig, make_flow, standardized_init
 from vlab.objectives import flow as fo
 
 # ------------------------------------------------------------------------------------------------ config
@@ -44,7 +46,7 @@ class TemperingConfig:
 class Config(BaseConfig):
     """A flow fit to one target by forward KL, reverse KL or both."""
 
-    target: str = spec("two_moons", help="a name in vlab.densities.TARGETS, or 'file' with data_path")
+    target: str = spec("two_moons", help="a name in vlab.distributions.densities.TARGETS, or 'file' with data_path")
     objective: Literal["forward", "reverse", "both"] = "forward"
     data_path: str | None = spec(None, help="samples (n, d) in a .npy or .csv file, for target: file")
     dim: int | None = spec(None, ge=1, help="the flow's dimension (default: the target's)")

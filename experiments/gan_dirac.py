@@ -21,10 +21,12 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from vlab import games, gda, plots
-from vlab.config import BaseConfig, spec
+from vlab.algorithms import gda
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.models import games
 from vlab.objectives import gan
 
 # ------------------------------------------------------------------------------------------------ config

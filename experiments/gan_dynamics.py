@@ -19,10 +19,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from vlab import games, gda, plots
-from vlab.config import BaseConfig, nested, spec
+from vlab.algorithms import gda
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.models import games
 
 # ------------------------------------------------------------------------------------------------ config
 

@@ -22,12 +22,13 @@ from jax.scipy.special import ndtr
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from vlab import games, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
 from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
 from vlab.keys import stream
+from vlab.models import games
 from vlab.objectives import gan
 
 # ------------------------------------------------------------------------------------------------ config

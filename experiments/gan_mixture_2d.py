@@ -17,15 +17,16 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from vlab import games, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.data.toy import circle_mixture, circle_mixture_centres
 from vlab.engine import FitResult, LossFn
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, build_optimizer, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
 from vlab.keys import stream
+from vlab.models import games
 from vlab.nn import ACTIVATIONS, mlp_apply, mlp_init
 from vlab.objectives import gan
-from vlab.toy_data import circle_mixture, circle_mixture_centres
 
 # ------------------------------------------------------------------------------------------------ config
 

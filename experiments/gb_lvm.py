@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import gaussian_bernoulli as gb
-from vlab.config import BaseConfig, spec
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
-from vlab.plots import PALETTE, figure
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
+from vlab.models import gaussian_bernoulli as gb
 
 
 @dataclass

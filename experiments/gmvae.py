@@ -9,17 +9,19 @@ Training procedure (problem 7.2), all in the config, VaDE-style (Jiang et al. 20
 kmeans`` fits K clusters to the encoded means m(x) of the training set (k-means++ seeding, Lloyd steps, restarts) and
 starts mu_k at the centres, sigma_k (or Sigma_k, ``mixture.covariance``) at each cluster's spread and (when learned) pi
 at its share; with ``em_iters`` EM refines the mixture of every k-means restart and the most likely one becomes the
-prior (:mod:`vlab.clustering`); after an autoencoder, which never trains q(w|x)'s variance, that width starts at
+prior (:mod:`vlab.algorithms.clustering`); after an autoencoder, which never trains q(w|x)'s variance, that width
+starts at
 ``pretrain.encoder_scale`` times the components' sigma, and a network q(z|w,x) is first fitted to p(z|w) for
 ``qz_fit_steps``; ``init: random`` instead draws mu_k ~ N(0, mu_spread^2 I); (3) Adam on the full ELBO, the latent
 terms weighted by ``beta`` and warmed up linearly over ``warmup_steps`` (hyperparameters, not trained parameters) so
 the encoder learns a useful w before the prior pulls it into clusters. A component with a share of test points or a
 mean q(z|w,x) below ``usage_warning`` / K is reported. Seeds are members of one vmapped program; ``restarts: R`` runs R
-members per seed and keeps, per seed, the one of highest training ELBO (:mod:`vlab.restarts`).
+members per seed and keeps, per seed, the one of highest training ELBO (:mod:`vlab.engine.restarts`).
 
-Clustering scores against the labels (test set, and the k-means / EM starts): the accuracy of the best one-to-one map
-from components to labels, and the NMI (:func:`vlab.metrics.nmi`) as ``nmi`` = I(L; C) / sqrt(H(L) H(C)) (the one
-the README quotes) and ``nmi_arithmetic`` = I(L; C) / ((H(L) + H(C)) / 2) (scikit-learn's default).
+Clustering scores against the labels (test set, and the k-means / EM starts): the accuracy of the best one-to-one
+map from components to labels, and the NMI (:func:`vlab.harness.metrics.nmi`) as ``nmi`` = I(L; C) /
+sqrt(H(L) H(C)) (the one the README quotes) and ``nmi_arithmetic`` = I(L; C) / ((H(L) + H(C)) / 2)
+(scikit-learn's default).
 """
 
 from __future__ import annotations
@@ -31,18 +33,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import data as vdata
-from vlab import metrics as vmetrics
-from vlab import mixture_plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
-from vlab.encoders import ModelConfig, decoder_mean, encode, spec_of
+from vlab.data import sets as vdata
+from vlab.engine.restarts import best_restarts, kept_members
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import metrics as vmetrics
+from vlab.harness import mixture_plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import member_title
 from vlab.keys import stream
+from vlab.models.vae import ModelConfig, decoder_mean, encode, spec_of
 from vlab.objectives import gmvae as objective
 from vlab.objectives.vae import make_loss as vae_make_loss
-from vlab.plots import member_title
-from vlab.restarts import best_restarts, kept_members
 
 
 @dataclass

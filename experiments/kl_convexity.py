@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
-from vlab import categorical as cat
-from vlab.config import BaseConfig, TrainConfig, nested, spec
+from vlab.distributions import categorical as cat
 from vlab.engine import FitResult, LossFn
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness.config import BaseConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
 from vlab.keys import stream
-from vlab.plots import PALETTE, figure
 
 
 @dataclass

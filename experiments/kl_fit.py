@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.algorithms.optima import distinct_optima
 from vlab.distributions import Mixture1D, mixture_1d, normal_log_prob
-from vlab.divergences import (
+from vlab.distributions.divergences import (
     exclusive_kl_mc,
     exclusive_kl_quadrature,
     inclusive_kl_mc,
@@ -27,9 +26,10 @@ from vlab.divergences import (
     standard_normal_rule,
 )
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
 from vlab.keys import stream
-from vlab.optima import distinct_optima
 
 # ------------------------------------------------------------------------------------------------ config
 

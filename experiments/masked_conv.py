@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from vlab import masked_conv as mc
-from vlab.config import BaseConfig, spec
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
-from vlab.plots import PALETTE, figure
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
+from vlab.models import masked_conv as mc
 
 
 @dataclass

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import sfa
-from vlab.config import BaseConfig, spec
-from vlab.experiment import Experiment as _Experiment
-from vlab.plots import PALETTE, figure
+from vlab.algorithms import sfa
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
 
 SEED_THETA = (1.0, 1.0, 0.0, 0.0, 0.0, -2.0)
 

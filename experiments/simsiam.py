@@ -16,12 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import simsiam as ss
-from vlab.config import BaseConfig, spec
+from vlab.algorithms import simsiam as ss
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.plots import PALETTE, figure
 from vlab.keys import stream
-from vlab.plots import PALETTE, figure
 
 CASES = (("stop-grad + predictor", True, True), ("stop-grad, no predictor", True, False),
          ("no stop-grad, predictor", False, True), ("no stop-grad, no predictor", False, False))

@@ -16,16 +16,16 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from vlab import data as vdata
-from vlab import metrics as vmetrics
-from vlab import plots
-from vlab.amortisation import amortisation_gap, gap_figure
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
-from vlab.encoders import ModelConfig, VAESpec, decoder_mean, encode, init_vae, spec_of
+from vlab.algorithms.amortisation import amortisation_gap, gap_figure
+from vlab.data import sets as vdata
+from vlab.engine.members import Members
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import metrics as vmetrics
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
 from vlab.keys import stream
-from vlab.members import Members
+from vlab.models.vae import ModelConfig, VAESpec, decoder_mean, encode, init_vae, spec_of
 from vlab.objectives import vae as objective
 
 # ------------------------------------------------------------------------------------------------ config

@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import plots
-from vlab.config import BaseConfig, spec
 from vlab.distributions import kl_to_standard_normal, normal_log_prob
-from vlab.divergences import standard_normal_rule
+from vlab.distributions.divergences import standard_normal_rule
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
 
 A = [[2.0, 1.0, 1.0], [1.0, -1.0, -2.0]]
 a_ = [1.0, -1.0]

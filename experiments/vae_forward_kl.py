@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import nn, plots
-from vlab.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab import nn
 from vlab.distributions import normal_log_prob
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
+from vlab.harness.experiment import Experiment as _Experiment
 from vlab.keys import stream
 
 

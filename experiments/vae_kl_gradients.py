@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import plots
-from vlab.config import BaseConfig, spec
 from vlab.distributions import kl_mvn, kl_to_standard_normal, normal_log_prob
 from vlab.errors import ConfigError
-from vlab.experiment import Experiment as _Experiment
+from vlab.harness import plots
+from vlab.harness.config import BaseConfig, spec
+from vlab.harness.experiment import Experiment as _Experiment
 
 
 @dataclass

@@ -46,7 +46,7 @@ def quick_run(name: str, tmp_path_factory) -> Path:
     """The folder of a completed ``vlab run configs/<name>.yaml --quick``, run once per test session and shared by
     every test (and pytest-xdist worker) that asks for it: the contract test and an experiment's own tests read the
     same run instead of training it twice."""
-    from vlab.cli import main
+    from vlab.cli.main import main
 
     root = tmp_path_factory.getbasetemp()
     root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # shared by the workers of one session

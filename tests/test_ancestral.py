@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from vlab.experiments.ancestral import QUERIES, estimates
 
-from experiments.ancestral import QUERIES, estimates
-from vlab import bayes_net as bn
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.models import bayes_net as bn
 
 
 def test_joint_table_is_the_product_of_the_tables(x64):

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlab import data
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.data import sets as data
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = str(ROOT / "configs" / "kl_fit.yaml")
@@ -100,7 +100,7 @@ CASES = [
     ("unknown experiment", lambda t: ["run", KL, "experiment=nope"], ["unknown experiment 'nope'", "kl_fit"]),
     ("experiment module missing", lambda t: ["run", KL, "experiment=no_such_module:Thing"],
      ["cannot import module 'no_such_module'"]),
-    ("experiment not an Experiment", lambda t: ["run", KL, "experiment=vlab.config:BaseConfig"],
+    ("experiment not an Experiment", lambda t: ["run", KL, "experiment=vlab.harness.config:BaseConfig"],
      ["does not name a vlab.Experiment subclass"]),
     ("ambiguous short override", lambda t: ["run", GAN, "steps=10"], ["key 'steps' is ambiguous", "train.steps"]),
     ("short override of a bad value", lambda t: ["run", VAE, "lr=-1"], ["train.optimizer.lr", "> 0"]),
@@ -204,7 +204,7 @@ def test_bad_input_is_one_line_and_exit_2(build, needles, tmp_path, capsys, monk
 
 
 def test_a_folder_another_process_writes_is_refused(tmp_path, capsys):
-    from vlab.runs import Run
+    from vlab.harness.runs import Run
 
     out = tmp_path / "busy"
     with Run(out, quiet=True):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vlab.cli import main
+from vlab.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = str(ROOT / "configs" / "kl_fit.yaml")
@@ -71,7 +71,7 @@ def test_resume_ends_with_the_same_metrics(tmp_path, monkeypatch):
             "estimator.kind=mc", "-q"]
     assert main(["run", *args, "--out", str(tmp_path / "full")]) == 0
 
-    from vlab import progress
+    from vlab.engine import progress
 
     orig, calls = progress.Progress.update, {"n": 0}
 

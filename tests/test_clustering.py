@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlab import clustering
-from vlab.metrics import clustering_accuracy
+from vlab.algorithms import clustering
+from vlab.harness.metrics import clustering_accuracy
 
 
 def _blobs(seed: int = 0, n_per: int = 50):

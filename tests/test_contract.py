@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vlab import callbacks
-from vlab.cli import load, main
+from vlab.cli.main import load, main
+from vlab.engine import callbacks
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
@@ -91,7 +91,7 @@ def test_a_bad_key_is_one_line_and_status_2(name, tmp_path, capsys):
 
 
 def _member_configs() -> list[str]:
-    from vlab.experiment import builtin_names, resolve
+    from vlab.harness.experiment import builtin_names, resolve
 
     return [n for n in builtin_names() if resolve(n).member_keys and n in CONFIGS]
 

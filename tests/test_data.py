@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from vlab import data
+from vlab.data import sets as data
 from vlab.errors import ConfigError
 
 
@@ -114,7 +114,7 @@ def test_blob_image_peaks_at_the_point():
 
 
 def test_images_need_a_square_dim():
-    from vlab.config import validate
+    from vlab.harness.config import validate
 
     with pytest.raises(ConfigError, match="data.dim"):
         validate(data.DataConfig(dim=60), prefix="data.")

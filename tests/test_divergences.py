@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from vlab.distributions import kl_mvn, kl_normal, kl_to_standard_normal, mixture_1d
-from vlab.divergences import (
+from vlab.distributions.divergences import (
     exclusive_kl_mc,
     exclusive_kl_quadrature,
     inclusive_kl_mc,

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlab import sparse
-from vlab.cli import main
+from vlab.algorithms import sparse
+from vlab.cli.main import main
 
 
 def _problem(seed, n=40, d=6):
@@ -106,7 +106,7 @@ def test_bad_config_exits_2_with_one_line(over, tmp_path, capsys):
 
 
 def test_figure_labels_both_panels(x64):
-    from experiments.elastic_net import draw
+    from vlab.experiments.elastic_net import draw
 
     x, y = _problem(6)
     alphas = np.geomspace(2 * float(sparse.alpha_max(x, y)), 0.01, 8)

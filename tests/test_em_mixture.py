@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vlab import em
-from vlab.cli import main
+from vlab.algorithms import em
+from vlab.cli.main import main
 from vlab.distributions import mixture_1d
 
 
@@ -89,7 +89,7 @@ def test_quick_config_end_to_end(quick):
 
 
 def test_figure_labels_every_panel_and_its_inset_is_readable():
-    from experiments.em_mixture import draw
+    from vlab.experiments.em_mixture import draw
 
     x = np.random.default_rng(0).normal(size=200)
     p = mixture_1d([0.5, 0.5], [-1.0, 1.0], [1.0, 1.0])
@@ -104,7 +104,7 @@ def test_figure_labels_every_panel_and_its_inset_is_readable():
 
 def test_figure_when_every_init_reaches_the_same_optimum():
     # final log-likelihoods equal up to rounding (1e-13 apart at -1346) still make a one-bar inset histogram
-    from experiments.em_mixture import draw
+    from vlab.experiments.em_mixture import draw
 
     x = np.random.default_rng(1).normal(size=100)
     p = mixture_1d([0.5, 0.5], [-1.0, 1.0], [1.0, 1.0])
@@ -118,9 +118,10 @@ def test_figure_when_every_init_reaches_the_same_optimum():
 def test_every_member_is_the_em_run_of_its_own_initialisation(tmp_path, x64):
     # EM needs no gradient fit: the members are the initialisations, member i starting from the i-th key of the
     # "init" stream on data from the "data" stream, and the vmapped runs equal separate ones
-    from experiments.em_mixture import Config, Experiment, init_params
+    from vlab.experiments.em_mixture import Config, Experiment, init_params
+
+    from vlab.harness.runs import Run
     from vlab.keys import stream
-    from vlab.runs import Run
 
     cfg = Config(experiment="em_mixture", seed=3, n=120, iters=60, n_inits=3)
     with Run(tmp_path / "r", quiet=True) as run:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vlab
-from vlab.cli import main
+from vlab.cli.main import main
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
 
@@ -53,7 +53,7 @@ def test_import_path_errors_name_the_problem(tmp_path, capsys):
     cfg.write_text("experiment: no_such_module:Thing\n")
     assert main(["run", str(cfg)]) == 2
     assert "cannot import module 'no_such_module'" in capsys.readouterr().err
-    cfg.write_text("experiment: vlab.config:BaseConfig\n")
+    cfg.write_text("experiment: vlab.harness.config:BaseConfig\n")
     assert main(["run", str(cfg)]) == 2
     assert "does not name a vlab.Experiment subclass" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlab import densities
+from vlab.distributions import densities
 
 
 @pytest.mark.parametrize("name", ["two_mode", "banana", "funnel"])

@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from vlab.experiments import flow_kl
 
-from experiments import flow_kl
-from vlab import densities, flow_figures
-from vlab.cli import main
-from vlab.flow_builder import FlowConfig, make_flow
-from vlab.members import Members
+from vlab.cli.main import main
+from vlab.distributions import densities
+from vlab.engine.members import Members
+from vlab.harness import flow_figures
+from vlab.harness.flow_config import FlowConfig, make_flow
 
 CFG = str(Path(__file__).resolve().parent.parent / "configs" / "flow_kl.yaml")
 TINY = ["n_seeds=1", "n_eval=500", "grid=24", "flow.layers=2", "flow.hidden=8", "train.steps=40",
@@ -85,7 +86,7 @@ def test_file_data_of_the_wrong_dimension(tmp_path, capsys):
 
 
 def test_energy_returning_nan_on_part_of_the_space_stops_the_run(tmp_path, capsys, monkeypatch):
-    from vlab import densities
+    from vlab.distributions import densities
 
     u1 = densities.get("u1")
     nan_u1 = u1._replace(name="nan_u1", log_z=1.0, log_prob=lambda z: jnp.where(z[0] > 1.0, jnp.nan, u1.log_prob(z)))
@@ -104,8 +105,8 @@ def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
     import inspect
 
     import yaml
+    from vlab.experiments.flow_kl import Config
 
-    from experiments.flow_kl import Config
     from vlab import flows
 
     raw = yaml.safe_load(Path(CFG).read_text())
@@ -135,7 +136,7 @@ ROW_METRICS = ("forward.test_nll", "forward.kl", "reverse.kl", "reverse.ess_frac
 def test_a_seed_and_learning_rate_sweep_row_equals_its_separate_run(tmp_path):
     """seed and train.optimizer.lr are member keys: both fits of every member of the vmapped sweep (the tempered
     reverse fit included) equal those of its point's separate run."""
-    from vlab.cli import run_experiment
+    from vlab.cli.main import run_experiment
 
     points = [{"seed": 0, "train.optimizer.lr": 1e-3}, {"seed": 3, "train.optimizer.lr": 4e-3}]
     path = run_experiment(CFG, SWEEP_FAST, out=str(tmp_path / "sweep"), quiet=True, members=points)

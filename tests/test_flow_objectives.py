@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vlab import densities, flows
+from vlab import flows
+from vlab.distributions import densities
 from vlab.engine import fit
 from vlab.errors import TrainingDiverged
 from vlab.objectives import flow as fo

@@ -141,7 +141,7 @@ def test_bad_construction_is_a_value_error(bad):
 
 
 def test_make_flow_builds_the_configured_stack_and_its_standardising_layer(x64):
-    from vlab.flow_builder import FlowConfig, make_flow
+    from vlab.harness.flow_config import FlowConfig, make_flow
 
     loc, scale = jnp.array([1.0, -2.0]), jnp.array([0.5, 3.0])
     spec = FlowConfig(layers=3, hidden=8)
@@ -161,7 +161,7 @@ def test_make_flow_builds_the_configured_stack_and_its_standardising_layer(x64):
 def test_standardized_init_equals_the_flow_built_at_that_location_and_scale(x64):
     """One flow, many members: standardized_init(flow, key, loc, scale) (vmapped over members with their own data
     moments) is exactly the init of the flow built at (loc, scale), for every member."""
-    from vlab.flow_builder import FlowConfig, make_flow, standardized_init
+    from vlab.harness.flow_config import FlowConfig, make_flow, standardized_init
 
     spec = FlowConfig(layers=2, hidden=8)
     flow = make_flow(spec, 2, jnp.zeros(2), jnp.ones(2))

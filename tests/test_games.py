@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import games
 from vlab.keys import stream
+from vlab.models import games
 from vlab.objectives import gan
 
 

@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from vlab.experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
 
-from experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
-from vlab.cli import main, run_experiment
+from vlab.cli.main import main, run_experiment
 from vlab.engine import FitResult
-from vlab.members import Members
+from vlab.engine.members import Members
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from jax.scipy.special import ndtr
 
-from vlab import games, gda
-from vlab.config import OptimizerConfig, build_optimizer
+from vlab.algorithms import gda
+from vlab.data.toy import circle_mixture, circle_mixture_centres
 from vlab.engine import fit
+from vlab.harness.config import OptimizerConfig, build_optimizer
 from vlab.keys import stream
+from vlab.models import games
 from vlab.objectives import gan
-from vlab.toy_data import circle_mixture, circle_mixture_centres
 
 REGULARISERS = [{}, {"r1": 0.3}, {"r2": 0.6}, {"noise_std": 1.2}, {"r1": 0.2, "noise_std": 0.5}]
 

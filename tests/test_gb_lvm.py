@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate
+from vlab.experiments.gb_lvm import seed_prior
 
-from experiments.gb_lvm import seed_prior
-from vlab import gaussian_bernoulli as gb
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.models import gaussian_bernoulli as gb
 
 
 def _seed():

@@ -8,7 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from vlab import games, gda
+from vlab.algorithms import gda
+from vlab.models import games
 from vlab.objectives import gan
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlab import metrics, plots
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.harness import metrics, plots
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = str(ROOT / "configs" / "gmvae.yaml")
@@ -133,7 +133,8 @@ def test_full_components_from_kmeans_and_em(tmp_path, monkeypatch):
     ll = m["em_log_likelihood"]
     assert all(b > a for a, b in zip(ll["first_step"], ll["last_step"], strict=True))
     assert {"latent_confusion_curves.png", "component_samples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
-    # every NMI in both normalisations, each vlab.metrics.nmi of the partition the accuracy was scored on: k-means
+    # every NMI in both normalisations, each vlab.harness.metrics.nmi of the partition the accuracy was scored on:
+    # k-means
     # of members 0, 1, then EM of members 0, 1, then the trained GM-VAEs
     assert len(spy.scored) == 6
     for j, block in enumerate((m["kmeans_init"], m["em_init"], m["test"])):
@@ -185,7 +186,7 @@ def test_gmvae_bad_input(tmp_path, capsys, override, needle):
 def test_unlabelled_data_skip_clustering_metrics_with_a_warning(tmp_path, capsys):
     import numpy as np
 
-    from vlab import data
+    from vlab.data import sets as data
 
     root = tmp_path / "idx"
     root.mkdir()

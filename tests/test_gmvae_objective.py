@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vlab.encoders import VAESpec
+from vlab.models.vae import VAESpec
 from vlab.objectives import gmvae
 from vlab.objectives import vae as vae_obj
 
@@ -284,7 +284,7 @@ def test_marginal_sigma_is_the_root_of_the_covariance_diagonal(x64):
 
 @pytest.mark.parametrize("em_iters", [0, 20])
 def test_start_prior_is_the_mixture_fitted_to_the_encoded_means(x64, em_iters):
-    from vlab import clustering
+    from vlab.algorithms import clustering
 
     spec = VAESpec(x_dim=4, z_dim=2, hidden=(8,))
     params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance="full")

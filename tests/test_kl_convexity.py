@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vlab import categorical as cat
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.distributions import categorical as cat
 
 
 def draw_cases(seed, n, k, scale):
@@ -79,7 +79,7 @@ def test_random_cases_lie_on_the_simplex_and_concentrate_with_the_scale(x64):
 
 
 def test_figure_labels_every_panel(x64):
-    from experiments.kl_convexity import draw
+    from vlab.experiments.kl_convexity import draw
 
     lhs, rhs = cat.convexity_sides(*cat.random_cases(jax.random.key(0), 400, 3, 1.0))
     conc = np.repeat([1.0, 3.0], 200)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from vlab.cli import main
+from vlab.cli.main import main
 
 KL = str(Path(__file__).resolve().parent.parent / "configs" / "kl_fit.yaml")
 

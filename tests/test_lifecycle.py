@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlab import progress
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.engine import progress
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = str(ROOT / "configs" / "kl_fit.yaml")
@@ -143,7 +143,7 @@ def test_kill_9_loses_at_most_the_last_checkpoint_and_a_second_writer_is_refused
 
 def test_wall_time_checkpoints_between_step_checkpoints(tmp_path, monkeypatch):
     saved = []
-    from vlab.runs import Run
+    from vlab.harness.runs import Run
 
     orig = Run.save_checkpoint
     monkeypatch.setattr(Run, "save_checkpoint", lambda self, name, arrays: (saved.append(int(arrays["step"])),
@@ -244,7 +244,7 @@ def test_an_interrupted_sweep_resumes_skipping_completed_points(tmp_path, monkey
 
 
 def test_train_time_and_steps_per_s_cover_every_segment(tmp_path, monkeypatch):
-    from experiments import vae as _  # noqa: F401 - VAE metrics report steps_per_s from fit's train time
+    from vlab.experiments import vae as _  # noqa: F401 - VAE metrics report steps_per_s from fit's train time
 
     vae = str(ROOT / "configs" / "vae.yaml")
     args = [vae, "train.steps=200", "train.chunk_size=20", "data.n_train=256", "data.n_test=64",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vlab import likelihoods
+from vlab.distributions import likelihoods
 
 
 def test_bernoulli_logits_matches_formula(x64):

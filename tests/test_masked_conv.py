@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlab import masked_conv as mc
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.models import masked_conv as mc
 
 # The seed's four cases worked out by hand (1-indexed row-column labels), for output pixel 33.
 ROW1 = ["11", "12", "13", "14", "15"]

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from vlab.config import OptimizerConfig, TrainConfig
-from vlab.members import Members
+from vlab.engine.members import Members
+from vlab.harness.config import OptimizerConfig, TrainConfig
 
 
 class Cfg:

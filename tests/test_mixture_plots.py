@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import mixture_plots
+from vlab.harness import mixture_plots
 
 
 def test_latent_basis_is_the_identity_in_2d_and_principal_directions_above():

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlab.optima import distinct_optima, newton_polish
+from vlab.algorithms.optima import distinct_optima, newton_polish
 
 
 def f(a, b):

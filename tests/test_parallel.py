@@ -19,10 +19,10 @@ SCRIPT = textwrap.dedent("""
     import os, sys, json
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np, optax
-    from vlab.cli import main
+    from vlab.cli.main import main
     from vlab.engine import fit
-    from vlab.runtime import make_mesh
-    from vlab.sharding import shard_members
+    from vlab.engine.runtime import make_mesh
+    from vlab.engine.sharding import shard_members
 
     out = sys.argv[1]
     res = {"devices": jax.device_count()}
@@ -70,7 +70,7 @@ def test_sharded_runs_equal_the_single_device_run(tmp_path):
 W1_SCRIPT = textwrap.dedent("""
     import os, sys, json
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    from vlab.cli import main
+    from vlab.cli.main import main
 
     out = sys.argv[1]
     w1 = ["run", "configs/vae.yaml", "model.hidden=[512,256]", "model.z_dim=16", "data.embedding=images",
@@ -101,7 +101,7 @@ def test_data_parallel_w1_vae_on_8_devices_has_the_single_device_loss_curve(tmp_
 
 
 def test_parallel_larger_than_the_machine_is_a_config_error(tmp_path, capsys):
-    from vlab.cli import main
+    from vlab.cli.main import main
 
     assert main(["run", str(ROOT / "configs" / "kl_fit.yaml"), "parallel.sweep=64", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

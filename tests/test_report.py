@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vlab.cli import main
-from vlab.report import run_command
+from vlab.cli.main import main
+from vlab.cli.report import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = ROOT / "configs" / "kl_fit.yaml"

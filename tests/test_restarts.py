@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlab.members import Members
-from vlab.restarts import best_restarts, kept_members
+from vlab.engine.members import Members
+from vlab.engine.restarts import best_restarts, kept_members
 
 
 def test_best_restarts_takes_each_groups_highest_score():

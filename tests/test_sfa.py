@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from vlab.experiments.sfa import SEED_THETA, slowness_of_cos
 
-from experiments.sfa import SEED_THETA, slowness_of_cos
-from vlab import sfa
-from vlab.cli import main
+from vlab.algorithms import sfa
+from vlab.cli.main import main
 
 
 def _grid(n=512):

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from vlab.experiments.simsiam import KEYS, Config, analyse, random_state
 
-from experiments.simsiam import KEYS, Config, analyse, random_state
-from vlab import simsiam as ss
-from vlab.cli import main
+from vlab.algorithms import simsiam as ss
+from vlab.cli.main import main
 
 
 def _setup(d=5, m=3):

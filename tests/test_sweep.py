@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlab import sweep
-from vlab.cli import main
+from vlab.cli import sweep
+from vlab.cli.main import main
 from vlab.errors import ConfigError
 
 KL = Path(__file__).resolve().parent.parent / "configs" / "kl_fit.yaml"
@@ -114,14 +114,14 @@ def test_separate_runs_every_point_as_its_own_program(tmp_path):
 
 
 def test_a_scalar_for_a_list_valued_key_is_a_one_element_list():
-    from vlab.cli import load
+    from vlab.cli.main import load
 
     _, cfg = load(str(VAE), ["objective.beta=0.5"])
     assert cfg.objective.beta == [0.5]
 
 
 def test_a_vmapped_run_resumes_with_its_members(tmp_path):
-    from vlab.cli import run_experiment
+    from vlab.cli.main import run_experiment
 
     pts = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}]
     path = run_experiment(str(VAE), VAE_FAST, out=str(tmp_path / "r"), quiet=True, members=pts)
@@ -137,8 +137,8 @@ def test_a_vmapped_run_resumes_with_its_members(tmp_path):
 
 
 def test_a_short_sweep_key_is_the_one_schema_key_it_ends(tmp_path, capsys):
-    from experiments.gan_gaussian_1d import Config as GanConfig
-    from experiments.vae import Config as VaeConfig
+    from vlab.experiments.gan_gaussian_1d import Config as GanConfig
+    from vlab.experiments.vae import Config as VaeConfig
 
     assert sweep.resolve_keys({"lr": [1]}, VaeConfig) == {"train.optimizer.lr": [1]}
     assert sweep.resolve_keys({"seed": [1], "model": [2]}, VaeConfig) == {"seed": [1], "model": [2]}
@@ -182,7 +182,7 @@ def test_a_vmapped_sweep_reports_every_member_never_point_0_alone(tmp_path, caps
 
 
 def test_the_progress_line_of_vmapped_members_shows_the_loss_spread():
-    from vlab.callbacks import progress_metrics
+    from vlab.engine.callbacks import progress_metrics
 
     row = {"step": 9, "loss": np.array([0.1, 0.9, 0.4]), "mu": np.array([1.0, 1.1, 0.996])}
     shown = progress_metrics(row, n_members=3)

@@ -12,12 +12,12 @@ import numpy as np
 import optax
 import pytest
 
-from vlab import callbacks as cb
-from vlab.config import OptimizerConfig, build_optimizer
+from vlab.engine import callbacks as cb
 from vlab.engine import fit
+from vlab.engine.optim import lr_factor
 from vlab.errors import ConfigError, TrainingDiverged
-from vlab.optim import lr_factor
-from vlab.runs import Run
+from vlab.harness.config import OptimizerConfig, build_optimizer
+from vlab.harness.runs import Run
 
 
 def noisy_quadratic(params, batch, key, hp):
@@ -221,8 +221,8 @@ def test_checkpoints_name_their_leaves_and_refuse_a_renamed_or_reshaped_paramete
 def test_load_params_gives_back_the_trained_pytree(tmp_path):
     """A run folder's checkpoint gives back the fit's parameters as the pytree it trained: nested dicts and lists,
     leaves with their member axis, values equal to what fit returned."""
-    from vlab.checkpoints import unflatten_named
-    from vlab.runs import load_params
+    from vlab.engine.checkpoints import unflatten_named
+    from vlab.harness.runs import load_params
 
     params = {"enc": [{"w": jnp.ones((2, 3))}, {"w": jnp.zeros((2, 1))}], "it's": jnp.ones((2,))}
     loss = lambda p, batch, key, hp: (sum(jnp.sum((v - 1.5) ** 2) for v in jax.tree.leaves(p)), {})  # noqa: E731

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate, stats
+from vlab.experiments import vae_exam
 
-from experiments import vae_exam
-from vlab import data
-from vlab.cli import main
+from vlab.cli.main import main
+from vlab.data import sets as data
 
 ROOT = Path(__file__).resolve().parent.parent
 VAE = str(ROOT / "configs" / "vae.yaml")
@@ -180,7 +180,7 @@ def test_forward_kl_covers_mass_and_reverse_wins_elbo(tmp_path):
 
 
 def test_forward_kl_exact_measures_against_closed_form(x64):
-    from experiments import vae_forward_kl as fk
+    from vlab.experiments import vae_forward_kl as fk
 
     # ELBO of any q = log p(x) - KL(q || p(z|x)); check log p(x) against scipy quadrature
     x, s = 1.3, 0.5
@@ -201,8 +201,7 @@ def test_kl_gradients_checks_pass(tmp_path):
 
 def test_kl_gradients_figure_labels_both_axes_of_each_panel(x64):
     import matplotlib.pyplot as plt
-
-    from experiments.vae_kl_gradients import gradient_figure
+    from vlab.experiments.vae_kl_gradients import gradient_figure
 
     fig = gradient_figure(jnp.float64, jax.random.key(1))
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [

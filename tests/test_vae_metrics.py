@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from vlab import metrics
+from vlab.harness import metrics
 
 
 def _best_matching(conf: np.ndarray) -> int:

@@ -15,9 +15,9 @@ import pytest
 from scipy import stats
 
 from vlab import engine
-from vlab.amortisation import amortisation_gap, point_elbos
+from vlab.algorithms.amortisation import amortisation_gap, point_elbos
 from vlab.distributions import kl_mvn
-from vlab.encoders import VAESpec, encode, init_vae
+from vlab.models.vae import VAESpec, encode, init_vae
 from vlab.objectives import vae
 
 S = 0.7

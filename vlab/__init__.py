@@ -1,8 +1,8 @@
 """vlab: differentiable experiments on deep generative models in JAX.
 
 The public API is the names below; each resolves lazily, so ``import vlab`` stays cheap. Everything else is private
-by convention. Modules of mathematics (``vlab.distributions``, ``vlab.divergences``, ``vlab.nn``,
-``vlab.toy_data``, ...) are imported as modules.
+by convention. Modules of mathematics (``vlab.distributions``, ``vlab.distributions.divergences``, ``vlab.nn``,
+``vlab.data.toy``, ...) are imported as modules.
 
 ========================  =================================================================================
 name                      what it is
@@ -37,23 +37,23 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "Experiment": ("vlab.experiment", "Experiment"),
-    "BaseConfig": ("vlab.config", "BaseConfig"),
-    "TrainConfig": ("vlab.config", "TrainConfig"),
-    "OptimizerConfig": ("vlab.config", "OptimizerConfig"),
-    "spec": ("vlab.config", "spec"),
-    "nested": ("vlab.config", "nested"),
-    "build_optimizer": ("vlab.config", "build_optimizer"),
-    "load_config": ("vlab.cli", "load"),
+    "Experiment": ("vlab.harness.experiment", "Experiment"),
+    "BaseConfig": ("vlab.harness.config", "BaseConfig"),
+    "TrainConfig": ("vlab.harness.config", "TrainConfig"),
+    "OptimizerConfig": ("vlab.harness.config", "OptimizerConfig"),
+    "spec": ("vlab.harness.config", "spec"),
+    "nested": ("vlab.harness.config", "nested"),
+    "build_optimizer": ("vlab.harness.config", "build_optimizer"),
+    "load_config": ("vlab.cli.main", "load"),
     "fit": ("vlab.engine", "fit"),
     "FitResult": ("vlab.engine", "FitResult"),
     "Callback": ("vlab.engine", "Callback"),
-    "Members": ("vlab.members", "Members"),
-    "Run": ("vlab.runs", "Run"),
-    "load_params": ("vlab.runs", "load_params"),
+    "Members": ("vlab.engine.members", "Members"),
+    "Run": ("vlab.harness.runs", "Run"),
+    "load_params": ("vlab.harness.runs", "load_params"),
     "ConfigError": ("vlab.errors", "ConfigError"),
     "TrainingDiverged": ("vlab.errors", "TrainingDiverged"),
-    "plots": ("vlab.plots", None),
+    "plots": ("vlab.harness.plots", None),
 }
 
 __all__ = ["__version__", *_API]

@@ -1,5 +1,5 @@
 import sys
 
-from vlab.cli import main
+from vlab.cli.main import main
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 
 ``stream(seed, "init")`` is ``fold_in(key(seed), crc32("init"))``: a typed JAX key that depends only on the seed and
 the stream's name. Adding a stream, or drawing them in another order, changes no other stream's numbers, and a
-member of a vmapped sweep (:class:`vlab.members.Members`) gets exactly the keys of its separate run by construction.
+member of a vmapped sweep (:class:`vlab.engine.members.Members`) gets exactly the keys of its separate run by
+construction.
 """
 
 from __future__ import annotations

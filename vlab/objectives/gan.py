@@ -1,7 +1,7 @@
 """GAN objectives as two-player games: losses, regularisers, the Dirac-GAN and the seed's 1-D Gaussian GAN.
 
 A discriminator is a logit ``s(d, x)`` (``D = sigmoid(s)`` for the logistic losses, a critic for WGAN), a
-generator maps latents to samples. :func:`gan_game` turns them into a :class:`vlab.games.Game` with
+generator maps latents to samples. :func:`gan_game` turns them into a :class:`vlab.models.games.Game` with
 
 * ``saturating``      ``min_G max_D  E_real log D(x) + E_z log(1 - D(G(z)))``   (seed 000 question 2, eq. 7)
 * ``non_saturating``  the discriminator as above; the generator minimises ``-E_z log D(G(z))``
@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr, ndtri
 
-from vlab.divergences import standard_normal_rule
-from vlab.games import Game
+from vlab.distributions.divergences import standard_normal_rule
 from vlab.keys import stream
+from vlab.models.games import Game
 
 LOSSES = ("saturating", "non_saturating", "wgan")
 

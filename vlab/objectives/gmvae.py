@@ -24,10 +24,11 @@ VAE's (with the Monte Carlo KL).
 
 Training procedure (problem 7.2, VaDE-style, Jiang et al. 2017): pretrain q(w|x) and p(x|w) alone as an
 autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to the encoded means m(x) with k-means
-(:mod:`vlab.clustering`), start mu_k, sigma_k (and pi) at the clusters (:func:`prior_from_clusters`), then maximise
+(:mod:`vlab.algorithms.clustering`), start mu_k, sigma_k (and pi) at the clusters (:func:`prior_from_clusters`), then
+maximise
 the ELBO above.
 
-Parameters: ``{"vae": encoder/decoder (vlab.encoders), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
+Parameters: ``{"vae": encoder/decoder (vlab.models.vae), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
 "logits": (K,), full covariances: "tril": (K, d, d)}, "qz": MLP or absent}``: only what is trained. Every loss is
 ``loss(params, x, key, hp) -> (loss, aux)`` with the hyperparameters in ``hp`` (``"beta"``, the weight of the latent
 terms, 1 when absent; ``"step"``, the global step of the warm-up, from the engine).
@@ -41,12 +42,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vlab import clustering, nn
+from vlab import nn
+from vlab.algorithms import clustering
+from vlab.algorithms.clustering import gaussian_log_prob
 from vlab.batching import map_batches
-from vlab.clustering import gaussian_log_prob
 from vlab.distributions import normal_log_prob
-from vlab.encoders import VAESpec, encode, init_vae, log_likelihood
 from vlab.keys import stream
+from vlab.models.vae import VAESpec, encode, init_vae, log_likelihood
 from vlab.objectives.vae import kl_weight
 
 LossFn = Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]
@@ -65,7 +67,7 @@ class GMVAETerms(NamedTuple):
 def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
                mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None,
                covariance: str = "spherical") -> dict:
-    """Networks from :func:`vlab.encoders.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
+    """Networks from :func:`vlab.models.vae.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
     component for ``covariance = "spherical"``, one per component and dimension for ``"diagonal"`` and ``"full"``,
     the latter with zero off-diagonal Cholesky entries ``tril``), log pi, and for ``qz = "network"`` an MLP
     [w, x] -> K logits, each drawn from its own stream of ``key`` ("vae", "mu", "qz")."""
@@ -88,9 +90,9 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
 
 
 def prior_scale(prior: dict) -> jax.Array:
-    """The components' scales in the form :func:`vlab.clustering.gaussian_log_prob` takes: sigma_k (K,), diagonal
-    sigma_kj (K, d), or with ``tril`` the lower Cholesky factors L_k = diag(exp(log_sigma_k)) + strict lower part of
-    tril_k (K, d, d), Sigma_k = L_k L_k^T."""
+    """The components' scales in the form :func:`vlab.algorithms.clustering.gaussian_log_prob` takes: sigma_k
+    (K,), diagonal sigma_kj (K, d), or with ``tril`` the lower Cholesky factors L_k = diag(exp(log_sigma_k)) +
+    strict lower part of tril_k (K, d, d), Sigma_k = L_k L_k^T."""
     sigma = jnp.exp(prior["log_sigma"])
     if "tril" not in prior:
         return sigma
@@ -226,7 +228,7 @@ def start_prior(params: dict, spec: VAESpec, key: jax.Array, x: jax.Array, x_tes
                 covariance: str = "spherical", n_init: int = 5, kmeans_iters: int = 100, em_iters: int = 0,
                 set_pi: bool = False) -> tuple[dict, dict[str, jax.Array]]:
     """Step (2) of the procedure for one model: a Gaussian mixture fitted to the encoded means m(x) of ``x``
-    (:func:`vlab.clustering.mixture_start`: k-means, then ``em_iters`` EM steps) becomes the prior
+    (:func:`vlab.algorithms.clustering.mixture_start`: k-means, then ``em_iters`` EM steps) becomes the prior
     (:func:`prior_from_clusters`; pi too when ``set_pi``). Returns the model and, for ``x_test``, the nearest
     k-means centre ``"kmeans"`` and the mixture's most probable component ``"em"``, with the k-means ``"inertia"``
     and EM's log-likelihood ``"trace"``."""

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from vlab.batching import map_batches
 from vlab.distributions import kl_to_standard_normal, normal_log_prob
-from vlab.encoders import VAESpec, encode, log_likelihood
+from vlab.models.vae import VAESpec, encode, log_likelihood
 
 
 class ELBOTerms(NamedTuple):

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import plots
-from vlab.metrics import confusion_matrix
+from vlab.harness import plots
+from vlab.harness.metrics import confusion_matrix
 
 
 def latent_axis_labels(z_dim: int) -> tuple[str, str]:

@@ -118,7 +118,7 @@ def build_optimizer(cfg: OptimizerConfig, steps: int):
     """The optax transformation named by ``cfg`` with its learning-rate schedule and optional clipping."""
     import optax
 
-    from vlab.optim import lr_factor
+    from vlab.engine.optim import lr_factor
 
     final = cfg.lr * cfg.final_lr_fraction
     if cfg.schedule == "constant":
@@ -143,7 +143,7 @@ def build_optimizer(cfg: OptimizerConfig, steps: int):
         opt = optax.adabelief(lr, b1=cfg.b1, b2=cfg.b2)
     else:
         opt = optax.lamb(lr, b1=cfg.b1, b2=cfg.b2)
-    opt = optax.chain(opt, lr_factor())  # a vmapped member's own learning rate, lr_factor * lr (vlab.optim)
+    opt = optax.chain(opt, lr_factor())  # a vmapped member's own learning rate, lr_factor * lr (vlab.engine.optim)
     if cfg.clip_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
     return opt

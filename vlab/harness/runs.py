@@ -82,7 +82,7 @@ def environment() -> dict:
     import optax
 
     from vlab import __version__
-    from vlab.runtime import describe_devices
+    from vlab.engine.runtime import describe_devices
 
     return {
         "vlab": __version__,
@@ -141,7 +141,8 @@ class Run:
 
     Opening one takes the folder's lock (:class:`FolderLock`); :meth:`close` (or leaving a ``with`` block, or the
     process ending) releases it. ``checkpoint_seconds`` is the wall time after which a fit checkpoints
-    (:class:`vlab.callbacks.Checkpoint`) even between its ``checkpoint_every`` steps, so a process killed outright
+    (:class:`vlab.engine.callbacks.Checkpoint`) even between its ``checkpoint_every`` steps, so a process killed
+    outright
     loses at most that.
     """
 
@@ -247,7 +248,7 @@ class Run:
 
     def save_figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``name.png`` (and the config's other ``figures.format``) and close it."""
-        from vlab.plots import save
+        from vlab.harness.plots import save
 
         path = save(fig, self.path / name, self.figure_formats, self.figure_dpi)
         self.figures.append(path.name)
@@ -311,7 +312,7 @@ def load_params(path: str | Path, fit: str | None = None) -> Any:
     lists of arrays; with vmapped members every leaf has a leading member axis), read from its last checkpoint.
 
     ``fit`` may be omitted when the run has one fit. Raises :class:`ConfigError` naming the fits there are."""
-    from vlab.checkpoints import unflatten_named
+    from vlab.engine.checkpoints import unflatten_named
 
     folder = Path(path) / "checkpoints"
     fits = sorted(p.stem for p in folder.glob("*.npz")) if folder.is_dir() else []

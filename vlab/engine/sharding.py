@@ -79,7 +79,7 @@ def to_local(tree: Any) -> Any:
 
 
 def shard_members(mesh, params: Any, keys: jax.Array, hp: Any, data: Any, batch_fn: Callable | None):
-    """``(params, keys, hp, data, batch_fn)`` laid out on a ("data", "sweep") mesh for :func:`vlab.engine.fit`,
+    """``(params, keys, hp, data, batch_fn)`` laid out on a ("data", "sweep") mesh for :func:`vlab.engine.loop.fit`,
     which follows its inputs' layout: members (the leading axis of ``params``, ``keys`` and ``hp``) split over
     "sweep", ``data`` replicated, and every batch ``batch_fn`` draws split over "data". Unchanged without a mesh.
 
@@ -91,7 +91,7 @@ def shard_members(mesh, params: Any, keys: jax.Array, hp: Any, data: Any, batch_
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from vlab.engine import is_key_batch
+    from vlab.engine.loop import is_key_batch
 
     vmapped = is_key_batch(keys)
     n_sweep, n = mesh.shape["sweep"], (keys.shape[0] if vmapped else 1)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab.distributions import LOG_2PI, Mixture1D, normal_entropy, normal_log_prob
+from vlab.distributions.gaussian import LOG_2PI, Mixture1D, normal_entropy, normal_log_prob
 
 LogDensity = Callable[[jax.Array], jax.Array]
 

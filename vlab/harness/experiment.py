@@ -1,6 +1,6 @@
 """The experiment contract: an experiment is a schema and a few fixed sections; the base class runs them.
 
-A module declares its ``Config`` (a :class:`vlab.config.BaseConfig` dataclass) and a subclass of
+A module declares its ``Config`` (a :class:`vlab.harness.config.BaseConfig` dataclass) and a subclass of
 :class:`Experiment` with a one-line ``description``; it is named once, by its module (``experiments/kl_fit.py`` is
 ``experiment: kl_fit``; a user's own is named by import path, ``experiment: my_lab.objectives:RenyiVAE``). The
 sections, in the order :meth:`Experiment.run` calls them:
@@ -32,15 +32,15 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from vlab import callbacks as cb
 from vlab import keys as vkeys
-from vlab.config import BaseConfig, TrainConfig, build_optimizer
 from vlab.engine import BatchFn, FitResult, LossFn
+from vlab.engine import callbacks as cb
 from vlab.engine import fit as engine_fit
+from vlab.engine.members import Members
 from vlab.errors import ConfigError, TrainingDiverged
-from vlab.members import Members
+from vlab.harness.config import BaseConfig, TrainConfig, build_optimizer
 
-BUILTIN_PACKAGE = "experiments"
+BUILTIN_PACKAGE = "vlab.experiments"
 
 
 class Experiment:
@@ -48,7 +48,7 @@ class Experiment:
 
     ``headline`` lists dotted metric keys shown in ``vlab reproduce``'s index; ``source`` names the seed question.
     ``member_keys`` lists the dotted config keys the experiment can vary per member of one vmapped program (see
-    :mod:`vlab.members`): a sweep over only these keys runs as a single compiled program.
+    :mod:`vlab.engine.members`): a sweep over only these keys runs as a single compiled program.
     """
 
     name: ClassVar[str] = ""
@@ -75,7 +75,7 @@ class Experiment:
         ``members`` are sweep points (dicts of dotted ``member_keys`` to values) trained as one vmapped program
         with the config's ``n_seeds`` each; ``mesh`` a ("data", "sweep") :class:`jax.sharding.Mesh`. The config's
         ``precision`` and ``device`` hold for the call (float64 is switched back off afterwards)."""
-        from vlab import runtime
+        from vlab.engine import runtime
 
         x64 = bool(jax.config.jax_enable_x64)
         device = runtime.configure(getattr(cfg, "device", "auto"), getattr(cfg, "precision", "float32"))
@@ -189,7 +189,7 @@ class Experiment:
         Defaults: ``train`` is ``cfg.train``; ``optimizer`` the one it names; ``keys`` the members' keys of stream
         ``"train/<name>"`` (pass one key for a fit that is not vmapped); ``hp`` :meth:`member_hp`. History rows,
         checkpoints (``checkpoints/<name>.npz``, resumed when the run is), progress and timings go to the run."""
-        from vlab.sharding import shard_members
+        from vlab.engine.sharding import shard_members
 
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ValueError(f"fit name {name!r}: expected letters, digits, '-', '_' or '.' (it names "
@@ -245,7 +245,7 @@ class Experiment:
 
     def member_title(self, i: int = 0) -> str:
         """Which member a figure shows, for its title ('' for a single member)."""
-        from vlab.plots import member_title
+        from vlab.harness.plots import member_title
 
         return member_title(self.members, i)
 

@@ -7,7 +7,7 @@ vector field is
 
     F(d, g) = (grad_d loss_d(d, g), grad_g loss_g(d, g)),
 
-so every update rule in :mod:`vlab.gda` moves against ``F``. The bilinear game ``V(d, g) = d g`` of seed 002
+so every update rule in :mod:`vlab.algorithms.gda` moves against ``F``. The bilinear game ``V(d, g) = d g`` of seed 002
 question 4 and its matrix form ``V = d^T A g`` live here; GAN games are built in :mod:`vlab.objectives.gan`.
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from vlab.sharding import put
+from vlab.engine.sharding import put
 
 
 def named_leaves(tree: Any) -> dict[str, np.ndarray]:

@@ -3,7 +3,8 @@
 A config's ``sweep:`` mapping (or ``vlab run CONFIG --sweep key=v1,v2,...``) names keys and their values: a list,
 or a range ``{start, stop, num, log}``. Every point of the grid (the cartesian product) is validated before anything
 runs. Keys that keep every shape equal and that the experiment can vary per member (its ``member_keys``: learning
-rate, KL weight, seed, ...) run as the members of one vmapped program (:mod:`vlab.members`); keys that change shapes
+rate, KL weight, seed, ...) run as the members of one vmapped program (:mod:`vlab.engine.members`); keys that change
+shapes
 (a latent size, a layer count) run as separate compiled programs, one run folder per value, in the same process.
 """
 
@@ -21,8 +22,8 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from vlab.config import resolve_key
 from vlab.errors import ConfigError
+from vlab.harness.config import resolve_key
 
 SWEEP_KEY = "sweep"
 
@@ -117,7 +118,7 @@ def as_overrides(point: dict[str, Any]) -> list[str]:
 
 def point_name(i: int, point: dict[str, Any]) -> str:
     """A folder name such as ``03-lr=0.001-beta=2``."""
-    from vlab.members import short_items
+    from vlab.engine.members import short_items
 
     name = "-".join(short_items(point)).replace("/", "_").replace(" ", "")
     return f"{i:02d}-{name}"[:120]
@@ -126,7 +127,7 @@ def point_name(i: int, point: dict[str, Any]) -> str:
 def scalar_metrics(metrics: dict, keys: tuple[str, ...]) -> dict[str, float]:
     """The named (dotted) metrics (a named dict of metrics gives each of its scalars, ``key.name``), or every
     top-level and nested scalar when none are named."""
-    from vlab.cli import flatten, lookup
+    from vlab.cli.main import flatten, lookup
 
     if keys:
         out = {}
@@ -152,7 +153,7 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     """Each of up to four metrics against each swept numeric key. With one other swept key of at most six values,
     one line per value of it; otherwise the mean over the other keys. Points are the mean over seeds, the band their
     min-max spread (across seeds, and across the other keys when they are averaged)."""
-    from vlab import plots
+    from vlab.harness import plots
 
     numeric = lambda vs: all(isinstance(v, int | float) and not isinstance(v, bool) for v in vs)  # noqa: E731
     keys = [k for k in grid if numeric(grid[k])]
@@ -195,7 +196,7 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
 
 
 def resolve_keys(grid: dict[str, list], config_cls: type) -> dict[str, list]:
-    """The grid with short keys spelled out (:func:`vlab.config.resolve_key`, the rule overrides follow too)."""
+    """The grid with short keys spelled out (:func:`vlab.harness.config.resolve_key`, the rule overrides follow too)."""
     return {resolve_key(key, config_cls): values for key, values in grid.items()}
 
 
@@ -226,8 +227,8 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     """
     import os
 
-    from vlab.cli import RUNS_ROOT_ENV, load
-    from vlab.runs import FolderLock, Run, make_folder, write_json
+    from vlab.cli.main import RUNS_ROOT_ENV, load
+    from vlab.harness.runs import FolderLock, Run, make_folder, write_json
 
     cls, _ = load(config, overrides, quick=quick)
     grid = resolve_keys(grid, cls.Config)
@@ -251,7 +252,7 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
 def resume_sweep(path: str | Path, *, quiet: bool) -> Path:
     """Continue an interrupted sweep: points whose run folder is complete are read back, interrupted ones resume
     from their checkpoints, the rest start; the table and figure then cover every point."""
-    from vlab.runs import FolderLock
+    from vlab.harness.runs import FolderLock
 
     root = Path(path)
     lock = FolderLock(root, "sweep folder")
@@ -272,9 +273,9 @@ def resume_sweep(path: str | Path, *, quiet: bool) -> Path:
 
 
 def _run_points(root: Path, info: dict, *, quiet: bool) -> Path:
-    from vlab.cli import load
-    from vlab.config import schema_keys
-    from vlab.runs import write_json
+    from vlab.cli.main import load
+    from vlab.harness.config import schema_keys
+    from vlab.harness.runs import write_json
 
     config, overrides, grid, quick = str(root / info["source"]), info["overrides"], info["grid"], info["quick"]
     cls, _ = load(config, overrides, quick=quick)
@@ -323,8 +324,8 @@ def _run_point(folder: Path, config: str, overrides: list[str], quick: bool, qui
     """One point's run folder: read back when complete, resumed when it was started, else run."""
     import shutil
 
-    from vlab.cli import run_experiment
-    from vlab.runs import read_status
+    from vlab.cli.main import run_experiment
+    from vlab.harness.runs import read_status
 
     status = read_status(folder)
     if status.get("status") == "complete" and (folder / "metrics.json").is_file():

@@ -2,7 +2,7 @@
 
 A :class:`Target` is either an *energy* (an unnormalised ``log p~(x) = -U(x)`` to fit by reverse KL; its
 ``log_z`` is exact where a closed form exists, otherwise computed on a grid by :func:`grid_log_z`), or a *data*
-set (a sampler from :mod:`vlab.toy_data` to fit by forward KL; its ``log_prob`` is the exact normalised density
+set (a sampler from :mod:`vlab.data.toy` to fit by forward KL; its ``log_prob`` is the exact normalised density
 where one is computable, which makes KL values absolute rather than up to a constant).
 
 Energies: Rezende & Mohamed's (2015, table 1) U1-U4, a two-mode Gaussian mixture, a banana (a Gaussian bent by
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import i0e, logsumexp
 
-from vlab import toy_data
+from vlab.data import toy as toy_data
 from vlab.errors import ConfigError
 
 
@@ -125,7 +125,7 @@ _GL_T, _GL_W = np.polynomial.legendre.leggauss(256)
 
 
 def two_moons_log_prob(x: jax.Array, noise: float = 0.05) -> jax.Array:
-    """Exact density of :func:`vlab.toy_data.two_moons`:
+    """Exact density of :func:`vlab.data.toy.two_moons`:
     ``p(x) = 1/2 sum_moon (1/pi) int_0^pi N(x; c_moon(t), noise^2 I) dt``, by 256-point Gauss-Legendre in ``t``."""
     t = jnp.asarray(0.5 * math.pi * (_GL_T + 1), x.dtype)
     logw = jnp.asarray(np.log(0.5 * _GL_W), x.dtype)  # (pi/2) w / pi
@@ -138,7 +138,7 @@ def two_moons_log_prob(x: jax.Array, noise: float = 0.05) -> jax.Array:
 
 
 def rings_log_prob(x: jax.Array, radii=(1.0, 2.0, 3.0), noise: float = 0.08) -> jax.Array:
-    """Exact density of :func:`vlab.toy_data.concentric_rings`: a ring of radius ``r`` blurred by
+    """Exact density of :func:`vlab.data.toy.concentric_rings`: a ring of radius ``r`` blurred by
     ``N(0, s^2 I)`` has ``p(x) = exp(-(|x|^2 + r^2) / 2s^2) I0(|x| r / s^2) / (2 pi s^2)``; rings weighted
     by ``r / sum r``."""
     r = jnp.asarray(radii, x.dtype)
@@ -149,14 +149,14 @@ def rings_log_prob(x: jax.Array, radii=(1.0, 2.0, 3.0), noise: float = 0.08) -> 
 
 
 def circle_mixture_log_prob(x: jax.Array, k: int = 8, radius: float = 2.0, std: float = 0.1) -> jax.Array:
-    """Exact density of :func:`vlab.toy_data.eight_gaussians`: ``(1/k) sum_j N(x; m_j, std^2 I)``."""
+    """Exact density of :func:`vlab.data.toy.eight_gaussians`: ``(1/k) sum_j N(x; m_j, std^2 I)``."""
     m = toy_data.circle_mixture_centres(k, radius).astype(x.dtype)
     d = jnp.sum((x[None, :] - m) ** 2, axis=-1)
     return logsumexp(-0.5 * d / std**2) - math.log(k) - math.log(2 * math.pi * std**2)
 
 
 def checkerboard_log_prob(x: jax.Array) -> jax.Array:
-    """Exact density of :func:`vlab.toy_data.checkerboard`: ``1/8`` on the eight dark unit squares, else 0."""
+    """Exact density of :func:`vlab.data.toy.checkerboard`: ``1/8`` on the eight dark unit squares, else 0."""
     i, j = jnp.floor(x[0] + 2), jnp.floor(x[1] + 2)
     inside = (i >= 0) & (i < 4) & (j >= 0) & (j < 4) & (jnp.mod(i + j, 2) == 0)
     return jnp.where(inside, -math.log(8.0), -jnp.inf)

@@ -6,7 +6,7 @@ Two sources share one schema, :class:`DataConfig`:
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``. Fashion-MNIST ships as
   Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); a user's own MNIST files work the same
   way through ``data.root``.
-- ``source: embedded`` needs no file: a 2-D set of :mod:`vlab.toy_data` (pinwheel, Gaussian mixture, ...) lifted
+- ``source: embedded`` needs no file: a 2-D set of :mod:`vlab.data.toy` (pinwheel, Gaussian mixture, ...) lifted
   into higher dimension, either as small grey-level images of a blob whose position is the 2-D point
   (``embedding: images``) or through a fixed random network (``embedding: mlp``) or matrix (``linear``). The true
   latent is then 2-D and the labels are the toy set's components.
@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import toy_data
-from vlab.config import spec
+from vlab.data import toy as toy_data
 from vlab.errors import ConfigError, DataNotFound
+from vlab.harness.config import spec
 from vlab.keys import stream
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -206,7 +206,7 @@ def _load_idx(cfg: DataConfig, key: jax.Array) -> Dataset:
 
 
 def toy_points(key: jax.Array, name: str, n: int) -> tuple[jax.Array, jax.Array]:
-    """``n`` points of the named 2-D set of :mod:`vlab.toy_data`, scaled to roughly [-1, 1]^2, and labels."""
+    """``n`` points of the named 2-D set of :mod:`vlab.data.toy`, scaled to roughly [-1, 1]^2, and labels."""
     if name == "pinwheel":
         x, y = toy_data.pinwheel(key, n)
         return x / 3.0, y

@@ -17,9 +17,9 @@ import numpy as np
 import optax
 
 from vlab.distributions import kl_to_standard_normal
-from vlab.encoders import VAESpec, encode, log_likelihood
 from vlab.engine import fit
 from vlab.keys import stream
+from vlab.models.vae import VAESpec, encode, log_likelihood
 
 
 def point_elbos(model: dict, spec: VAESpec, x: jax.Array, q: dict, key: jax.Array, n: int) -> jax.Array:
@@ -56,7 +56,7 @@ def amortisation_gap(model: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *
 
 def gap_figure(am: dict[str, np.ndarray]):
     """Each point's optimised ELBO against its amortised one, with the diagonal of no gap."""
-    from vlab import plots
+    from vlab.harness import plots
 
     fig, ax = plots.figure(1, 1, size=(5.5, 4.5))
     a, o = am["amortised"], am["optimised"]

@@ -1,8 +1,8 @@
 """Update rules for two-player games as ``(init, step)`` pairs, and the tools that analyse them.
 
 Every rule moves ``z = (d, g)`` against the game's vector field ``F(z) = (grad_d loss_d, grad_g loss_g)``
-(:func:`vlab.games.field`) with step size ``a``; in optax's manner a rule is a pair of pure functions with
-a small NamedTuple state, composable with any :class:`vlab.games.Game`:
+(:func:`vlab.models.games.field`) with step size ``a``; in optax's manner a rule is a pair of pure functions with
+a small NamedTuple state, composable with any :class:`vlab.models.games.Game`:
 
 * simultaneous GDA      ``z' = z - a F(z)``  (seed 002 question 4: ``[[1, a], [-a, 1]]`` on ``V = d g``)
 * alternating GDA       ``d' = d - a F_d(d, g)``, then ``g' = g - a F_g(d', g)``
@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from vlab.games import Game, field, grad_d, grad_g
 from vlab.keys import stream
+from vlab.models.games import Game, field, grad_d, grad_g
 
 RULES = ("simultaneous", "alternating", "extragradient", "optimistic", "consensus")
 

@@ -1,4 +1,4 @@
-"""Callbacks that connect the engine's host loop (:mod:`vlab.engine`) to a run folder and a person watching:
+"""Callbacks that connect the engine's host loop (:mod:`vlab.engine.loop`) to a run folder and a person watching:
 per-member history rows, checkpoints that resume, a progress bar, the run's timings."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from vlab import interrupts
-from vlab.checkpoints import CheckpointMismatch, named_leaves, restore_named
-from vlab.engine import Callback, Loop, TrainState
+from vlab.engine import interrupts
+from vlab.engine.checkpoints import CheckpointMismatch, named_leaves, restore_named
+from vlab.engine.loop import Callback, Loop, TrainState
+from vlab.engine.progress import Progress
+from vlab.engine.sharding import to_host
 from vlab.errors import ConfigError
-from vlab.progress import Progress
-from vlab.sharding import to_host
 
 
 class History(Callback):

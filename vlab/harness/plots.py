@@ -67,7 +67,7 @@ def color(i: int) -> str:
 def member_title(members: Any, i: int = 0) -> str:
     """Which member of a vmapped run a one-member figure shows, for its title: ``member: lr=0.001, seed 0`` when
     the run has sweep members, ``seed 0 of 3`` for several seeds, ``""`` for a single one (``members``: a
-    :class:`vlab.members.Members`)."""
+    :class:`vlab.engine.members.Members`)."""
     if members.swept:
         return f"member: {members.label(i)}"
     return f"seed {i} of {members.n_seeds}" if members.n_seeds > 1 else ""

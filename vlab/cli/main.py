@@ -181,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.quick or args.sweep or args.separate:
             raise ConfigError("--resume continues a run with its own config: give no --quick, --sweep or --separate "
                               "with it")
-        from vlab import sweep
+        from vlab.cli import sweep
 
         if sweep.is_sweep_folder(args.resume):
             sweep.resume_sweep(args.resume, quiet=args.quiet)
@@ -194,8 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
             raise ConfigError(f"first argument '{args.config}' looks like an override: expected a YAML config file "
                               "before any KEY=VALUE")
-        from vlab import sweep
-        from vlab.config import read_yaml
+        from vlab.cli import sweep
+        from vlab.harness.config import read_yaml
 
         grid = {**sweep.from_config(read_yaml(args.config)), **sweep.parse_cli(args.sweep)}
         if args.separate and not grid:
@@ -212,13 +212,13 @@ def load(config: str, overrides: list[str], *, quick: bool = False):
     """Read a config file and overrides, resolve its experiment and return ``(ExperimentClass, cfg)``."""
     from omegaconf import OmegaConf
 
-    from vlab.config import QUICK_KEY, merge, parse_overrides, read_yaml, resolve_override_keys
+    from vlab.cli.sweep import SWEEP_KEY
     from vlab.errors import ConfigError
-    from vlab.experiment import resolve
-    from vlab.sweep import SWEEP_KEY
+    from vlab.harness.config import QUICK_KEY, merge, parse_overrides, read_yaml, resolve_override_keys
+    from vlab.harness.experiment import resolve
 
     raw = read_yaml(config)
-    raw.pop(SWEEP_KEY, None)  # a sweep is expanded by vlab.sweep, never part of one run's config
+    raw.pop(SWEEP_KEY, None)  # a sweep is expanded by vlab.cli.sweep, never part of one run's config
     quick_layer = raw.pop(QUICK_KEY, None)
     layers = [raw]
     if quick and quick_layer is not None:
@@ -242,7 +242,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     """Run one config (or resume a run folder) and return the run folder, or None when training diverged.
 
     ``members`` are sweep points of shape-equal keys that the experiment trains as one vmapped program
-    (:mod:`vlab.members`); they are recorded in run.json, so a resumed run gets them back.
+    (:mod:`vlab.engine.members`); they are recorded in run.json, so a resumed run gets them back.
 
     Everything that can be checked before training is (the config, the device, the mesh, the data files, the
     ``--out`` folder), so bad input never leaves a run folder. The folder is locked while this process writes it.
@@ -251,7 +251,7 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     t_start = time.perf_counter()
     import jax
 
-    from vlab import runtime
+    from vlab.engine import runtime
 
     import_s = time.perf_counter() - t_start
     # only process 0 writes the run folder; the others train beside it in a scratch folder of their own
@@ -287,7 +287,7 @@ def _worker_run(resume: str | None):
     copies of process 0's checkpoints, so every process continues from the same step."""
     import tempfile
 
-    from vlab.runs import Run
+    from vlab.harness.runs import Run
 
     scratch = Path(tempfile.mkdtemp(prefix="vlab-worker-"))
     if resume:
@@ -299,7 +299,7 @@ def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
     """The run folder to continue (locked, unless ``lock`` is false: None then), its recorded status, its
     experiment class and its config."""
     from vlab.errors import ConfigError
-    from vlab.runs import Run, read_status
+    from vlab.harness.runs import Run, read_status
 
     rdir = Path(resume)
     if not (rdir / "config.yaml").is_file():
@@ -320,7 +320,7 @@ def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
 
 def check_inputs(cfg) -> None:
     """What a config reads from disk, checked before a run folder exists: a ``data:`` section's files."""
-    from vlab import data
+    from vlab.data import sets as data
 
     section = getattr(cfg, "data", None)
     if isinstance(section, data.DataConfig):
@@ -328,8 +328,8 @@ def check_inputs(cfg) -> None:
 
 
 def _create_run(cls, cfg, out: str | None, quiet: bool):
-    from vlab.config import to_yaml
-    from vlab.runs import Run
+    from vlab.harness.config import to_yaml
+    from vlab.harness.runs import Run
 
     if out:
         Run.check_fresh(out)
@@ -349,7 +349,7 @@ def _create_run(cls, cfg, out: str | None, quiet: bool):
 
 
 def _checkpoint_seconds(cfg) -> float:
-    from vlab.runs import CHECKPOINT_SECONDS
+    from vlab.harness.runs import CHECKPOINT_SECONDS
 
     train = getattr(cfg, "train", None)
     return float(getattr(train, "checkpoint_seconds", CHECKPOINT_SECONDS))
@@ -370,9 +370,9 @@ def _discard(run) -> None:
 def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: float, import_s: float) -> Path:
     import jax
 
-    from vlab import interrupts
+    from vlab.engine import interrupts
     from vlab.errors import ConfigError, TrainingDiverged
-    from vlab.runs import environment, write_json
+    from vlab.harness.runs import environment, write_json
 
     segments = list(previous.get("segments", []))
     run.timings["import"] = import_s
@@ -443,7 +443,7 @@ SIZE_KEY_WORDS = ("batch", "samples", "hidden", "points", "n_", "_dim", "dim", "
 def size_keys(cfg, limit: int = 5) -> list[str]:
     """The config's integer keys that set array sizes (batch sizes, sample counts, widths, point counts), largest
     value first, as ``key=value``: what to lower when memory runs out."""
-    from vlab.config import to_dict
+    from vlab.harness.config import to_dict
 
     found = []
     for key, value in flatten(to_dict(cfg)).items():
@@ -499,7 +499,7 @@ def summarise_sweep(metrics: dict, headline: tuple[str, ...], members: list[dict
                            "max": float(hi[0]), "min_at": lo[1], "max_at": hi[1],
                            "over": f"{len(xs)} members of {len(members)} sweep points"}
         done.append(key)
-    from vlab.members import short_items
+    from vlab.engine.members import short_items
 
     first = ", ".join(short_items({k: rows[0][k] for k in swept})) or "the first member"
     metrics["summary"] = (f"{', '.join(done)} summarise all {len(rows)} members (metrics['members'] holds each); "
@@ -516,7 +516,7 @@ def _print_summary(cls, cfg, metrics: dict, members: list[dict] | None) -> None:
         print(f"{cfg.experiment}: sweep of {len(members)} points, {len(rows)} members (mean ± std over members"
               f"{'; each member below' if len(rows) <= 12 else ''}): {summary}")
         if len(rows) <= 12:
-            from vlab.members import short_items
+            from vlab.engine.members import short_items
 
             keys = [k for k in cls.headline if k in rows[0]]
             swept = [k for k in rows[0] if k in {key for p in members for key in p}]
@@ -580,7 +580,7 @@ def config_description(path: Path) -> str:
 
 
 def cmd_list() -> int:
-    from vlab.experiment import builtin_names, resolve
+    from vlab.harness.experiment import builtin_names, resolve
 
     print("experiments:")
     for name in builtin_names():
@@ -689,9 +689,9 @@ def _outcome(result: dict) -> str:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from vlab.cli.report import write_index
     from vlab.errors import ConfigError
-    from vlab.report import write_index
-    from vlab.runs import Run
+    from vlab.harness.runs import Run
 
     if args.jobs < 1:
         raise ConfigError(f"key '--jobs': value {args.jobs} is not valid: expected an integer >= 1")

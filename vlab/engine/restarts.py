@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlab.members import Members
+from vlab.engine.members import Members
 
 
 def best_restarts(scores: np.ndarray, restarts: int) -> np.ndarray:

@@ -37,6 +37,6 @@ def set_lr_factor(opt_state: Any, factors: Any) -> Any:
     found = optax.tree_utils.tree_get_all_with_path(opt_state, LR_FACTOR)
     if not found:
         raise ValueError("a per-member learning rate needs an optimiser with a learning-rate factor: build it with "
-                         "vlab.build_optimizer, or chain vlab.optim.lr_factor() after its rule")
+                         "vlab.build_optimizer, or chain vlab.engine.optim.lr_factor() after its rule")
     value = jnp.asarray(factors, dtype=found[0][1].dtype).reshape(jnp.shape(found[0][1]))
     return optax.tree_utils.tree_set(opt_state, **{LR_FACTOR: value})

@@ -12,8 +12,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from vlab import likelihoods, nn
-from vlab.config import spec
+from vlab import nn
+from vlab.distributions import likelihoods
+from vlab.harness.config import spec
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def run_command(config: str | Path, quick: bool) -> str:
 
 
 def _section(entry: dict, quick: bool) -> dict:
-    from vlab.cli import headline_metrics, load
+    from vlab.cli.main import headline_metrics, load
 
     run = Path(entry["run"])
     metrics = _load(run / "metrics.json")

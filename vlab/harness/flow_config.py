@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from vlab import flows
-from vlab.config import spec
+from vlab.harness.config import spec
 
 
 @dataclass

@@ -7,16 +7,16 @@ trained and nothing else, ``hp`` a pytree of hyperparameters (a KL weight, a tem
 Members. With ``keys`` a batch of ``n`` keys, every leaf of ``params`` and ``hp`` has a leading axis of length
 ``n``: the step is vmapped over members (random initialisations, seeds, sweep points) and ``data`` is shared, so many
 fits are one compiled program. ``hp["lr_factor"]``, when present, is each member's factor on the optimiser's
-learning rate (:mod:`vlab.optim`): it scales the parameter updates only.
+learning rate (:mod:`vlab.engine.optim`): it scales the parameter updates only.
 
 Randomness. Step ``t`` of a member draws from ``fold_in(member_key, t)`` (split into a batch key and an objective
 key), so a member draws exactly the numbers of its separate run and a resumed fit those of an uninterrupted one.
 
 Host loop. Steps run ``chunk_size`` at a time in one compiled program; between chunks the loop records every
 ``log_every``-th step's loss and scalar metrics (per member), stops on a non-finite value
-(:class:`vlab.errors.TrainingDiverged`), honours SIGINT/SIGTERM at a chunk boundary (:mod:`vlab.interrupts`) and
+(:class:`vlab.errors.TrainingDiverged`), honours SIGINT/SIGTERM at a chunk boundary (:mod:`vlab.engine.interrupts`) and
 calls the :class:`Callback` s (a run folder's history, checkpoints, a progress bar). The engine knows no run folder,
-no config and no device mesh: it follows the layout of its inputs (:func:`vlab.sharding.shard_members`).
+no config and no device mesh: it follows the layout of its inputs (:func:`vlab.engine.sharding.shard_members`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vlab import interrupts
+from vlab.engine import interrupts
+from vlab.engine.optim import LR_FACTOR, set_lr_factor
+from vlab.engine.sharding import to_host, to_local
 from vlab.errors import TrainingDiverged
-from vlab.optim import LR_FACTOR, set_lr_factor
-from vlab.sharding import to_host, to_local
 
 LossFn = Callable[[Any, Any, jax.Array, Any], tuple[jax.Array, dict[str, jax.Array]]]
 BatchFn = Callable[[Any, jax.Array], Any]
@@ -191,7 +191,7 @@ def fit(
     Args:
         loss_fn: the objective, ``(params, batch, key, hp) -> (loss, aux)``.
         params: the initial parameters (with members: every leaf stacked over a leading member axis).
-        optimizer: an optax transformation (with ``hp["lr_factor"]``, one carrying :func:`vlab.optim.lr_factor`).
+        optimizer: an optax transformation (with ``hp["lr_factor"]``, one carrying :func:`vlab.engine.optim.lr_factor`).
         keys: one key, or a batch of ``n`` keys for ``n`` vmapped members.
         steps: optimisation steps.
         hp: hyperparameters passed to the objective (per member with a leading axis); the engine adds ``"step"``.

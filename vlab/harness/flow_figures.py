@@ -2,7 +2,8 @@
 
 A fit is a pair ``(flow, params)`` of one trained member (:class:`vlab.flows.Bijection` and its parameters).
 Densities are ``q(x) = P_U(F^-1(x)) |det J_F^-1(x)|`` (:func:`vlab.flows.log_prob`); a target with a density
-is drawn normalised, ``P_X = p~ / Z`` (:func:`vlab.densities.normalised_log_prob`). Every function returns a
+is drawn normalised, ``P_X = p~ / Z`` (:func:`vlab.distributions.densities.normalised_log_prob`). Every function
+returns a
 Matplotlib figure; ``note`` (which member the figure shows) goes into its title.
 """
 
@@ -16,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab import densities, flows, plots
+from vlab import flows
+from vlab.distributions import densities
+from vlab.harness import plots
 
 Fit = tuple[flows.Bijection, Any]
 _LABELS = {"forward": "forward KL (mass covering)", "reverse": "reverse KL (mode seeking)"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vlab.distributions import normal_log_prob
+from vlab.distributions.gaussian import normal_log_prob
 
 LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_learned", "gaussian_decoder")
 
