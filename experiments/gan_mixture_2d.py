@@ -90,8 +90,8 @@ def make_game(cfg: Config, v: VariantConfig) -> games.Game:
     """The GAN between an MLP discriminator (logit) and an MLP generator with Gaussian latents."""
     d = cfg.data
     return gan.gan_game(
-        logit=lambda p, x: mlp_apply(p, x, cfg.activation)[:, 0],
-        generate=lambda p, z: mlp_apply(p, z, cfg.activation),
+        logit=lambda p, x: mlp_apply(p, x, ACTIVATIONS[cfg.activation])[:, 0],
+        generate=lambda p, z: mlp_apply(p, z, ACTIVATIONS[cfg.activation]),
         sample_real=lambda key: circle_mixture(key, cfg.batch, d.modes, d.radius, d.std)[0],
         sample_latent=lambda key: jax.random.normal(key, (cfg.batch, cfg.latent_dim)),
         loss=v.loss, r1=v.r1, r2=v.r2, noise_std=v.noise_std,
@@ -111,7 +111,7 @@ def variant_loss(cfg: Config, v: VariantConfig) -> LossFn:
 
     def loss(p, batch, key, hp):
         value, aux = surrogate(p, batch, key, hp)
-        x = mlp_apply(jax.lax.stop_gradient(p["g"]), batch["z"], cfg.activation)
+        x = mlp_apply(jax.lax.stop_gradient(p["g"]), batch["z"], ACTIVATIONS[cfg.activation])
         covered, good = gan.mode_coverage(x, batch["centres"], cfg.data.std)
         return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good, "samples": x}
 
@@ -205,7 +205,7 @@ class Experiment(_Experiment):
         for v in cfg.variants:
             res = fits[v.name]
             z = jax.random.normal(self.key(f"evaluate/{v.name}"), (cfg.eval_samples, cfg.latent_dim))
-            x = jax.vmap(lambda g, z=z: mlp_apply(g, z, cfg.activation))(res.params["g"])
+            x = jax.vmap(lambda g, z=z: mlp_apply(g, z, ACTIVATIONS[cfg.activation]))(res.params["g"])
             covered, good = jax.vmap(lambda x: gan.mode_coverage(x, self.centres, cfg.data.std))(x)
             metrics["variants"][v.name] = {
                 "modes_covered_per_seed": np.asarray(covered).tolist(),

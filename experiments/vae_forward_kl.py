@@ -57,7 +57,7 @@ def log_joint(z: jax.Array, x: jax.Array, s: float) -> jax.Array:
 
 def encoder(params: list, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """q(z|x) = N(mu(x), sigma(x)^2), sigma = exp(output 2); ``x`` of shape (B,) gives (B,) and (B,)."""
-    out = nn.mlp_apply(params, x[:, None], "tanh")
+    out = nn.mlp_apply(params, x[:, None], jnp.tanh)
     return out[:, 0], jnp.exp(out[:, 1])
 
 

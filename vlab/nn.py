@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def identity(x: jax.Array) -> jax.Array:
+    """``a(x) = x``."""
+    return x
+
+
+# Activations by the names configs use; only the config layer looks names up here, the functions take callables.
+ACTIVATIONS: dict[str, Activation] = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
     "elu": jax.nn.elu,
@@ -20,7 +29,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "softplus": jax.nn.softplus,
     "leaky_relu": jax.nn.leaky_relu,
     "sigmoid": jax.nn.sigmoid,
-    "identity": lambda x: x,
+    "identity": identity,
 }
 
 
@@ -48,9 +57,9 @@ def mlp_init(key: jax.Array, sizes: Sequence[int], *, zero_last: bool = False) -
     ]
 
 
-def mlp_apply(params: list[dict], x: jax.Array, activation: str = "relu", final_activation: str = "identity"):
+def mlp_apply(params: list[dict], x: jax.Array, activation: Activation = jax.nn.relu,
+              final_activation: Activation = identity) -> jax.Array:
     """``f(x) = W_L a(... a(W_1 x + b_1) ...) + b_L`` with hidden activation ``a`` and an optional final one."""
-    act = ACTIVATIONS[activation]
     for layer in params[:-1]:
-        x = act(dense_apply(layer, x))
-    return ACTIVATIONS[final_activation](dense_apply(params[-1], x))
+        x = activation(dense_apply(layer, x))
+    return final_activation(dense_apply(params[-1], x))

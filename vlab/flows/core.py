@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlab.nn import mlp_apply, mlp_init
+from vlab.nn import ACTIVATIONS, mlp_apply, mlp_init
 
 Params = Any
 
@@ -210,7 +210,7 @@ def affine_coupling(
         return conditioner_init(key, [len(a), *([hidden] * depth), 2 * nb], bias_init)
 
     def scale_shift(p, cond):
-        out = mlp_apply(p, cond, activation)
+        out = mlp_apply(p, cond, ACTIVATIONS[activation])
         if scale_fn == "softplus":
             s = jnp.log(jax.nn.softplus(out[:nb] + _SOFTPLUS_ONE) + 1e-3)
         else:
@@ -333,7 +333,7 @@ def spline_coupling(
         return conditioner_init(key, [len(a), *([hidden] * depth), nb * n_raw], bias_init)
 
     def knots(p, cond):
-        raw = mlp_apply(p, cond, activation).reshape(nb, n_raw)
+        raw = mlp_apply(p, cond, ACTIVATIONS[activation]).reshape(nb, n_raw)
         return jax.vmap(lambda r: rq_spline_params(r, bound))(raw)
 
     def forward(p, u):

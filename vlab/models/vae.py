@@ -48,14 +48,14 @@ def init_vae(key: jax.Array, spec: VAESpec) -> dict:
 
 def encode(params: dict, spec: VAESpec, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """q(z|x) = N(mu(x), diag sigma^2(x)): the encoder outputs mu and log sigma^2, sigma = exp(log sigma^2 / 2)."""
-    out = nn.mlp_apply(params["enc"], x, spec.activation)
+    out = nn.mlp_apply(params["enc"], x, nn.ACTIVATIONS[spec.activation])
     mu, log_var = jnp.split(out, 2, axis=-1)
     return mu, jnp.exp(0.5 * log_var)
 
 
 def decode(params: dict, spec: VAESpec, z: jax.Array) -> jax.Array:
     """The decoder's output for latent ``z``: logits (Bernoulli), the mean, or [mean, log sigma] (per-z Gaussian)."""
-    return nn.mlp_apply(params["dec"], z, spec.activation)
+    return nn.mlp_apply(params["dec"], z, nn.ACTIVATIONS[spec.activation])
 
 
 def log_sigma_x(params: dict, spec: VAESpec) -> jax.Array:

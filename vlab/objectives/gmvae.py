@@ -135,7 +135,7 @@ def q_z_logits(params: dict, w: jax.Array, x: jax.Array, qz: str, learn_pi: bool
     """Logits of q(z|w,x): the network on [w, x], or log pi_k + log N(w; mu_k, sigma_k^2 I) (exact p(z|w))."""
     if qz == "network":
         xb = jnp.broadcast_to(x, (*w.shape[:-1], x.shape[-1]))
-        return nn.mlp_apply(params["qz"], jnp.concatenate([w, xb], axis=-1), "relu")
+        return nn.mlp_apply(params["qz"], jnp.concatenate([w, xb], axis=-1), jax.nn.relu)
     return log_pi(params["prior"], learn_pi) + log_p_w_given_z(w, params["prior"])
 
 
