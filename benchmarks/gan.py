@@ -51,7 +51,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def g1_scan_vs_loop(steps: int, repeats: int) -> dict:
-    game = gan.dirac_gan("non_saturating", r1=0.3, noise_std=0.5)
+    game = gan.dirac_gan(gan.NON_SATURATING, r1=0.3, noise_std=0.5)
     rule = gda.simultaneous(0.1)
     z0 = (jnp.array(0.5), jnp.array(1.0))
     key = jax.random.key(0)
@@ -97,7 +97,7 @@ def g2_sweep(points: int, repeats: int) -> dict:
 
 
 def g3_ogda(steps: int, repeats: int) -> dict:
-    game = gan.dirac_gan("non_saturating", r1=0.3)
+    game = gan.dirac_gan(gan.NON_SATURATING, r1=0.3)
     z0 = (jnp.array(0.5), jnp.array(1.0))
     key = jax.random.key(0)
     ours = jax.jit(lambda: gda.simulate(gda.optimistic(0.1), game, z0, key, steps).z_path)

@@ -97,9 +97,10 @@ def program(cfg: Config, key: jax.Array):
     floor = cfg.probe_radius * (1e-6 if jax.config.jax_enable_x64 else 1e-2)
 
     def one(loss: str, name: str, r1, r2, noise_std):
-        game = gan.dirac_gan(loss, r1=r1, r2=r2, noise_std=noise_std, n_noise=cfg.n_noise)
+        gan_loss = gan.LOSSES[loss]
+        game = gan.dirac_gan(gan_loss, r1=r1, r2=r2, noise_std=noise_std, n_noise=cfg.n_noise)
         rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
-        closed = gda.linear_update_matrix(name, a, gan.dirac_jacobian(loss, r1=r1, r2=r2, noise_std=noise_std),
+        closed = gda.linear_update_matrix(name, a, gan.dirac_jacobian(gan_loss, r1=r1, r2=r2, noise_std=noise_std),
                                           1, consensus_weight=cfg.consensus_weight)
         # the drawn trajectory from z0 and a measuring one from probe_radius, vmapped together: the measuring one
         # stops at 10 probe radii, so the radius it sees is the linearisation's
@@ -142,7 +143,8 @@ def draw_trajectories(cfg: Config, out: dict) -> Figure:
     for i, loss in enumerate(cfg.losses):
         for j, reg in enumerate(cfg.regularisers):
             ax = axes[i, j]
-            game = gan.dirac_gan(loss, r1=reg.r1, r2=reg.r2, noise_std=reg.noise_std, n_noise=cfg.n_noise)
+            game = gan.dirac_gan(gan.LOSSES[loss], r1=reg.r1, r2=reg.r2, noise_std=reg.noise_std,
+                                 n_noise=cfg.n_noise)
             psi, theta, u, v = (np.asarray(x) for x in games.field_on_grid(game, (-lim, lim, -lim, lim), 21))
             ax.streamplot(theta.T, psi.T, v.T, u.T, color="0.78", density=0.7, linewidth=0.7, arrowsize=0.7)
             for k, name in enumerate(cfg.rules):

@@ -161,7 +161,7 @@ class Experiment(_Experiment):
     def objective(self, cfg: Config) -> LossFn:
         """The stop-gradient surrogate of the game (its gradient is the game's field), with the players'
         parameters as metrics."""
-        game = gan.gaussian_gan(cfg.batch, mu_real=cfg.mu_real, loss=cfg.loss, r1=cfg.r1, r2=cfg.r2,
+        game = gan.gaussian_gan(cfg.batch, mu_real=cfg.mu_real, loss=gan.LOSSES[cfg.loss], r1=cfg.r1, r2=cfg.r2,
                                 noise_std=cfg.noise_std)
         surrogate = games.surrogate_loss(game)
 
@@ -223,8 +223,8 @@ class Experiment(_Experiment):
         d = {"w": jnp.asarray(0.7), "b": jnp.asarray(-0.3)}
         x_real = cfg.mu_real + jax.random.normal(stream(key, "real"), (cfg.batch,))
         u = jax.random.uniform(stream(key, "latent"), (cfg.batch,), minval=1e-6, maxval=1.0)
-        mu = jnp.asarray(-0.5)
-        hand, auto = gan.seed_gradients(d, mu, x_real, u, cfg.loss), gan.jax_gradients(d, mu, x_real, u, cfg.loss)
+        mu, loss = jnp.asarray(-0.5), gan.LOSSES[cfg.loss]
+        hand, auto = gan.seed_gradients(d, mu, x_real, u, loss), gan.jax_gradients(d, mu, x_real, u, loss)
         grad_err = max(abs(float(hand[k]) - float(auto[k])) for k in hand)
         metrics["seed003_gradients"] = {"hand": {k: float(v) for k, v in hand.items()},
                                         "jax_grad": {k: float(v) for k, v in auto.items()},

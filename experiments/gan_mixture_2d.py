@@ -94,7 +94,7 @@ def make_game(cfg: Config, v: VariantConfig) -> games.Game:
         generate=lambda p, z: mlp_apply(p, z, ACTIVATIONS[cfg.activation]),
         sample_real=lambda key: circle_mixture(key, cfg.batch, d.modes, d.radius, d.std)[0],
         sample_latent=lambda key: jax.random.normal(key, (cfg.batch, cfg.latent_dim)),
-        loss=v.loss, r1=v.r1, r2=v.r2, noise_std=v.noise_std,
+        loss=gan.LOSSES[v.loss], r1=v.r1, r2=v.r2, noise_std=v.noise_std,
     )
 
 

@@ -28,7 +28,7 @@ def test_matrix_bilinear_field(x64):
 
 
 def test_surrogate_gradient_is_the_field(x64):
-    game = gan.gaussian_gan(64, loss="non_saturating", r1=0.5)
+    game = gan.gaussian_gan(64, loss=gan.NON_SATURATING, r1=0.5)
     params = {"d": {"w": jnp.array(0.3), "b": jnp.array(-0.1)}, "g": {"mu": jnp.array(-0.5)}}
     key = jax.random.key(3)
     (value, aux), grads = jax.value_and_grad(lambda p: games.surrogate_loss(game)(p, None, key, {}),
@@ -45,7 +45,7 @@ def test_surrogate_gradient_is_the_field(x64):
 def test_gan_players_see_the_same_named_samples(x64):
     """The players draw a step's samples from named streams of its key, the same for both: in the saturating
     game loss_d + loss_g = -E_real log D(x) (the generated terms cancel), with x from the stream "real"."""
-    game = gan.gaussian_gan(32, mu_real=1.0, loss="saturating")
+    game = gan.gaussian_gan(32, mu_real=1.0, loss=gan.SATURATING)
     d, g = {"w": jnp.array(0.6), "b": jnp.array(0.2)}, {"mu": jnp.array(-1.0)}
     for k in range(3):
         key = jax.random.key(k)

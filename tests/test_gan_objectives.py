@@ -25,7 +25,7 @@ def _field_jacobian(game):
     return jax.jacobian(f)(jnp.stack(z))
 
 
-@pytest.mark.parametrize("loss", gan.LOSSES)
+@pytest.mark.parametrize("loss", gan.LOSSES.values(), ids=gan.LOSSES)
 def test_dirac_field_jacobian_matches_closed_form(x64, loss):
     regs = [jnp.asarray([r.get(k, 0.0) for r in REGULARISERS]) for k in ("r1", "r2", "noise_std")]
     jac = jax.jit(jax.vmap(lambda r1, r2, s: _field_jacobian(gan.dirac_gan(loss, r1=r1, r2=r2, noise_std=s))))(*regs)
@@ -36,18 +36,18 @@ def test_dirac_field_jacobian_matches_closed_form(x64, loss):
 def test_dirac_unregularised_simultaneous_gda_diverges_for_every_step_size(x64):
     """Eigenvalues +- i b of the field give |1 - i a b| > 1: provably divergent; the simulation agrees."""
     z0 = (jnp.array(0.05), jnp.array(0.1))
-    for loss in gan.LOSSES:
+    for name, loss in gan.LOSSES.items():
         game = gan.dirac_gan(loss)
         for a in (0.01, 0.1, 0.5, 1.0):
             rho = gda.spectral_radius(gda.linear_update_matrix("simultaneous", a, gan.dirac_jacobian(loss), 1))
             assert float(rho) > 1.0
         traj = gda.simulate(gda.simultaneous(0.2), game, z0, jax.random.key(0), 400, record=False)
-        assert float(traj.dist[-1]) > 1.5 * float(traj.dist[0]), loss
+        assert float(traj.dist[-1]) > 1.5 * float(traj.dist[0]), name
 
 
 @pytest.mark.parametrize("reg", [{"r1": 0.3}, {"r2": 0.6}, {"noise_std": 1.2}])
 def test_regularised_dirac_gan_converges(x64, reg):
-    game = gan.dirac_gan("non_saturating", **reg)
+    game = gan.dirac_gan(gan.NON_SATURATING, **reg)
     traj = gda.simulate(gda.simultaneous(0.2), game, (jnp.array(0.5), jnp.array(1.0)), jax.random.key(0), 2000,
                         record=False)
     assert float(traj.dist[-1]) < 1e-6
@@ -55,7 +55,7 @@ def test_regularised_dirac_gan_converges(x64, reg):
 
 @pytest.mark.parametrize("rule", ["extragradient", "optimistic"])
 def test_extragradient_and_optimistic_converge_on_the_unregularised_dirac_gan(x64, rule):
-    game = gan.dirac_gan("wgan")
+    game = gan.dirac_gan(gan.WGAN)
     traj = gda.simulate(gda.make_rule(rule, 0.2), game, (jnp.array(0.5), jnp.array(1.0)), jax.random.key(0),
                         3000, record=False)
     assert float(traj.dist[-1]) < 1e-6
@@ -63,7 +63,8 @@ def test_extragradient_and_optimistic_converge_on_the_unregularised_dirac_gan(x6
 
 def test_wgan_instance_noise_does_not_help(x64):
     """A linear critic does not see zero-mean noise: WGAN's Jacobian is unchanged (Mescheder et al. 2018)."""
-    np.testing.assert_allclose(_field_jacobian(gan.dirac_gan("wgan", noise_std=2.0)), [[0, 1], [-1, 0]], atol=1e-12)
+    np.testing.assert_allclose(_field_jacobian(gan.dirac_gan(gan.WGAN, noise_std=2.0)), [[0, 1], [-1, 0]],
+                               atol=1e-12)
 
 
 def test_generator_is_the_seeds_gaussian(x64):
@@ -99,8 +100,9 @@ def test_discriminator_objective_trains_to_the_optimal_discriminator(x64):
     assert max(abs(float(grad["w"])), abs(float(grad["b"]))) < 1e-10
 
 
-@pytest.mark.parametrize("loss", ["saturating", "non_saturating"])
+@pytest.mark.parametrize("loss", gan.LOSSES.values(), ids=gan.LOSSES)
 def test_seed003_hand_gradients_equal_jax_grad(x64, loss):
+    """The hand-derived derivatives each loss carries (its real, fake and generator weights) are jax.grad's."""
     key = jax.random.key(0)
     x_real = 1.0 + jax.random.normal(stream(key, "real"), (64,))
     u = jax.random.uniform(stream(key, "latent"), (64,), minval=1e-6, maxval=1.0)
@@ -143,8 +145,15 @@ def test_mode_coverage():
     assert int(covered) == 0 and float(good) == 0.0
 
 
+def test_losses_by_name():
+    """Configs name the losses; the table gives the loss objects the mathematics takes."""
+    assert gan.LOSSES == {"saturating": gan.SATURATING, "non_saturating": gan.NON_SATURATING, "wgan": gan.WGAN}
+    assert all(isinstance(loss, gan.GANLoss) for loss in gan.LOSSES.values())
+
+
 def test_bad_loss_and_negative_penalty():
-    with pytest.raises(ValueError, match="unknown GAN loss 'hinge'"):
+    """A loss given by name (not looked up in LOSSES) is refused with a message that says what is expected."""
+    with pytest.raises(TypeError, match="'hinge' is not a GANLoss"):
         gan.dirac_gan("hinge")
     with pytest.raises(ValueError, match="r1 = -0.5 is not valid"):
         gan.gaussian_gan(8, r1=-0.5)

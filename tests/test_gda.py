@@ -114,7 +114,7 @@ def test_extragradient_and_optimistic_converge_simultaneous_diverges(x64):
 
 def test_optimistic_agrees_with_optax_step_for_step(x64):
     """vlab's OGDA against optax.optimistic_gradient_descent, on a nonlinear game, first step included."""
-    game = gan.dirac_gan("non_saturating", r1=0.3)
+    game = gan.dirac_gan(gan.NON_SATURATING, r1=0.3)
     z0 = (jnp.array(0.7), jnp.array(-0.4))
     for alpha, beta in ((1.0, 1.0), (0.5, 2.0)):
         ours = gda.optimistic(0.1, alpha, beta)
