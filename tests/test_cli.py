@@ -97,7 +97,9 @@ def test_resume_ends_with_the_same_metrics(tmp_path, monkeypatch):
 def test_list_names_experiments_and_configs(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "kl_fit" in out and "kl_fit.yaml" in out and "Inclusive vs exclusive" in out
+    experiments, configs = out.split("configs")
+    assert "kl_fit" in experiments and "Inclusive vs exclusive" in experiments
+    assert any(line.split()[:1] == ["kl_fit"] for line in configs.splitlines())  # configs by name: vlab run kl_fit
 
 
 def test_reproduce_writes_an_index(tmp_path):

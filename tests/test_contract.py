@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vlab.cli.main import load, main
+from vlab.cli.main import main
+from vlab.harness.loading import load_config as load
 from vlab.engine import callbacks
 
 ROOT = Path(__file__).resolve().parent.parent

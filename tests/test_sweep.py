@@ -114,14 +114,14 @@ def test_separate_runs_every_point_as_its_own_program(tmp_path):
 
 
 def test_a_scalar_for_a_list_valued_key_is_a_one_element_list():
-    from vlab.cli.main import load
+    from vlab.harness.loading import load_config as load
 
     _, cfg = load(str(VAE), ["objective.beta=0.5"])
     assert cfg.objective.beta == [0.5]
 
 
 def test_a_vmapped_run_resumes_with_its_members(tmp_path):
-    from vlab.cli.main import run_experiment
+    from vlab.harness.launch import run_experiment
 
     pts = [{"train.optimizer.lr": 1e-3}, {"train.optimizer.lr": 4e-3}]
     path = run_experiment(str(VAE), VAE_FAST, out=str(tmp_path / "r"), quiet=True, members=pts)

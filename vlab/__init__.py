@@ -1,8 +1,10 @@
 """vlab: differentiable experiments on deep generative models in JAX.
 
 The public API is the names below; each resolves lazily, so ``import vlab`` stays cheap. Everything else is private
-by convention. Modules of mathematics (``vlab.distributions``, ``vlab.distributions.divergences``, ``vlab.nn``,
-``vlab.data.toy``, ...) are imported as modules.
+by convention. The subpackages are the layers, top to bottom: ``vlab.cli`` (the command line),
+``vlab.experiments`` (the built-in experiments), ``vlab.harness`` (the experiment contract, configs, run folders,
+figures), ``vlab.engine`` (the training loop), and the mathematics, imported as modules: ``vlab.objectives``,
+``vlab.algorithms``, ``vlab.models``, ``vlab.flows``, ``vlab.distributions``, ``vlab.data`` and ``vlab.nn``.
 
 ========================  =================================================================================
 name                      what it is
@@ -11,11 +13,12 @@ name                      what it is
                           objective, evaluate, summarise, figures) that ``run(cfg, run)`` calls
 ``BaseConfig``            keys every experiment understands: experiment, seed, device, precision, figures
 ``TrainConfig``           steps, chunk size, logging and checkpoint intervals, the optimiser
-``OptimizerConfig``       an optax optimiser by name, learning rate, schedule and clipping
+``OptimizerConfig``       any optax optimiser by name with its options, a schedule and clipping
 ``spec``                  a config field with a default and numeric bounds
 ``nested``                a config field holding a sub-configuration
 ``build_optimizer``       the optax transformation an ``OptimizerConfig`` describes
-``load_config``           read a YAML file plus ``key=value`` overrides into ``(ExperimentClass, cfg)``
+``load_config``           a YAML file (or a built-in config's name) plus ``key=value`` overrides, as
+                          ``(ExperimentClass, cfg)``
 ``fit``                   the training engine: ``loss(params, batch, key, hp)`` minimised by optax in
                           ``jit(lax.scan)`` chunks, vmapped over members, with callbacks between chunks
 ``FitResult``             what ``fit`` returns: params, optimiser state, history, compile and train seconds
@@ -40,11 +43,11 @@ _API = {
     "Experiment": ("vlab.harness.experiment", "Experiment"),
     "BaseConfig": ("vlab.harness.config", "BaseConfig"),
     "TrainConfig": ("vlab.harness.config", "TrainConfig"),
-    "OptimizerConfig": ("vlab.harness.config", "OptimizerConfig"),
-    "spec": ("vlab.harness.config", "spec"),
-    "nested": ("vlab.harness.config", "nested"),
-    "build_optimizer": ("vlab.harness.config", "build_optimizer"),
-    "load_config": ("vlab.cli.main", "load"),
+    "OptimizerConfig": ("vlab.harness.optimizers", "OptimizerConfig"),
+    "spec": ("vlab.harness.fields", "spec"),
+    "nested": ("vlab.harness.fields", "nested"),
+    "build_optimizer": ("vlab.harness.optimizers", "build_optimizer"),
+    "load_config": ("vlab.harness.loading", "load_config"),
     "fit": ("vlab.engine", "fit"),
     "FitResult": ("vlab.engine", "FitResult"),
     "Callback": ("vlab.engine", "Callback"),

@@ -6,6 +6,9 @@ import html
 import json
 from pathlib import Path
 
+from vlab.harness.launch import headline_metrics
+from vlab.harness.loading import builtin_configs, load_config
+
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
@@ -20,21 +23,20 @@ def _fmt(v) -> str:
 
 
 def run_command(config: str | Path, quick: bool) -> str:
-    """The command that reruns one config as the index shows it: ``vlab run configs/X.yaml`` (``--quick`` added
+    """The command that reruns one config as the index shows it: ``vlab run X`` for a built-in config (``--quick`` added
     for a quick reproduce)."""
-    return f"vlab run {config}" + (" --quick" if quick else "")
+    shipped = {str(path): name for name, path in builtin_configs().items()}
+    return f"vlab run {shipped.get(str(config), config)}" + (" --quick" if quick else "")
 
 
 def _section(entry: dict, quick: bool) -> dict:
-    from vlab.cli.main import headline_metrics, load
-
     run = Path(entry["run"])
     metrics = _load(run / "metrics.json")
     status = _load(run / "run.json")
     head = {}
     if metrics:
         try:
-            cls, _ = load(str(entry["config"]), [], quick=quick)
+            cls, _ = load_config(str(entry["config"]), [], quick=quick)
             head = headline_metrics(cls, metrics)
         except Exception:  # the index still lists a config whose experiment no longer loads
             head = {}

@@ -22,10 +22,14 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from vlab import trees
+from vlab.engine.members import short_items
 from vlab.errors import ConfigError
+from vlab.harness import plots
 from vlab.harness.config import resolve_key
-
-SWEEP_KEY = "sweep"
+from vlab.harness.launch import RUNS_ROOT_ENV, run_experiment
+from vlab.harness.loading import SWEEP_KEY, load_config
+from vlab.harness.runs import FolderLock, Run, make_folder, read_status, write_json
 
 
 def expand_values(key: str, spec: Any) -> list:
@@ -91,17 +95,13 @@ def from_config(raw: DictConfig) -> dict[str, list]:
     if not OmegaConf.is_dict(section):
         raise ConfigError(f"key '{SWEEP_KEY}': value {section} is not valid: expected a mapping of key: values")
     plain = OmegaConf.to_container(section)
-    return {str(k): expand_values(str(k), v) for k, v in _flatten_keys(plain).items()}
+    return {str(k): expand_values(str(k), v) for k, v in trees.flatten(plain, is_leaf=_is_range).items()}
 
 
-def _flatten_keys(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and not ({"start", "stop", "num"} <= set(v)):
-            out.update(_flatten_keys(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def _is_range(node: Any) -> bool:
+    """A sweep value written as a range mapping (``{start: 1e-4, stop: 1e-2, num: 3}``), not a nested key."""
+    return isinstance(node, dict) and {"start", "stop", "num"} <= set(node)
+
 
 
 def points(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -118,7 +118,6 @@ def as_overrides(point: dict[str, Any]) -> list[str]:
 
 def point_name(i: int, point: dict[str, Any]) -> str:
     """A folder name such as ``03-lr=0.001-beta=2``."""
-    from vlab.engine.members import short_items
 
     name = "-".join(short_items(point)).replace("/", "_").replace(" ", "")
     return f"{i:02d}-{name}"[:120]
@@ -127,14 +126,13 @@ def point_name(i: int, point: dict[str, Any]) -> str:
 def scalar_metrics(metrics: dict, keys: tuple[str, ...]) -> dict[str, float]:
     """The named (dotted) metrics (a named dict of metrics gives each of its scalars, ``key.name``), or every
     top-level and nested scalar when none are named."""
-    from vlab.cli.main import flatten, lookup
 
     if keys:
         out = {}
         for k in keys:
-            out.update(flatten(lookup(metrics, k), k))
+            out.update(trees.flatten(trees.get(metrics, k, None), k))
     else:
-        out = {k: v for k, v in flatten(metrics).items() if not k.startswith(("timing.", "checks["))}
+        out = {k: v for k, v in trees.flatten(metrics).items() if not k.startswith(("timing.", "checks["))}
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
@@ -153,7 +151,6 @@ def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[
     """Each of up to four metrics against each swept numeric key. With one other swept key of at most six values,
     one line per value of it; otherwise the mean over the other keys. Points are the mean over seeds, the band their
     min-max spread (across seeds, and across the other keys when they are averaged)."""
-    from vlab.harness import plots
 
     numeric = lambda vs: all(isinstance(v, int | float) and not isinstance(v, bool) for v in vs)  # noqa: E731
     keys = [k for k in grid if numeric(grid[k])]
@@ -227,13 +224,10 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     """
     import os
 
-    from vlab.cli.main import RUNS_ROOT_ENV, load
-    from vlab.harness.runs import FolderLock, Run, make_folder, write_json
-
-    cls, _ = load(config, overrides, quick=quick)
+    cls, _ = load_config(config, overrides, quick=quick)
     grid = resolve_keys(grid, cls.Config)
     for p in points(grid):  # every point is a valid config before anything runs
-        cls, _ = load(config, [*overrides, *as_overrides(p)], quick=quick)
+        cls, _ = load_config(config, [*overrides, *as_overrides(p)], quick=quick)
     if out:
         Run.check_fresh(out)
     root = Path(out) if out else Run.new_path(os.environ.get(RUNS_ROOT_ENV, "runs"), f"{cls.name}-sweep")
@@ -252,7 +246,6 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
 def resume_sweep(path: str | Path, *, quiet: bool) -> Path:
     """Continue an interrupted sweep: points whose run folder is complete are read back, interrupted ones resume
     from their checkpoints, the rest start; the table and figure then cover every point."""
-    from vlab.harness.runs import FolderLock
 
     root = Path(path)
     lock = FolderLock(root, "sweep folder")
@@ -273,12 +266,10 @@ def resume_sweep(path: str | Path, *, quiet: bool) -> Path:
 
 
 def _run_points(root: Path, info: dict, *, quiet: bool) -> Path:
-    from vlab.cli.main import load
-    from vlab.harness.config import schema_keys
-    from vlab.harness.runs import write_json
+    from vlab.trees import schema_keys
 
     config, overrides, grid, quick = str(root / info["source"]), info["overrides"], info["grid"], info["quick"]
-    cls, _ = load(config, overrides, quick=quick)
+    cls, _ = load_config(config, overrides, quick=quick)
     outer, inner = split_grid(grid, cls.member_keys if info["vmap"] else ())
     info = {**info, "keys": {"vmapped": list(inner), "separate": list(outer)}}
     write_json(root / SWEEP_FILE, info)
@@ -323,9 +314,6 @@ def _run_point(folder: Path, config: str, overrides: list[str], quick: bool, qui
                members: list[dict]) -> Path:
     """One point's run folder: read back when complete, resumed when it was started, else run."""
     import shutil
-
-    from vlab.cli.main import run_experiment
-    from vlab.harness.runs import read_status
 
     status = read_status(folder)
     if status.get("status") == "complete" and (folder / "metrics.json").is_file():

@@ -18,15 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlab import trees
+
 LR_KEY = "train.optimizer.lr"
-
-
-def lookup_config(cfg: Any, dotted: str) -> Any:
-    """``cfg.a.b`` for ``"a.b"``."""
-    value = cfg
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def short_items(point: dict[str, Any]) -> list[str]:
@@ -61,7 +55,7 @@ class Members:
 
     def value(self, point: dict[str, Any], key: str) -> Any:
         """``key`` at ``point``: the point's value, else the config's."""
-        return point[key] if key in point else lookup_config(self.cfg, key)
+        return point[key] if key in point else trees.get(self.cfg, key)
 
     def values(self, key: str, dtype: Any = None) -> np.ndarray:
         """``key`` for every member, shape ``(len(self),)``."""
@@ -71,7 +65,7 @@ class Members:
         """Per-member factors on the configured learning rate when a point sets it (``hp["lr_factor"]``)."""
         if not any(LR_KEY in p for p in self.points):
             return None
-        return self.values(LR_KEY, np.float64) / float(lookup_config(self.cfg, LR_KEY))
+        return self.values(LR_KEY, np.float64) / float(trees.get(self.cfg, LR_KEY))
 
     def keys(self, stream: Callable[[int], jax.Array]) -> jax.Array:
         """Per-member random keys: for each point, ``split(stream(seed), n_seeds)`` with the point's seed (or the

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,47 +20,17 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 from vlab.errors import ConfigError
+from vlab.harness.fields import nested, spec
+from vlab.harness.optimizers import OptimizerConfig, build_optimizer
+from vlab.trees import schema_keys, schema_path_of_type
+
+__all__ = [
+    "QUICK_KEY", "BaseConfig", "FiguresConfig", "OptimizerConfig", "ParallelConfig", "TrainConfig", "build_optimizer",
+    "merge", "nested", "parse_overrides", "read_yaml", "resolve_key", "resolve_override_keys", "spec", "to_dict",
+    "to_yaml", "validate",
+]
 
 QUICK_KEY = "quick"
-
-
-def spec(
-    default: Any = MISSING,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    help: str = "",
-) -> Any:
-    """A dataclass field with a default and numeric bounds checked by :func:`validate`."""
-    meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "help": help}
-    if isinstance(default, list | dict):
-        value = default
-        return field(default_factory=lambda: typing.cast(Any, type(value))(value), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def nested(cls: type, **kwargs: Any) -> Any:
-    """A dataclass field holding a sub-configuration ``cls(**kwargs)``."""
-    return field(default_factory=lambda: cls(**kwargs))
-
-
-@dataclass
-class OptimizerConfig:
-    """An optax optimiser: name, learning rate, schedule and gradient clipping."""
-
-    name: Literal["adam", "adamw", "sgd", "rmsprop", "adabelief", "lamb"] = "adam"
-    lr: float = spec(1e-3, gt=0, help="peak learning rate")
-    schedule: Literal["constant", "cosine", "exponential", "warmup_cosine"] = "constant"
-    warmup_steps: int = spec(0, ge=0, help="linear warm-up steps (warmup_cosine)")
-    final_lr_fraction: float = spec(0.0, ge=0, le=1, help="cosine schedules end at lr * final_lr_fraction")
-    decay_rate: float = spec(0.1, gt=0, le=1, help="exponential schedule: lr multiplier over the whole run")
-    momentum: float = spec(0.0, ge=0, lt=1, help="sgd momentum")
-    weight_decay: float = spec(1e-4, ge=0, help="adamw weight decay")
-    b1: float = spec(0.9, ge=0, lt=1)
-    b2: float = spec(0.999, ge=0, lt=1)
-    clip_norm: float | None = spec(None, gt=0, help="clip gradients to this global norm")
 
 
 @dataclass
@@ -112,41 +82,6 @@ class BaseConfig:
     precision: Literal["float32", "float64"] = "float32"
     figures: FiguresConfig = nested(FiguresConfig)
     parallel: ParallelConfig = nested(ParallelConfig)
-
-
-def build_optimizer(cfg: OptimizerConfig, steps: int):
-    """The optax transformation named by ``cfg`` with its learning-rate schedule and optional clipping."""
-    import optax
-
-    from vlab.engine.optim import lr_factor
-
-    final = cfg.lr * cfg.final_lr_fraction
-    if cfg.schedule == "constant":
-        lr = cfg.lr
-    elif cfg.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(cfg.lr, decay_steps=steps, alpha=cfg.final_lr_fraction)
-    elif cfg.schedule == "exponential":
-        lr = optax.exponential_decay(cfg.lr, transition_steps=steps, decay_rate=cfg.decay_rate)
-    else:  # warmup_cosine
-        lr = optax.warmup_cosine_decay_schedule(
-            0.0, cfg.lr, warmup_steps=min(cfg.warmup_steps, steps - 1), decay_steps=steps, end_value=final
-        )
-    if cfg.name == "adam":
-        opt = optax.adam(lr, b1=cfg.b1, b2=cfg.b2)
-    elif cfg.name == "adamw":
-        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
-    elif cfg.name == "sgd":
-        opt = optax.sgd(lr, momentum=cfg.momentum or None)
-    elif cfg.name == "rmsprop":
-        opt = optax.rmsprop(lr, momentum=cfg.momentum)
-    elif cfg.name == "adabelief":
-        opt = optax.adabelief(lr, b1=cfg.b1, b2=cfg.b2)
-    else:
-        opt = optax.lamb(lr, b1=cfg.b1, b2=cfg.b2)
-    opt = optax.chain(opt, lr_factor())  # a vmapped member's own learning rate, lr_factor * lr (vlab.engine.optim)
-    if cfg.clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
-    return opt
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -230,20 +165,6 @@ def _explain(msg: str) -> str:
     return msg
 
 
-def _path_of_type(cls: type, name: str, prefix: str = "") -> str | None:
-    """The dotted path of the first field of dataclass ``cls`` whose type is named ``name``."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        t = hints.get(f.name)
-        if isinstance(t, type) and dataclasses.is_dataclass(t):
-            if t.__name__ == name:
-                return f"{prefix}{f.name}"
-            found = _path_of_type(t, name, f"{prefix}{f.name}.")
-            if found:
-                return found
-    return None
-
-
 def _config_error(e: Exception, schema_cls: type) -> ConfigError:
     """One line naming the key, the value and what was expected, from an OmegaConf merge error."""
     full = getattr(e, "full_key", None)
@@ -251,7 +172,7 @@ def _config_error(e: Exception, schema_cls: type) -> ConfigError:
     msg = str(e).strip().splitlines()[0]
     m = re.search(r"(\w+) is not a subclass of (\w+)\. value: (.*)", msg)
     if m:
-        key = full or _path_of_type(schema_cls, m.group(2)) or "?"
+        key = full or schema_path_of_type(schema_cls, m.group(2)) or "?"
         return ConfigError(f"key '{key}': value {m.group(3)} is not valid: expected a mapping of keys")
     return ConfigError(f"key '{full}': {_explain(msg)}" if full else _explain(msg))
 
@@ -363,23 +284,6 @@ def to_yaml(cfg: Any) -> str:
 def to_dict(cfg: Any) -> dict:
     """The resolved configuration as plain Python containers."""
     return typing.cast(dict, OmegaConf.to_container(OmegaConf.structured(cfg)))
-
-
-def schema_keys(config_cls: type) -> list[str]:
-    """Every dotted leaf key of a config schema (``train.optimizer.lr``, ...)."""
-    out: list[str] = []
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            t = hints.get(f.name)
-            if dataclasses.is_dataclass(t):
-                walk(t, f"{prefix}{f.name}.")
-            else:
-                out.append(f"{prefix}{f.name}")
-
-    walk(config_cls, "")
-    return out
 
 
 def resolve_key(key: str, config_cls: type) -> str:

@@ -64,7 +64,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def _git_info() -> dict:
-    root = Path(__file__).resolve().parent.parent
+    """The commit of the source checkout vlab runs from (nothing for an installed package)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return {}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
