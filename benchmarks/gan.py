@@ -1,10 +1,9 @@
 """GAN-dynamics speed: compiled lax.scan vs a Python loop of jitted steps, a vmapped step-size sweep vs a loop,
-and vlab's optimistic GDA vs optax.optimistic_gradient_descent (same numbers, same speed).
+and vlab's optimistic GDA vs optax.optimistic_gradient_descent (the same numbers; timings in docs/performance.md).
 
 G1: the Dirac-GAN (non-saturating loss, R1 = 0.3, instance noise over 64 nodes), simultaneous GDA, a = 0.1,
 ``--steps`` steps: ``vlab.algorithms.gda.simulate`` (one compiled scan) against the anti-pattern of calling a jitted
-step from
-Python once per step. G2: the stability diagram of V = d g, five rules, ``--points`` step sizes, each a
+step from Python once per step. G2: the stability diagram of V = d g, five rules, ``--points`` step sizes, each a
 150-step trajectory plus the Jacobian spectrum: one jit(vmap) program against a Python loop over step sizes of the
 same jitted per-step-size function. G3: optimistic GDA on the Dirac-GAN, vlab's rule against
 ``gda.from_optax(optax.optimistic_gradient_descent(a))`` under the same scan. Each timing is the median of
@@ -79,8 +78,8 @@ def g2_sweep(points: int, repeats: int) -> dict:
 
     def per_a(a):
         out = {}
-        for name in gda.RULES:
-            rule = gda.make_rule(name, a)
+        for name, kind in gda.RULES.items():
+            rule = gda.make_rule(kind, a)
             traj = gda.simulate(rule, game, z0, jax.random.key(0), 150, escape=1e12)
             out[name] = (gda.spectral_radius(gda.update_jacobian(rule, game, zero)), gda.dmd_spectral_radius(traj))
         return out
@@ -91,7 +90,7 @@ def g2_sweep(points: int, repeats: int) -> dict:
     c_v, t_v = timed(lambda: vmapped(grid), repeats)
     c_l, t_l = timed(lambda: [single(a) for a in grid], max(1, repeats // 2))
     worst = max(float(jnp.max(jnp.abs(vmapped(grid)[n][1] / jax.vmap(
-        lambda a, n=n: gda.bilinear_spectral_radius(n, a))(grid) - 1))) for n in gda.RULES)
+        lambda a, n=n: gda.bilinear_spectral_radius(gda.RULES[n], a))(grid) - 1))) for n in gda.RULES)
     return {"points": points, "rules": len(gda.RULES), "vmapped_s": t_v, "loop_s": t_l, "vmapped_first_call_s": c_v,
             "loop_first_call_s": c_l, "speedup": t_l / t_v, "max_rel_error_measured_vs_closed_form": worst}
 

@@ -32,6 +32,18 @@ from vlab.objectives import gan
 # ------------------------------------------------------------------------------------------------ config
 
 
+def check_rule_names(rules: list[str], key: str) -> None:
+    """A config's list of update rules: non-empty, distinct names from :data:`vlab.algorithms.gda.RULES`, else a
+    one-line ConfigError naming ``key``."""
+    if not rules:
+        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
+    for r in rules:
+        if r not in gda.RULES:
+            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
+    if len(set(rules)) != len(rules):
+        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
+
+
 @dataclass
 class RegulariserConfig:
     """One column of the comparison: gradient penalties on real (r1) and generated (r2) points, instance noise."""
@@ -63,7 +75,7 @@ class Config(BaseConfig):
     n_noise: int = spec(64, ge=2, help="deterministic nodes of the instance-noise expectation")
 
     def check(self, prefix: str) -> None:
-        gda.check_rule_names(self.rules, f"{prefix}rules")
+        check_rule_names(self.rules, f"{prefix}rules")
         if not self.losses:
             raise ConfigError(f"key '{prefix}losses': value [] is not valid: expected some of "
                               f"{', '.join(gan.LOSSES)}")
@@ -97,10 +109,10 @@ def program(cfg: Config, key: jax.Array):
     floor = cfg.probe_radius * (1e-6 if jax.config.jax_enable_x64 else 1e-2)
 
     def one(loss: str, name: str, r1, r2, noise_std):
-        gan_loss = gan.LOSSES[loss]
+        gan_loss, kind = gan.LOSSES[loss], gda.RULES[name]
         game = gan.dirac_gan(gan_loss, r1=r1, r2=r2, noise_std=noise_std, n_noise=cfg.n_noise)
-        rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
-        closed = gda.linear_update_matrix(name, a, gan.dirac_jacobian(gan_loss, r1=r1, r2=r2, noise_std=noise_std),
+        rule = gda.make_rule(kind, a, consensus_weight=cfg.consensus_weight)
+        closed = gda.linear_update_matrix(kind, a, gan.dirac_jacobian(gan_loss, r1=r1, r2=r2, noise_std=noise_std),
                                           1, consensus_weight=cfg.consensus_weight)
         # the drawn trajectory from z0 and a measuring one from probe_radius, vmapped together: the measuring one
         # stops at 10 probe radii, so the radius it sees is the linearisation's

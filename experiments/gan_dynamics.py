@@ -29,6 +29,18 @@ from vlab.models import games
 # ------------------------------------------------------------------------------------------------ config
 
 
+def check_rule_names(rules: list[str], key: str) -> None:
+    """A config's list of update rules: non-empty, distinct names from :data:`vlab.algorithms.gda.RULES`, else a
+    one-line ConfigError naming ``key``."""
+    if not rules:
+        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
+    for r in rules:
+        if r not in gda.RULES:
+            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
+    if len(set(rules)) != len(rules):
+        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
+
+
 @dataclass
 class StabilityConfig:
     """The grid of step sizes of the stability diagram (one vmapped program)."""
@@ -57,7 +69,7 @@ class Config(BaseConfig):
     stability: StabilityConfig = nested(StabilityConfig)
 
     def check(self, prefix: str) -> None:
-        gda.check_rule_names(self.rules, f"{prefix}rules")
+        check_rule_names(self.rules, f"{prefix}rules")
         if len(self.z0) != 2 or not any(self.z0):
             raise ConfigError(f"key '{prefix}z0': value {self.z0} is not valid: expected [d_0, g_0], not both 0")
         if not self.matrix or len({len(r) for r in self.matrix}) != 1 or not self.matrix[0]:
@@ -70,15 +82,29 @@ class Config(BaseConfig):
 
 def analyse_rule(name: str, a: jax.Array, cfg: Config, steps: int, key: jax.Array, record: bool = True) -> dict:
     """Jacobian spectrum, closed form, a trajectory simulated with ``key`` and the radius measured from it, for one
-    rule."""
+    rule on ``V = d g``.
+
+    Args:
+        name: the rule's name in :data:`vlab.algorithms.gda.RULES`.
+        a: the step size.
+        cfg: the run's configuration (``consensus_weight``, ``z0``, ``escape``).
+        steps: the trajectory's steps.
+        key: the trajectory's key.
+        record: keep the Jacobian, its eigenvalues and the trajectory (else only the radii and the divergence step).
+
+    Returns:
+        ``rho_predicted``, ``rho_jacobian``, ``rho_measured``, ``rho_norm_growth`` and ``diverged_at``, with
+        ``record`` also ``jacobian``, ``eigenvalues``, ``dist``, ``z_path`` and ``distance_final``.
+    """
     game = games.bilinear()
     zero = (jnp.zeros(()), jnp.zeros(()))
-    rule = gda.make_rule(name, a, consensus_weight=cfg.consensus_weight)
+    kind = gda.RULES[name]
+    rule = gda.make_rule(kind, a, consensus_weight=cfg.consensus_weight)
     jac = gda.update_jacobian(rule, game, zero)
     z0 = (jnp.asarray(cfg.z0[0], float), jnp.asarray(cfg.z0[1], float))
     traj = gda.simulate(rule, game, z0, key, steps, escape=cfg.escape)
     out = {
-        "rho_predicted": gda.bilinear_spectral_radius(name, a, consensus_weight=cfg.consensus_weight),
+        "rho_predicted": gda.bilinear_spectral_radius(kind, a, consensus_weight=cfg.consensus_weight),
         "rho_jacobian": gda.spectral_radius(jac),
         "rho_measured": gda.dmd_spectral_radius(traj),
         "rho_norm_growth": gda.norm_growth_rate(traj),
@@ -100,7 +126,8 @@ def analysis_program(cfg: Config, key: jax.Array):
         names = dict.fromkeys([*cfg.rules, "simultaneous"])
         rules = {name: analyse_rule(name, a, cfg, cfg.steps, key) for name in names}
         matrix = {name: gda.spectral_radius(gda.update_jacobian(
-            gda.make_rule(name, a, consensus_weight=cfg.consensus_weight), mgame, z_star)) for name in cfg.rules}
+            gda.make_rule(gda.RULES[name], a, consensus_weight=cfg.consensus_weight), mgame, z_star))
+            for name in cfg.rules}
         return rules, matrix
 
     return jax.jit(program)
@@ -270,7 +297,7 @@ class Experiment(_Experiment):
         metrics["matrix_game"] = {"singular_values": svals.tolist()}
         for name in cfg.rules:
             rho = float(self.matrix_rho[name])
-            pred = max(float(gda.bilinear_spectral_radius(name, cfg.step_size, s,
+            pred = max(float(gda.bilinear_spectral_radius(gda.RULES[name], cfg.step_size, s,
                                                           consensus_weight=cfg.consensus_weight)) for s in svals)
             metrics["matrix_game"][name] = {"rho_jacobian": rho, "rho_predicted": pred}
             self.check(f"matrix_game.{name}", rho, pred, exact * pred)

@@ -112,6 +112,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, override, need
     assert not (tmp_path / "bad" / "metrics.json").exists()
 
 
+RULE_NAMES = "simultaneous, alternating, extragradient, optimistic, consensus"
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "message"),
+    [
+        ("gan_dynamics", "rules=[simultaneous,adagrad]",
+         f"key 'rules': value 'adagrad' is not valid: expected one of {RULE_NAMES}"),
+        ("gan_dynamics", "rules=[]", f"key 'rules': value [] is not valid: expected at least one of {RULE_NAMES}"),
+        ("gan_dirac", "rules=[optimistic,optimistic]",
+         "key 'rules': value ['optimistic', 'optimistic'] is not valid: expected each rule once"),
+        ("gan_dirac", "losses=[wgan,hinge]",
+         "key 'losses': value 'hinge' is not valid: expected one of saturating, non_saturating, wgan"),
+        ("gan_mixture_2d", "activation=swish", "key 'activation': value 'swish' is not valid: expected one of relu,"),
+    ],
+)
+def test_names_are_checked_where_the_config_is_read(tmp_path, capsys, name, override, message):
+    """Rule, loss and activation names are looked up by the experiments; a bad one is the usual one-line error."""
+    code = main(["run", str(CONFIGS / f"{name}.yaml"), override, "--out", str(tmp_path / "bad")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 
 GAUSS_FAST = ["n_seeds=2", "train.steps=300", "train.chunk_size=300", "threshold.mc_samples=2000",

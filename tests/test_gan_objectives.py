@@ -39,7 +39,7 @@ def test_dirac_unregularised_simultaneous_gda_diverges_for_every_step_size(x64):
     for name, loss in gan.LOSSES.items():
         game = gan.dirac_gan(loss)
         for a in (0.01, 0.1, 0.5, 1.0):
-            rho = gda.spectral_radius(gda.linear_update_matrix("simultaneous", a, gan.dirac_jacobian(loss), 1))
+            rho = gda.spectral_radius(gda.linear_update_matrix(gda.SIMULTANEOUS, a, gan.dirac_jacobian(loss), 1))
             assert float(rho) > 1.0
         traj = gda.simulate(gda.simultaneous(0.2), game, z0, jax.random.key(0), 400, record=False)
         assert float(traj.dist[-1]) > 1.5 * float(traj.dist[0]), name
@@ -53,7 +53,7 @@ def test_regularised_dirac_gan_converges(x64, reg):
     assert float(traj.dist[-1]) < 1e-6
 
 
-@pytest.mark.parametrize("rule", ["extragradient", "optimistic"])
+@pytest.mark.parametrize("rule", [gda.EXTRAGRADIENT, gda.OPTIMISTIC], ids=["extragradient", "optimistic"])
 def test_extragradient_and_optimistic_converge_on_the_unregularised_dirac_gan(x64, rule):
     game = gan.dirac_gan(gan.WGAN)
     traj = gda.simulate(gda.make_rule(rule, 0.2), game, (jnp.array(0.5), jnp.array(1.0)), jax.random.key(0),

@@ -46,12 +46,12 @@ def test_alternating_determinant_one(x64):
         np.testing.assert_allclose(jac, [[1, a], [-a, 1 - a**2]], atol=1e-15)
 
 
-@pytest.mark.parametrize("name", gda.RULES)
-def test_jacobian_spectral_radius_matches_closed_form(x64, name):
+@pytest.mark.parametrize("kind", gda.RULES.values(), ids=gda.RULES)
+def test_jacobian_spectral_radius_matches_closed_form(x64, kind):
     steps = jnp.asarray(STEPS)
     rho = jax.jit(jax.vmap(lambda a: gda.spectral_radius(
-        gda.update_jacobian(gda.make_rule(name, a), games.bilinear(), _zero()))))(steps)
-    pred = jax.vmap(lambda a: gda.bilinear_spectral_radius(name, a))(steps)
+        gda.update_jacobian(gda.make_rule(kind, a), games.bilinear(), _zero()))))(steps)
+    pred = jax.vmap(lambda a: gda.bilinear_spectral_radius(kind, a))(steps)
     np.testing.assert_allclose(rho, pred, rtol=1e-10)
 
 
@@ -59,14 +59,15 @@ def test_jacobian_spectral_radius_matches_closed_form(x64, name):
 def test_measured_growth_matches_closed_form(x64, name):
     """The quality goal: the spectral radius measured from a simulated trajectory agrees to 1e-6 relative."""
     z0 = (jnp.array(0.8), jnp.array(-0.35))
+    kind = gda.RULES[name]
 
     def measure(a):
-        traj = gda.simulate(gda.make_rule(name, a), games.bilinear(), z0, jax.random.key(1), 120)
+        traj = gda.simulate(gda.make_rule(kind, a), games.bilinear(), z0, jax.random.key(1), 120)
         return gda.dmd_spectral_radius(traj), gda.norm_growth_rate(traj)
 
     steps = jnp.asarray(STEPS)
     dmd, norm = jax.jit(jax.vmap(measure))(steps)
-    pred = jax.vmap(lambda a: gda.bilinear_spectral_radius(name, a))(steps)
+    pred = jax.vmap(lambda a: gda.bilinear_spectral_radius(kind, a))(steps)
     np.testing.assert_allclose(dmd, pred, rtol=1e-6)
     if name in ("simultaneous", "extragradient", "consensus"):  # normal maps: the norm itself grows at rho
         np.testing.assert_allclose(norm, pred, rtol=1e-6)
@@ -78,17 +79,17 @@ def test_matrix_game_radius_is_max_over_singular_values(x64):
     z_star = (jnp.zeros(2), jnp.zeros(3))
     svals = np.linalg.svd(np.asarray(a_mat), compute_uv=False)
     steps = jnp.array([0.1, 0.4])
-    for name in gda.RULES:
+    for kind in gda.RULES.values():
         rho = jax.jit(
             jax.vmap(
-                lambda a, name=name: gda.spectral_radius(
-                    gda.update_jacobian(gda.make_rule(name, a), game, z_star)
+                lambda a, kind=kind: gda.spectral_radius(
+                    gda.update_jacobian(gda.make_rule(kind, a), game, z_star)
                 )
             )
         )(steps)
         # A is 2 x 3: the extra generator direction is a zero singular value (eigenvalue 1 of the update)
         pred = [
-            max(float(gda.bilinear_spectral_radius(name, float(a), s)) for s in [*svals, 0.0]) for a in steps
+            max(float(gda.bilinear_spectral_radius(kind, float(a), s)) for s in [*svals, 0.0]) for a in steps
         ]
         np.testing.assert_allclose(rho, pred, rtol=1e-10)
 
@@ -98,12 +99,12 @@ def test_extragradient_and_optimistic_converge_simultaneous_diverges(x64):
     for name in ("extragradient", "optimistic", "consensus"):
         traj = jax.jit(
             lambda name=name: gda.simulate(
-                gda.make_rule(name, 0.2), game, z0, jax.random.key(0), 3000, record=False
+                gda.make_rule(gda.RULES[name], 0.2), game, z0, jax.random.key(0), 3000, record=False
             )
         )()
         assert float(traj.dist[-1]) < 1e-8, name
     grid = jnp.linspace(0.01, 3.0, 25)
-    assert np.all(np.asarray(jax.vmap(lambda a: gda.bilinear_spectral_radius("simultaneous", a))(grid)) > 1.0)
+    assert np.all(np.asarray(jax.vmap(lambda a: gda.bilinear_spectral_radius(gda.SIMULTANEOUS, a))(grid)) > 1.0)
 
     def grows(a):
         traj = gda.simulate(gda.simultaneous(a), game, z0, jax.random.key(0), 200, record=False)
@@ -165,14 +166,21 @@ def test_overflow_in_float32_is_reported():
     assert np.all(np.isfinite(traj.dist))
 
 
+def test_rules_by_name():
+    """Configs name the rules; the table gives the kinds the mathematics takes."""
+    assert list(gda.RULES) == ["simultaneous", "alternating", "extragradient", "optimistic", "consensus"]
+    kinds = (gda.SIMULTANEOUS, gda.ALTERNATING, gda.EXTRAGRADIENT, gda.OPTIMISTIC, gda.CONSENSUS)
+    assert all(k is kind for k, kind in zip(gda.RULES.values(), kinds, strict=True))
+
+
 def test_bad_rule_and_step_size():
-    with pytest.raises(ValueError, match="unknown update rule 'adagrad'"):
+    """A rule given by name (not looked up in RULES) is refused with a message that says what is expected;
+    a step size must be positive."""
+    with pytest.raises(TypeError, match="'adagrad' is not a RuleKind"):
         gda.make_rule("adagrad", 0.1)
     for a in (0.0, -0.1):
         with pytest.raises(ValueError, match="expected a number > 0"):
-            gda.make_rule("simultaneous", a)
-    with pytest.raises(ValueError, match="unknown update rule"):
-        gda.bilinear_spectral_radius("nesterov", 0.1)
+            gda.make_rule(gda.SIMULTANEOUS, a)
 
 
 def test_step_size_vmaps(x64):
@@ -186,13 +194,15 @@ def test_step_size_vmaps(x64):
         )
     )(grid)
     np.testing.assert_allclose(
-        rho, [gda.bilinear_spectral_radius("extragradient", float(a)) for a in grid], rtol=1e-10
+        rho, [gda.bilinear_spectral_radius(gda.EXTRAGRADIENT, float(a)) for a in grid], rtol=1e-10
     )
 
 
-@pytest.mark.parametrize("name", gda.RULES)
-def test_linear_update_matrix_is_the_jacobian_of_the_step(x64, name):
-    """The hand-written update matrices equal jax.jacobian of each rule on a random linear (quadratic) game."""
+@pytest.mark.parametrize("kind", gda.RULES.values(), ids=gda.RULES)
+@pytest.mark.parametrize(("alpha", "beta"), [(1.0, 1.0), (0.5, 2.0)])
+def test_linear_update_matrix_is_the_jacobian_of_the_step(x64, kind, alpha, beta):
+    """The hand-written update matrices equal jax.jacobian of each rule on a random linear (quadratic) game,
+    with every rule's own hyperparameters passed through."""
     rng = np.random.default_rng(0)
     m = rng.normal(size=(3, 3))
     n_d = 1
@@ -206,6 +216,7 @@ def test_linear_update_matrix_is_the_jacobian_of_the_step(x64, name):
         return 0.5 * g @ jmat[n_d:, n_d:] @ g + g @ jmat[n_d:, :n_d] @ d
 
     game = games.Game(loss_d, loss_g)
-    jac = gda.update_jacobian(gda.make_rule(name, 0.3, consensus_weight=0.7), game, (jnp.zeros(1), jnp.zeros(2)))
-    ref = gda.linear_update_matrix(name, 0.3, jmat, n_d, consensus_weight=0.7)
+    hyper = {"consensus_weight": 0.7, "alpha": alpha, "beta": beta}
+    jac = gda.update_jacobian(gda.make_rule(kind, 0.3, **hyper), game, (jnp.zeros(1), jnp.zeros(2)))
+    ref = gda.linear_update_matrix(kind, 0.3, jmat, n_d, **hyper)
     np.testing.assert_allclose(jac, ref, atol=1e-13)

@@ -17,6 +17,9 @@ Analysis: :func:`simulate` runs a rule under ``jit(lax.scan)`` and stops a traje
 (reporting the step) instead of producing NaNs; :func:`update_jacobian` differentiates one step of a rule
 at an equilibrium with ``jax.jacobian``; :func:`bilinear_spectral_radius` gives the closed forms for ``d^T A
 g``; :func:`dmd_spectral_radius` measures the spectral radius from a simulated trajectory alone.
+
+A :class:`RuleKind` bundles a rule's constructor with its closed forms (:data:`SIMULTANEOUS`, ...,
+:data:`CONSENSUS`); :data:`RULES` names the kinds for configs.
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from jax.flatten_util import ravel_pytree
 
 from vlab.keys import stream
 from vlab.models.games import Game, field, grad_d, grad_g
-
-RULES = ("simultaneous", "alternating", "extragradient", "optimistic", "consensus")
 
 
 class UpdateRule(NamedTuple):
@@ -156,29 +157,44 @@ def from_optax(tx: optax.GradientTransformation) -> UpdateRule:
     return UpdateRule(lambda z: OptaxState(z, tx.init(z)), step)
 
 
-def check_rule_names(rules: list[str], key: str) -> None:
-    """A config's list of rules: non-empty, distinct names from :data:`RULES`, else a one-line ConfigError."""
-    from vlab.errors import ConfigError
+class Hyperparameters(NamedTuple):
+    """The rules' own hyperparameters; each rule reads its own: consensus optimisation's ``gamma``
+    (``consensus_weight``), optimistic GDA's ``alpha`` and ``beta``."""
 
-    if not rules:
-        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(RULES)}")
-    for r in rules:
-        if r not in RULES:
-            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(RULES)}")
-    if len(set(rules)) != len(rules):
-        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
+    consensus_weight: float | jax.Array = 1.0
+    alpha: float | jax.Array = 1.0
+    beta: float | jax.Array = 1.0
 
 
-def make_rule(name: str, a: float | jax.Array, *, consensus_weight: float = 1.0) -> UpdateRule:
-    """The rule called ``name`` (one of :data:`RULES`) with step size ``a``."""
-    if name not in RULES:
-        raise ValueError(f"unknown update rule '{name}': expected one of {', '.join(RULES)}")
+class RuleKind(NamedTuple):
+    """A kind of update rule: ``make(a, h)`` builds it with step size ``a`` and :class:`Hyperparameters` ``h``;
+    ``bilinear_radius(a, s, h)`` and ``update_matrix(a, jac, n_d, h)`` are its closed forms
+    (:func:`bilinear_spectral_radius`, :func:`linear_update_matrix`)."""
+
+    make: Callable[[Any, Hyperparameters], UpdateRule]
+    bilinear_radius: Callable[[Any, Any, Hyperparameters], jax.Array]
+    update_matrix: Callable[[Any, jax.Array, int, Hyperparameters], jax.Array]
+
+
+def make_rule(kind: RuleKind, a: float | jax.Array, *, consensus_weight: float = 1.0, alpha: float = 1.0,
+              beta: float = 1.0) -> UpdateRule:
+    """The update rule of ``kind`` (e.g. :data:`SIMULTANEOUS`) with step size ``a``.
+
+    Args:
+        kind: the kind of rule.
+        a: the step size (``> 0``).
+        consensus_weight: ``gamma`` of consensus optimisation.
+        alpha: optimistic GDA's weight of the current field.
+        beta: optimistic GDA's weight of the change of the field.
+
+    Returns:
+        The rule's ``(init, step)`` pair.
+    """
+    if not isinstance(kind, RuleKind):
+        raise TypeError(f"rule {kind!r} is not a RuleKind: expected e.g. vlab.algorithms.gda.SIMULTANEOUS")
     if isinstance(a, int | float) and not a > 0:
         raise ValueError(f"step size {a} is not valid: expected a number > 0")
-    if name == "consensus":
-        return consensus(a, consensus_weight)
-    return {"simultaneous": simultaneous, "alternating": alternating, "extragradient": extragradient,
-            "optimistic": optimistic}[name](a)
+    return kind.make(a, Hyperparameters(consensus_weight, alpha, beta))
 
 
 # ------------------------------------------------------------------------------------------- simulation
@@ -221,7 +237,20 @@ def simulate(rule: UpdateRule, game: Game, z0: Any, key: jax.Array, steps: int, 
 
     The step-``k`` key is ``fold_in(key, k)``. A state that is not finite or lies farther than ``escape`` from
     ``z_star`` (default: the origin) ends the trajectory: ``diverged_at`` records the step, and the last valid
-    state is kept so that nothing downstream sees NaN or inf. ``record=False`` keeps only distances.
+    state is kept so that nothing downstream sees NaN or inf.
+
+    Args:
+        rule: the update rule.
+        game: the game it plays.
+        z0: the starting point ``(d, g)``.
+        key: the trajectory's key.
+        steps: the number of updates.
+        z_star: the point distances are measured from (default: the origin).
+        escape: the radius around ``z_star`` whose exit ends the trajectory.
+        record: keep the points and states (else only the distances).
+
+    Returns:
+        The :class:`Trajectory`.
     """
     z_star = jax.tree.map(jnp.zeros_like, z0) if z_star is None else z_star
     star = ravel_pytree(z_star)[0]
@@ -304,10 +333,10 @@ def spectral_radius(m: jax.Array) -> jax.Array:
     return jnp.max(jnp.abs(jnp.linalg.eigvals(m)))
 
 
-def bilinear_spectral_radius(name: str, a: float | jax.Array, s: float | jax.Array = 1.0, *,
+def bilinear_spectral_radius(kind: RuleKind, a: float | jax.Array, s: float | jax.Array = 1.0, *,
                              consensus_weight: float = 1.0, alpha: float = 1.0,
                              beta: float = 1.0) -> jax.Array:
-    """Closed-form spectral radius of rule ``name`` with step ``a`` on ``min_g max_d d^T A g``, for one
+    """Closed-form spectral radius of a rule of ``kind`` with step ``a`` on ``min_g max_d d^T A g``, for one
     singular value ``s`` of ``A`` (the radius of the game is the maximum over them). With ``b = a s``:
 
     * simultaneous   ``sqrt(1 + b^2)``                                    (seed 002 question 4)
@@ -317,52 +346,108 @@ def bilinear_spectral_radius(name: str, a: float | jax.Array, s: float | jax.Arr
     * optimistic     the larger root modulus of
       ``lambda^2 - (1 - a (alpha + beta) mu) lambda - a beta mu``, ``mu = i s``
     * consensus      ``sqrt((1 - a gamma s^2)^2 + b^2)``
+
+    Args:
+        kind: the kind of rule, e.g. :data:`SIMULTANEOUS`.
+        a: the step size.
+        s: a singular value of ``A`` (1 for ``V = d g``).
+        consensus_weight: ``gamma`` of consensus optimisation.
+        alpha: optimistic GDA's ``alpha``.
+        beta: optimistic GDA's ``beta``.
+
+    Returns:
+        The spectral radius of the update along ``s``.
     """
-    b = a * s
-    if name == "simultaneous":
-        return jnp.sqrt(1 + b**2)
-    if name == "alternating":
-        t = 2 - b**2
-        return jnp.where(jnp.abs(t) <= 2, 1.0, (jnp.abs(t) + jnp.sqrt(jnp.maximum(t**2 - 4, 0.0))) / 2)
-    if name == "extragradient":
-        return jnp.sqrt((1 - b**2) ** 2 + b**2)
-    if name == "optimistic":
-        mu = 1j * s
-        p = 1 - a * (alpha + beta) * mu
-        root = jnp.sqrt(p**2 + 4 * a * beta * mu)
-        return jnp.maximum(jnp.abs((p + root) / 2), jnp.abs((p - root) / 2))
-    if name == "consensus":
-        return jnp.sqrt((1 - a * consensus_weight * s**2) ** 2 + b**2)
-    raise ValueError(f"unknown update rule '{name}': expected one of {', '.join(RULES)}")
+    return kind.bilinear_radius(a, s, Hyperparameters(consensus_weight, alpha, beta))
 
 
-def linear_update_matrix(name: str, a: float | jax.Array, jac: jax.Array, n_d: int, *,
+def linear_update_matrix(kind: RuleKind, a: float | jax.Array, jac: jax.Array, n_d: int, *,
                          consensus_weight: float = 1.0, alpha: float = 1.0, beta: float = 1.0) -> jax.Array:
-    """The update matrix of rule ``name`` on a linear field ``F(z) = J z`` with ``z = (d, g)``, ``d`` the first
-    ``n_d`` coordinates, written out by hand (the linearisation of every rule at an equilibrium):
+    """The update matrix of a rule of ``kind`` on a linear field ``F(z) = J z`` with ``z = (d, g)``, ``d`` the
+    first ``n_d`` coordinates, written out by hand (the linearisation of every rule at an equilibrium):
 
     * simultaneous   ``I - a J``
     * alternating    ``[[I - a J_dd, -a J_dg], [-a J_gd (I - a J_dd), I - a J_gg + a^2 J_gd J_dg]]``
     * extragradient  ``I - a J + a^2 J^2``
     * optimistic     ``[[I - a (alpha + beta) J, a beta I], [J, 0]]`` on the state ``(z_k, F(z_{k-1}))``
     * consensus      ``I - a (J + gamma J^T J)``
+
+    Args:
+        kind: the kind of rule, e.g. :data:`SIMULTANEOUS`.
+        a: the step size.
+        jac: the field's Jacobian ``J``.
+        n_d: the discriminator's number of coordinates.
+        consensus_weight: ``gamma`` of consensus optimisation.
+        alpha: optimistic GDA's ``alpha``.
+        beta: optimistic GDA's ``beta``.
+
+    Returns:
+        The matrix of the update on the rule's state.
     """
-    jac = jnp.asarray(jac)
+    return kind.update_matrix(a, jnp.asarray(jac), n_d, Hyperparameters(consensus_weight, alpha, beta))
+
+
+# ------------------------------------------------------------------------------------------- the kinds
+
+
+def _eye(jac: jax.Array) -> jax.Array:
+    return jnp.eye(jac.shape[0], dtype=jac.dtype)
+
+
+def _alternating_radius(a: Any, s: Any, h: Hyperparameters) -> jax.Array:
+    b = a * s
+    t = 2 - b**2
+    return jnp.where(jnp.abs(t) <= 2, 1.0, (jnp.abs(t) + jnp.sqrt(jnp.maximum(t**2 - 4, 0.0))) / 2)
+
+
+def _alternating_matrix(a: Any, jac: jax.Array, n_d: int, h: Hyperparameters) -> jax.Array:
     n = jac.shape[0]
-    eye = jnp.eye(n, dtype=jac.dtype)
-    if name == "simultaneous":
-        return eye - a * jac
-    if name == "alternating":
-        jdd, jdg, jgd, jgg = jac[:n_d, :n_d], jac[:n_d, n_d:], jac[n_d:, :n_d], jac[n_d:, n_d:]
-        i_d, i_g = jnp.eye(n_d, dtype=jac.dtype), jnp.eye(n - n_d, dtype=jac.dtype)
-        top = jnp.concatenate([i_d - a * jdd, -a * jdg], axis=1)
-        bottom = jnp.concatenate([-a * jgd @ (i_d - a * jdd), i_g - a * jgg + a**2 * jgd @ jdg], axis=1)
-        return jnp.concatenate([top, bottom], axis=0)
-    if name == "extragradient":
-        return eye - a * jac + a**2 * jac @ jac
-    if name == "optimistic":
-        top = jnp.concatenate([eye - a * (alpha + beta) * jac, a * beta * eye], axis=1)
-        return jnp.concatenate([top, jnp.concatenate([jac, jnp.zeros_like(jac)], axis=1)], axis=0)
-    if name == "consensus":
-        return eye - a * (jac + consensus_weight * jac.T @ jac)
-    raise ValueError(f"unknown update rule '{name}': expected one of {', '.join(RULES)}")
+    jdd, jdg, jgd, jgg = jac[:n_d, :n_d], jac[:n_d, n_d:], jac[n_d:, :n_d], jac[n_d:, n_d:]
+    i_d, i_g = jnp.eye(n_d, dtype=jac.dtype), jnp.eye(n - n_d, dtype=jac.dtype)
+    top = jnp.concatenate([i_d - a * jdd, -a * jdg], axis=1)
+    bottom = jnp.concatenate([-a * jgd @ (i_d - a * jdd), i_g - a * jgg + a**2 * jgd @ jdg], axis=1)
+    return jnp.concatenate([top, bottom], axis=0)
+
+
+def _optimistic_radius(a: Any, s: Any, h: Hyperparameters) -> jax.Array:
+    mu = 1j * s
+    p = 1 - a * (h.alpha + h.beta) * mu
+    root = jnp.sqrt(p**2 + 4 * a * h.beta * mu)
+    return jnp.maximum(jnp.abs((p + root) / 2), jnp.abs((p - root) / 2))
+
+
+def _optimistic_matrix(a: Any, jac: jax.Array, n_d: int, h: Hyperparameters) -> jax.Array:
+    eye = _eye(jac)
+    top = jnp.concatenate([eye - a * (h.alpha + h.beta) * jac, a * h.beta * eye], axis=1)
+    return jnp.concatenate([top, jnp.concatenate([jac, jnp.zeros_like(jac)], axis=1)], axis=0)
+
+
+SIMULTANEOUS = RuleKind(
+    make=lambda a, h: simultaneous(a),
+    bilinear_radius=lambda a, s, h: jnp.sqrt(1 + (a * s) ** 2),
+    update_matrix=lambda a, jac, n_d, h: _eye(jac) - a * jac,
+)
+ALTERNATING = RuleKind(
+    make=lambda a, h: alternating(a),
+    bilinear_radius=_alternating_radius,
+    update_matrix=_alternating_matrix,
+)
+EXTRAGRADIENT = RuleKind(
+    make=lambda a, h: extragradient(a),
+    bilinear_radius=lambda a, s, h: jnp.sqrt((1 - (a * s) ** 2) ** 2 + (a * s) ** 2),
+    update_matrix=lambda a, jac, n_d, h: _eye(jac) - a * jac + a**2 * jac @ jac,
+)
+OPTIMISTIC = RuleKind(
+    make=lambda a, h: optimistic(a, h.alpha, h.beta),
+    bilinear_radius=_optimistic_radius,
+    update_matrix=_optimistic_matrix,
+)
+CONSENSUS = RuleKind(
+    make=lambda a, h: consensus(a, h.consensus_weight),
+    bilinear_radius=lambda a, s, h: jnp.sqrt((1 - a * h.consensus_weight * s**2) ** 2 + (a * s) ** 2),
+    update_matrix=lambda a, jac, n_d, h: _eye(jac) - a * (jac + h.consensus_weight * jac.T @ jac),
+)
+
+# The kinds by the names configs use; only the config layer looks names up here.
+RULES: dict[str, RuleKind] = {"simultaneous": SIMULTANEOUS, "alternating": ALTERNATING,
+                              "extragradient": EXTRAGRADIENT, "optimistic": OPTIMISTIC, "consensus": CONSENSUS}
