@@ -9,8 +9,9 @@ initialisations, several seeds as one vmapped program. A mode is covered when at
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -32,8 +33,8 @@ from vlab.objectives import gan
 
 
 @dataclass
-class DataConfig:
-    """k Gaussians of standard deviation std, centres evenly spaced on a circle of the given radius."""
+class RingConfig:
+    """The real data: k Gaussians of standard deviation std, centres evenly spaced on a circle of the given radius."""
 
     modes: int = spec(8, ge=2, help="number of mixture components")
     radius: float = spec(2.0, gt=0)
@@ -59,7 +60,7 @@ def _default_variants() -> list[VariantConfig]:
 
 @dataclass
 class Config(BaseConfig):
-    data: DataConfig = nested(DataConfig)
+    data: RingConfig = nested(RingConfig)
     latent_dim: int = spec(8, gt=0)
     hidden: list[int] = spec([128, 128], gt=0, help="hidden widths of both MLPs")
     activation: str = "relu"
@@ -86,12 +87,27 @@ class Config(BaseConfig):
 # ------------------------------------------------------------------------------------------------ model
 
 
-def make_game(cfg: Config, v: VariantConfig) -> games.Game:
-    """The GAN between an MLP discriminator (logit) and an MLP generator with Gaussian latents."""
+class Networks(NamedTuple):
+    """The players' MLPs with the configured activation: the discriminator's ``logit(d, x) -> (n,)`` and the
+    generator's ``generate(g, z) -> (n, 2)``."""
+
+    logit: Callable[[list, jax.Array], jax.Array]
+    generate: Callable[[list, jax.Array], jax.Array]
+
+
+def networks(cfg: Config) -> Networks:
+    """The players' MLPs, ``cfg.activation`` resolved to its function."""
+    activation = ACTIVATIONS[cfg.activation]
+    return Networks(logit=lambda p, x: mlp_apply(p, x, activation)[:, 0],
+                    generate=lambda p, z: mlp_apply(p, z, activation))
+
+
+def make_game(cfg: Config, v: VariantConfig, nets: Networks) -> games.Game:
+    """The GAN between the MLP discriminator (a logit) and the MLP generator with Gaussian latents."""
     d = cfg.data
     return gan.gan_game(
-        logit=lambda p, x: mlp_apply(p, x, ACTIVATIONS[cfg.activation])[:, 0],
-        generate=lambda p, z: mlp_apply(p, z, ACTIVATIONS[cfg.activation]),
+        logit=nets.logit,
+        generate=nets.generate,
         sample_real=lambda key: circle_mixture(key, cfg.batch, d.modes, d.radius, d.std)[0],
         sample_latent=lambda key: jax.random.normal(key, (cfg.batch, cfg.latent_dim)),
         loss=gan.LOSSES[v.loss], r1=v.r1, r2=v.r2, noise_std=v.noise_std,
@@ -104,14 +120,14 @@ def init_params(cfg: Config, key: jax.Array) -> dict:
             "g": mlp_init(stream(key, "generator"), [cfg.latent_dim, *cfg.hidden, 2])}
 
 
-def variant_loss(cfg: Config, v: VariantConfig) -> LossFn:
+def variant_loss(cfg: Config, v: VariantConfig, nets: Networks) -> LossFn:
     """The surrogate of variant ``v``'s game, with the mode coverage of a fixed batch of generated samples as
     metrics: ``batch = {"z": latents, "centres": the modes}``."""
-    surrogate = games.surrogate_loss(make_game(cfg, v))
+    surrogate = games.surrogate_loss(make_game(cfg, v, nets))
 
     def loss(p, batch, key, hp):
         value, aux = surrogate(p, batch, key, hp)
-        x = mlp_apply(jax.lax.stop_gradient(p["g"]), batch["z"], ACTIVATIONS[cfg.activation])
+        x = nets.generate(jax.lax.stop_gradient(p["g"]), batch["z"])
         covered, good = gan.mode_coverage(x, batch["centres"], cfg.data.std)
         return value, {**aux, "modes_covered": covered.astype(x.dtype), "high_quality": good, "samples": x}
 
@@ -183,8 +199,9 @@ class Experiment(_Experiment):
     member_keys = ("seed", "train.optimizer.lr")
 
     def setup(self, cfg: Config) -> None:
-        """The modes' centres."""
+        """The modes' centres and the players' networks."""
         self.centres = circle_mixture_centres(cfg.data.modes, cfg.data.radius)
+        self.nets = networks(cfg)
 
     def init(self, cfg: Config, key: jax.Array) -> dict:
         return init_params(cfg, key)
@@ -194,7 +211,7 @@ class Experiment(_Experiment):
         params = self.init_members(cfg)
         snapshot = {"z": jax.random.normal(self.key("snapshots"), (cfg.snapshot_samples, cfg.latent_dim)),
                     "centres": self.centres}
-        return {v.name: self.fit(f"variant{i}", variant_loss(cfg, v), params, data=snapshot,
+        return {v.name: self.fit(f"variant{i}", variant_loss(cfg, v, self.nets), params, data=snapshot,
                                  keys=self.keys(f"train/{v.name}"), optimizer=optimizer(cfg, v))
                 for i, v in enumerate(cfg.variants)}
 
@@ -205,7 +222,7 @@ class Experiment(_Experiment):
         for v in cfg.variants:
             res = fits[v.name]
             z = jax.random.normal(self.key(f"evaluate/{v.name}"), (cfg.eval_samples, cfg.latent_dim))
-            x = jax.vmap(lambda g, z=z: mlp_apply(g, z, ACTIVATIONS[cfg.activation]))(res.params["g"])
+            x = jax.vmap(lambda g, z=z: self.nets.generate(g, z))(res.params["g"])
             covered, good = jax.vmap(lambda x: gan.mode_coverage(x, self.centres, cfg.data.std))(x)
             metrics["variants"][v.name] = {
                 "modes_covered_per_seed": np.asarray(covered).tolist(),
