@@ -19,18 +19,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-Loss = Callable[[Any, Any, jax.Array], jax.Array]
+# A scalar function of both players' parameters and a key: a player's loss, or a zero-sum game's value.
+Payoff = Callable[[Any, Any, jax.Array], jax.Array]
 
 
 class Game(NamedTuple):
     """Two players minimising ``loss_d(d, g, key)`` and ``loss_g(d, g, key)`` over ``d`` and
     ``g`` respectively."""
 
-    loss_d: Loss
-    loss_g: Loss
+    loss_d: Payoff
+    loss_g: Payoff
 
 
-def zero_sum(value: Loss) -> Game:
+def zero_sum(value: Payoff) -> Game:
     """The minimax game ``min_g max_d V(d, g)``: ``loss_d = -V`` and ``loss_g = V``."""
     return Game(lambda d, g, key: -value(d, g, key), value)
 
