@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vlab.cli.main import main
-from vlab.data import sets as data
+from vlab import data
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = str(ROOT / "configs" / "kl_fit.yaml")
@@ -146,6 +146,12 @@ CASES = [
      ["data.root", "cannot be read"]),
     ("mnist config without its files", lambda t: ["run", str(ROOT / "configs" / "vae_mnist_iwae.yaml"),
                                                   f"data.root={t / 'mnist'}"], ["data.root", "MNIST-format"]),
+    ("unknown toy set", lambda t: ["run", VAE, "data.name=spiral"], ["data.name", "'spiral'", "pinwheel", "rings"]),
+    ("unknown optax optimiser", lambda t: ["run", VAE, "train.optimizer.name=adamx"],
+     ["train.optimizer.name", "'adamx'", "lion", "sgd"]),
+    ("option the optimiser lacks", lambda t: ["run", VAE, "train.optimizer.momentum=0.9"],
+     ["train.optimizer.momentum", "optax.adam takes no 'momentum'"]),
+    ("config name that is not built in", lambda t: ["run", "kl_fitt"], ["kl_fitt", "built-in config", "kl_fit"]),
     ("vae latent of zero", lambda t: ["run", VAE, "model.z_dim=0"], ["model.z_dim"]),
     ("vae image side not square", lambda t: ["run", VAE, "data.dim=50"], ["data.dim", "square"]),
     ("vae no beta", lambda t: ["run", VAE, "objective.beta=[]"], ["objective.beta"]),

@@ -7,6 +7,8 @@ the 1-D mixture) and an integer label per point (mixture component, arm or ring;
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,3 +94,33 @@ def mixture_1d(key: jax.Array, n: int, weights, means, stds):
     k_lab, k_noise = jax.random.split(key)
     labels = jax.random.categorical(k_lab, jnp.log(jnp.asarray(weights)), shape=(n,))
     return jnp.asarray(means)[labels] + jnp.asarray(stds)[labels] * jax.random.normal(k_noise, (n,)), labels
+
+
+class ToySet(NamedTuple):
+    """A 2-D toy set: its sampler ``(key, n) -> (x, labels)`` and the centre and scale that map it to roughly
+    [-1, 1]^2 (``(x - centre) / scale``)."""
+
+    sample: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]]
+    centre: tuple[float, float]
+    scale: float
+
+
+# The one registry of the 2-D toy sets, by the names configs use.
+TOY_SETS: dict[str, ToySet] = {
+    "pinwheel": ToySet(pinwheel, (0.0, 0.0), 3.0),
+    "gaussians": ToySet(eight_gaussians, (0.0, 0.0), 2.5),
+    "two_moons": ToySet(two_moons, (0.5, 0.25), 1.5),
+    "rings": ToySet(concentric_rings, (0.0, 0.0), 3.3),
+    "checkerboard": ToySet(checkerboard, (0.0, 0.0), 2.0),
+}
+
+
+def unit_points(key: jax.Array, name: str, n: int) -> tuple[jax.Array, jax.Array]:
+    """``n`` points of the toy set ``name``, mapped to roughly [-1, 1]^2, and their labels."""
+    if name not in TOY_SETS:
+        raise ValueError(f"unknown toy set '{name}': expected one of {', '.join(TOY_SETS)}")
+    toy = TOY_SETS[name]
+    x, y = toy.sample(key, n)
+    if toy.centre != (0.0, 0.0):
+        x = x - jnp.asarray(toy.centre)
+    return x / toy.scale, y

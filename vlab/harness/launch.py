@@ -104,11 +104,11 @@ def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
 
 def check_inputs(cfg) -> None:
     """What a config reads from disk, checked before a run folder exists: a ``data:`` section's files."""
-    from vlab.data import sets as data
+    from vlab.harness import data_config
 
     section = getattr(cfg, "data", None)
-    if isinstance(section, data.DataConfig):
-        data.check(section)
+    if isinstance(section, data_config.DataConfig):
+        data_config.check(section)
 
 
 def _create_run(cls, cfg, out: str | None, quiet: bool):
