@@ -12,9 +12,10 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from vlab.experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
 
-from vlab.cli.main import main, run_experiment
+from vlab.cli.main import main
 from vlab.engine import FitResult
 from vlab.engine.members import Members
+from vlab.harness.launch import run_experiment
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
