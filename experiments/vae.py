@@ -16,7 +16,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from vlab.algorithms.amortisation import amortisation_gap, gap_figure
+from vlab.algorithms.amortisation import amortisation_gap
 from vlab.data import sets as vdata
 from vlab.engine.members import Members
 from vlab.errors import ConfigError
@@ -163,6 +163,20 @@ def draw_beta_figure(run, rows: list[dict]) -> None:
                     capsize=3)
         ax.set(xscale="log", xlabel="beta", ylabel=label, title=title)
     run.save_figure(fig, "beta_sweep")
+
+
+def gap_figure(am: dict[str, np.ndarray]):
+    """Each point's optimised ELBO against its amortised one, with the diagonal of no gap."""
+    fig, ax = plots.figure(1, 1, size=(5.5, 4.5))
+    a, o = am["amortised"], am["optimised"]
+    ax.scatter(a, o, s=8, color=plots.color(0))
+    lo, hi = float(min(a.min(), o.min())), float(max(a.max(), o.max()))
+    ax.plot([lo, hi], [lo, hi], color=plots.color(7), lw=1, label="no gap")
+    ax.set_xlabel("amortised ELBO, q_phi(z|x_i)")
+    ax.set_ylabel("optimised ELBO, own q_i")
+    ax.set_title(f"amortisation gap: mean {np.mean(o - a):.3f} nats")
+    ax.legend()
+    return fig
 
 
 def mean_abs_corr(mu: np.ndarray, active: np.ndarray) -> float:
