@@ -180,7 +180,23 @@ class Experiment(_Experiment):
 def draw(x: np.ndarray, truth: Mixture1D, fitted: Mixture1D, f_e: np.ndarray, f_m: np.ndarray, ecll_m: np.ndarray,
          ll: np.ndarray, ll0: float, kl: np.ndarray, final_ll: np.ndarray) -> Figure:
     """Four panels: the data with the true and fitted densities (inset: every init's final log p(x)); the
-    distance of F and log p(x) below the final log p(x); the KL gap after each M-step; ECLL against the ELBO."""
+    distance of F and log p(x) below the final log p(x); the KL gap after each M-step; ECLL against the ELBO.
+
+    Args:
+        x: the data.
+        truth: the mixture the data were drawn from.
+        fitted: the best initialisation's EM solution.
+        f_e: F(theta_t, q_t) after each E-step.
+        f_m: F(theta_{t+1}, q_t) after each M-step.
+        ecll_m: the ECLL after each M-step.
+        ll: log p(x | theta_{t+1}) after each iteration.
+        ll0: log p(x | theta_0) at the initialisation.
+        kl: KL(q_t || p(z | x, theta_{t+1})) after each M-step.
+        final_ll: every initialisation's final log p(x).
+
+    Returns:
+        The figure.
+    """
     fig, axes = figure(2, 2, size=(11, 7.6))
     axes = axes.ravel()
     ax = axes[0]
