@@ -17,3 +17,9 @@ def stream(seed: int | jax.Array, name: str) -> jax.Array:
     """The key of stream ``name`` under ``seed`` (an int, or a typed key to derive sub-streams from)."""
     base = jax.random.key(int(seed)) if isinstance(seed, int) else seed
     return jax.random.fold_in(base, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def is_key_batch(keys: jax.Array) -> bool:
+    """Whether ``keys`` is a batch of keys (one per member) rather than one key, for raw or typed keys."""
+    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    return keys.ndim == (1 if typed else 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from vlab.cli.main import EXIT_OK
+from vlab.cli.exits import EXIT_OK
 from vlab.errors import ConfigError
 from vlab.harness.launch import format_value
 from vlab.trees import flatten

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlab.cli.main import EXIT_OK
+from vlab.cli.exits import EXIT_OK
 from vlab.harness.experiment import builtin_names, resolve
 from vlab.harness.loading import builtin_configs, config_description
 

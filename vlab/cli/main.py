@@ -11,9 +11,7 @@ import os
 import sys
 
 from vlab import __version__
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program killed by the closed pipe would end
+from vlab.cli.exits import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):

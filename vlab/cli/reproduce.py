@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from vlab.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from vlab.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from vlab.cli.report import write_index
 from vlab.errors import ConfigError, DataNotFound
 from vlab.harness.launch import RUNS_ROOT_ENV, run_experiment

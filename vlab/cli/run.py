@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from vlab.cli.main import EXIT_FAILED, EXIT_OK
+from vlab.cli.exits import EXIT_FAILED, EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

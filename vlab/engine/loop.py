@@ -34,6 +34,7 @@ from vlab.engine import interrupts
 from vlab.engine.optim import LR_FACTOR, set_lr_factor
 from vlab.engine.sharding import to_host, to_local
 from vlab.errors import TrainingDiverged
+from vlab.keys import is_key_batch
 
 LossFn = Callable[[Any, Any, jax.Array, Any], tuple[jax.Array, dict[str, jax.Array]]]
 BatchFn = Callable[[Any, jax.Array], Any]
@@ -113,12 +114,6 @@ class Callback:
 
     def on_close(self, loop: Loop) -> None:
         """Always, last."""
-
-
-def is_key_batch(keys: jax.Array) -> bool:
-    """Whether ``keys`` is a batch of keys (one per member) rather than one key, for raw or typed keys."""
-    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
-    return keys.ndim == (1 if typed else 2)
 
 
 def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: BatchFn | None):

@@ -91,7 +91,7 @@ def shard_members(mesh, params: Any, keys: jax.Array, hp: Any, data: Any, batch_
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from vlab.engine.loop import is_key_batch
+    from vlab.keys import is_key_batch
 
     vmapped = is_key_batch(keys)
     n_sweep, n = mesh.shape["sweep"], (keys.shape[0] if vmapped else 1)
