@@ -26,22 +26,11 @@ from vlab.errors import ConfigError
 from vlab.harness import plots
 from vlab.harness.config import BaseConfig, spec
 from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.names import check_names
 from vlab.models import games
 from vlab.objectives import gan
 
 # ------------------------------------------------------------------------------------------------ config
-
-
-def check_rule_names(rules: list[str], key: str) -> None:
-    """A config's list of update rules: non-empty, distinct names from :data:`vlab.algorithms.gda.RULES`, else a
-    one-line ConfigError naming ``key``."""
-    if not rules:
-        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
-    for r in rules:
-        if r not in gda.RULES:
-            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
-    if len(set(rules)) != len(rules):
-        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
 
 
 @dataclass
@@ -75,7 +64,7 @@ class Config(BaseConfig):
     n_noise: int = spec(64, ge=2, help="deterministic nodes of the instance-noise expectation")
 
     def check(self, prefix: str) -> None:
-        check_rule_names(self.rules, f"{prefix}rules")
+        check_names(self.rules, gda.RULES, f"{prefix}rules", what="rule")
         if not self.losses:
             raise ConfigError(f"key '{prefix}losses': value [] is not valid: expected some of "
                               f"{', '.join(gan.LOSSES)}")

@@ -24,21 +24,10 @@ from vlab.errors import ConfigError
 from vlab.harness import plots
 from vlab.harness.config import BaseConfig, nested, spec
 from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.names import check_names
 from vlab.models import games
 
 # ------------------------------------------------------------------------------------------------ config
-
-
-def check_rule_names(rules: list[str], key: str) -> None:
-    """A config's list of update rules: non-empty, distinct names from :data:`vlab.algorithms.gda.RULES`, else a
-    one-line ConfigError naming ``key``."""
-    if not rules:
-        raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {', '.join(gda.RULES)}")
-    for r in rules:
-        if r not in gda.RULES:
-            raise ConfigError(f"key '{key}': value '{r}' is not valid: expected one of {', '.join(gda.RULES)}")
-    if len(set(rules)) != len(rules):
-        raise ConfigError(f"key '{key}': value {rules} is not valid: expected each rule once")
 
 
 @dataclass
@@ -69,7 +58,7 @@ class Config(BaseConfig):
     stability: StabilityConfig = nested(StabilityConfig)
 
     def check(self, prefix: str) -> None:
-        check_rule_names(self.rules, f"{prefix}rules")
+        check_names(self.rules, gda.RULES, f"{prefix}rules", what="rule")
         if len(self.z0) != 2 or not any(self.z0):
             raise ConfigError(f"key '{prefix}z0': value {self.z0} is not valid: expected [d_0, g_0], not both 0")
         if not self.matrix or len({len(r) for r in self.matrix}) != 1 or not self.matrix[0]:
