@@ -67,6 +67,9 @@ def test_the_wheel_holds_every_config_and_no_top_level_experiments(wheel):
     assert shipped == {p.name for p in (ROOT / "configs").glob("*.yaml")}
     experiments = {Path(n).stem for n in names if n.startswith("vlab/experiments/") and n.endswith(".py")}
     assert experiments == {p.stem for p in (ROOT / "experiments").glob("*.py")}
+    modules = {n for n in names if n.startswith("vlab/") and n.endswith(".py")}
+    source = {f"vlab/{p.relative_to(ROOT / 'vlab')}" for p in (ROOT / "vlab").rglob("*.py")}
+    assert source <= modules, sorted(source - modules)  # every subpackage is listed in pyproject.toml
 
 
 def _vlab(venv: Path, cwd: Path, *args: str, pythonpath: str | None = None) -> subprocess.CompletedProcess:
