@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+from vlab.experiments.gmvae import COVARIANCES
 
 from vlab.algorithms import clustering
 from vlab.data import sets as vdata
@@ -50,7 +51,7 @@ def kmeans_floor(ds, seeds: int, k: int = 10) -> dict:
     t0 = time.perf_counter()
     fitted = jax.jit(jax.vmap(lambda kk: clustering.kmeans(kk, ds.x_train, k, n_init=3, n_iter=100)))(
         jax.random.split(jax.random.key(0), seeds))
-    test = np.asarray(jax.vmap(lambda c: clustering.assign(ds.x_test, c))(fitted.centers))
+    test = np.asarray(jax.vmap(lambda c: clustering.nearest_center(ds.x_test, c))(fitted.centers))
     seconds = time.perf_counter() - t0
     y = np.asarray(ds.y_test)
     acc = [metrics.clustering_accuracy(y, a)[0] for a in test]
@@ -82,7 +83,7 @@ def throughput(x_train: jax.Array, spec: VAESpec, batch: int, steps: int, which:
         loss_fn = vae_obj.make_loss(spec)
     else:  # gmvae_<qz>[_<covariance>]
         _, qz, *cov = which.split("_")
-        params = gmvae.init_gmvae(key, spec, 10, qz=qz, covariance=cov[0] if cov else "spherical")
+        params = gmvae.init_gmvae(key, spec, 10, qz=qz, covariance=COVARIANCES[cov[0] if cov else "spherical"])
         loss_fn = gmvae.make_loss(spec, qz=qz, warmup_steps=steps // 2)
     res = fit(loss_fn, params, optax.adam(1e-3), stream(seed, "train"), steps=steps, chunk_size=steps,
               log_every=steps, data=x_train, batch_fn=lambda x, k: vdata.sample_batch(x, k, batch))

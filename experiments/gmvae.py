@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlab.algorithms import clustering
 from vlab.data import sets as vdata
 from vlab.engine.restarts import best_restarts, kept_members
 from vlab.errors import ConfigError
@@ -45,6 +46,9 @@ from vlab.keys import stream
 from vlab.models.vae import ModelConfig, decoder_mean, encode, spec_of
 from vlab.objectives import gmvae as objective
 from vlab.objectives.vae import make_loss as vae_make_loss
+
+COVARIANCES = {"spherical": clustering.SPHERICAL, "diagonal": clustering.DIAGONAL, "full": clustering.FULL}
+"""The components' covariance forms by the names of ``mixture.covariance``."""
 
 
 @dataclass
@@ -149,7 +153,7 @@ class Experiment(_Experiment):
         sigma = mx.sigma_init if len(mx.sigma_init) == mx.k else mx.sigma_init * mx.k
         return objective.init_gmvae(key, self.spec, mx.k, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
                                     mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None,
-                                    covariance=mx.covariance)
+                                    covariance=COVARIANCES[mx.covariance])
 
     def hyperparameters(self, cfg: Config) -> dict[str, np.ndarray]:
         return {"beta": self.members.values("beta")}
@@ -199,7 +203,7 @@ class Experiment(_Experiment):
         and NMI of k-means' nearest centres and, after EM, of the mixture's most probable components."""
         mx, ds = cfg.mixture, self.ds
         one = lambda m, key, x, x_test: objective.start_prior(  # noqa: E731
-            m, self.spec, key, x, x_test, mx.k, covariance=mx.covariance, n_init=mx.kmeans_restarts,
+            m, self.spec, key, x, x_test, mx.k, covariance=COVARIANCES[mx.covariance], n_init=mx.kmeans_restarts,
             kmeans_iters=mx.kmeans_iters, em_iters=mx.em_iters, set_pi=mx.learn_pi and not mx.pi)
         with self.out.timed("kmeans"):
             models, res = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))(models, self.keys("kmeans"), ds.x_train,

@@ -63,7 +63,7 @@ def test_matches_the_brute_force_optimum_and_assignment(x64):
     c = np.asarray(res.centers)
     nearest = [int(np.argmin([np.sum((p - cj) ** 2) for cj in c])) for p in x]
     np.testing.assert_array_equal(res.labels, nearest)
-    np.testing.assert_array_equal(clustering.assign(jnp.asarray(x), res.centers), nearest)
+    np.testing.assert_array_equal(clustering.nearest_center(jnp.asarray(x), res.centers), nearest)
 
 
 @pytest.mark.parametrize("n_trials", [1, None])
@@ -149,7 +149,7 @@ def test_full_gaussians_are_the_cluster_ml_covariances(x64):
 
 
 @pytest.mark.parametrize("form", ["spherical", "diagonal", "full"])
-def test_gaussian_log_prob_matches_scipy(x64, form):
+def test_component_log_probs_match_scipy(x64, form):
     from scipy import stats
 
     rng = np.random.default_rng(4)
@@ -165,7 +165,7 @@ def test_gaussian_log_prob_matches_scipy(x64, form):
         scale = np.tril(rng.normal(size=(K, d, d)) * 0.4, -1) + np.stack([np.diag(np.exp(rng.normal(size=d) * 0.3))
                                                                         for _ in range(K)])
         covs = [scale[k] @ scale[k].T for k in range(K)]
-    got = clustering.gaussian_log_prob(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(scale))
+    got = clustering.component_log_probs(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(scale))
     want = np.stack([stats.multivariate_normal(mu[k], covs[k]).logpdf(x) for k in range(K)], -1)
     assert got.shape == (2, 5, K)
     np.testing.assert_allclose(got, want, rtol=1e-12)
@@ -231,7 +231,7 @@ def test_gmm_em_log_likelihood_never_decreases_and_moves_the_kmeans_boundary(x64
 def test_gmm_keeps_the_restart_of_highest_likelihood(x64):
     x, y = _blobs(8, 40)
     x = x @ np.array([[1.0, 0.6], [0.0, 0.5]])
-    res = clustering.gmm(jax.random.PRNGKey(3), jnp.asarray(x), 4, covariance="full", n_init=3, em_iters=30)
+    res = clustering.gmm(jax.random.PRNGKey(3), jnp.asarray(x), 4, covariance=clustering.FULL, n_init=3, em_iters=30)
     runs = [clustering.gmm_em(jnp.asarray(x), km.centers, *clustering.full_gaussians(jnp.asarray(x), km.labels,
                                                                                       km.centers), 30)
             for km in (clustering.lloyd(jnp.asarray(x), clustering.kmeans_plusplus(kk, jnp.asarray(x), 4), 50)
@@ -245,14 +245,20 @@ def test_gmm_keeps_the_restart_of_highest_likelihood(x64):
     assert float(res.log_likelihood) == pytest.approx(np.mean(np.log(dens)), rel=1e-10)
 
 
-@pytest.mark.parametrize("covariance", ["spherical", "diagonal", "full"])
-def test_mixture_start_is_the_kmeans_partition_or_em_from_it(x64, covariance):
+FORMS = {"spherical": (clustering.SPHERICAL, clustering.spherical_gaussians),
+         "diagonal": (clustering.DIAGONAL, clustering.diagonal_gaussians),
+         "full": (clustering.FULL, clustering.full_gaussians)}
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_mixture_start_is_the_kmeans_partition_or_em_from_it(x64, name):
+    covariance, partition = FORMS[name]
     x, y = _blobs(2)
     x = jnp.asarray(x)
     key = jax.random.key(5)
     km = clustering.kmeans(key, x, 4, n_init=3, n_iter=30)
     s = clustering.mixture_start(key, x, 4, covariance=covariance, n_init=3, kmeans_iters=30)
-    scale, pi = clustering.SPREADS[covariance](x, km.labels, km.centers)
+    scale, pi = partition(x, km.labels, km.centers)
     np.testing.assert_allclose(s.kmeans.centers, km.centers, atol=1e-12)
     np.testing.assert_allclose(s.means, km.centers, atol=1e-12)
     np.testing.assert_allclose(s.scales, scale, atol=1e-12)
@@ -277,3 +283,15 @@ def test_mixture_assign_is_the_argmax_of_the_weighted_densities(x64):
     dens = np.stack([pi[k] * stats.multivariate_normal(mu[k], np.diag(sd[k] ** 2)).pdf(x) for k in range(3)], -1)
     got = clustering.mixture_assign(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(sd), jnp.asarray(pi))
     np.testing.assert_array_equal(got, np.argmax(dens, -1))
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_each_covariance_forms_isotropic_scales_are_sigma_times_the_identity(x64, name):
+    rng = np.random.default_rng(6)
+    K, d = 3, 4
+    mu, x, sigma = rng.normal(size=(K, d)), rng.normal(size=(5, d)), np.exp(rng.normal(size=K))
+    scale = FORMS[name][0].isotropic(jnp.asarray(sigma), d)
+    assert scale.shape == {"spherical": (K,), "diagonal": (K, d), "full": (K, d, d)}[name]
+    np.testing.assert_allclose(clustering.component_log_probs(jnp.asarray(x), jnp.asarray(mu), scale),
+                               clustering.component_log_probs(jnp.asarray(x), jnp.asarray(mu), jnp.asarray(sigma)),
+                               rtol=1e-12)

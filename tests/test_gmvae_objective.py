@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from vlab.algorithms import clustering
 from vlab.models.vae import VAESpec
 from vlab.objectives import gmvae
 from vlab.objectives import vae as vae_obj
@@ -196,7 +197,7 @@ def test_diagonal_components_are_the_product_of_their_marginals(x64):
 
 def test_diagonal_init_has_one_sigma_per_component_and_dimension():
     spec = VAESpec(x_dim=3, z_dim=4, hidden=(8,))
-    p = gmvae.init_gmvae(jax.random.key(0), spec, 5, qz="exact", sigma_init=[0.5], covariance="diagonal")
+    p = gmvae.init_gmvae(jax.random.key(0), spec, 5, qz="exact", sigma_init=[0.5], covariance=clustering.DIAGONAL)
     assert p["prior"]["log_sigma"].shape == (5, 4)
     np.testing.assert_allclose(np.exp(p["prior"]["log_sigma"]), 0.5, rtol=1e-6)
     assert gmvae.init_gmvae(jax.random.key(0), spec, 5, qz="exact")["prior"]["log_sigma"].shape == (5,)
@@ -247,19 +248,17 @@ def test_full_component_gradients_match_finite_differences(x64):
 
 def test_full_prior_from_a_cholesky_factor_and_its_init():
     spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
-    p = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact", sigma_init=[0.5], covariance="full")
+    p = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact", sigma_init=[0.5], covariance=clustering.FULL)
     assert p["prior"]["tril"].shape == (4, 2, 2) and p["prior"]["log_sigma"].shape == (4, 2)
     np.testing.assert_allclose(gmvae.prior_scale(p["prior"]), np.stack([0.5 * np.eye(2)] * 4), rtol=1e-6)
     chol = jnp.asarray(np.stack([np.array([[1.0, 0.0], [0.5, 2.0]]) * (k + 1) for k in range(4)]))
     out = gmvae.prior_from_clusters(p["prior"], jnp.ones((4, 2)), chol)
     np.testing.assert_allclose(gmvae.prior_scale(out), chol, rtol=1e-6)
-    with pytest.raises(ValueError, match="covariance"):
-        gmvae.init_gmvae(jax.random.key(0), spec, 4, covariance="tied")
 
 
 def test_full_covariances_get_no_gradient_when_held(x64):
     spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance="full")
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance=clustering.FULL)
     params["prior"]["tril"] = 0.3 * jax.random.normal(jax.random.key(2), (3, 2, 2))
     x = jax.random.normal(jax.random.key(1), (4, 3))
     for learn in (False, True):
@@ -284,22 +283,36 @@ def test_marginal_sigma_is_the_root_of_the_covariance_diagonal(x64):
 
 @pytest.mark.parametrize("em_iters", [0, 20])
 def test_start_prior_is_the_mixture_fitted_to_the_encoded_means(x64, em_iters):
-    from vlab.algorithms import clustering
-
     spec = VAESpec(x_dim=4, z_dim=2, hidden=(8,))
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance="full")
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance=clustering.FULL)
     x, x_test = jax.random.normal(jax.random.key(1), (60, 4)), jax.random.normal(jax.random.key(2), (20, 4))
     key = jax.random.key(3)
-    out, info = gmvae.start_prior(params, spec, key, x, x_test, 3, covariance="full", n_init=2, kmeans_iters=20,
-                                  em_iters=em_iters, set_pi=True)
+    out, info = gmvae.start_prior(params, spec, key, x, x_test, 3, covariance=clustering.FULL, n_init=2,
+                                  kmeans_iters=20, em_iters=em_iters, set_pi=True)
     w, w_test = gmvae.encode(params["vae"], spec, x)[0], gmvae.encode(params["vae"], spec, x_test)[0]
-    s = clustering.mixture_start(key, w, 3, covariance="full", n_init=2, kmeans_iters=20, em_iters=em_iters)
+    s = clustering.mixture_start(key, w, 3, covariance=clustering.FULL, n_init=2, kmeans_iters=20, em_iters=em_iters)
     np.testing.assert_allclose(out["prior"]["mu"], s.means, atol=1e-10)
     np.testing.assert_allclose(gmvae.prior_scale(out["prior"]), s.scales, atol=1e-10)
     np.testing.assert_allclose(jax.nn.softmax(out["prior"]["logits"]), s.weights, atol=1e-10)
-    np.testing.assert_array_equal(info["kmeans"], clustering.assign(w_test, s.kmeans.centers))
+    np.testing.assert_array_equal(info["kmeans"], clustering.nearest_center(w_test, s.kmeans.centers))
     np.testing.assert_array_equal(info["em"], clustering.mixture_assign(w_test, s.means, s.scales, s.weights))
     assert info["trace"].shape == (em_iters,) and float(info["inertia"]) == pytest.approx(float(s.kmeans.inertia))
-    kept = gmvae.start_prior(params, spec, key, x, x_test, 3, covariance="full", n_init=2, kmeans_iters=20)[0]
+    kept = gmvae.start_prior(params, spec, key, x, x_test, 3, covariance=clustering.FULL, n_init=2, kmeans_iters=20)[0]
     np.testing.assert_array_equal(kept["prior"]["logits"], params["prior"]["logits"])  # pi kept without set_pi
     np.testing.assert_array_equal(kept["vae"]["enc"][0]["w"], params["vae"]["enc"][0]["w"])
+
+
+def test_every_covariance_name_of_the_config_is_a_form_of_the_right_shape():
+    # the experiment resolves mixture.covariance (a name the config validates) to a form; the mathematics has no names
+    import typing
+
+    from vlab.experiments.gmvae import COVARIANCES, MixtureConfig
+
+    hints = typing.get_type_hints(MixtureConfig)
+    assert set(COVARIANCES) == set(typing.get_args(hints["covariance"]))
+    spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
+    shapes = {"spherical": (4,), "diagonal": (4, 2), "full": (4, 2)}
+    for name, form in COVARIANCES.items():
+        prior = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact", sigma_init=[0.5], covariance=form)["prior"]
+        assert prior["log_sigma"].shape == shapes[name] and ("tril" in prior) == (name == "full")
+        assert gmvae.prior_scale(prior).shape == form.isotropic(jnp.ones(4), 2).shape

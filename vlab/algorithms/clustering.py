@@ -14,8 +14,9 @@ sum_i D(x_i)^2, which puts two seeds in one cluster less often. Several restarts
 every seed (the GM-VAE initialises its mixture prior this way, VaDE-style).
 
 A hard partition gives each cluster a Gaussian (spherical, diagonal or full covariance: :func:`spherical_gaussians`,
-:func:`diagonal_gaussians`, :func:`full_gaussians`), and :func:`gmm_em` refines such a mixture by expectation-
-maximisation on the soft memberships (:func:`gaussian_log_prob` evaluates every component at every point);
+:func:`diagonal_gaussians`, :func:`full_gaussians`; the three :class:`CovarianceForm` s :data:`SPHERICAL`,
+:data:`DIAGONAL` and :data:`FULL` carry them), and :func:`gmm_em` refines such a mixture by expectation-
+maximisation on the soft memberships (:func:`component_log_probs` evaluates every component at every point);
 :func:`gmm` does both from several k-means starts and keeps the most likely mixture, and :func:`mixture_start` gives
 the mixture a model's Gaussian-mixture prior starts from (k-means' partition, or EM refining it).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -104,9 +106,21 @@ def lloyd(x: jax.Array, centers: jax.Array, n_iter: int) -> KMeansResult:
 @functools.partial(jax.jit, static_argnames=("k", "n_init", "n_iter", "n_trials"))
 def kmeans(key: jax.Array, x: jax.Array, k: int, *, n_init: int = 4, n_iter: int = 50,
            n_trials: int | None = None) -> KMeansResult:
-    """k-means with ``n_init`` greedy k-means++ restarts (vmapped; ``n_trials`` candidates per centre, see
-    :func:`kmeans_plusplus`), each refined by ``n_iter`` Lloyd steps; the restart of lowest final inertia
-    J = sum_i min_k ||x_i - c_k||^2 is returned. ``vmap`` it over keys for several seeds."""
+    """k-means with ``n_init`` greedy k-means++ restarts (vmapped), each refined by ``n_iter`` Lloyd steps; the
+    restart of lowest final inertia J = sum_i min_k ||x_i - c_k||^2 is returned. ``vmap`` it over keys for several
+    seeds.
+
+    Args:
+        key: the randomness of the seedings.
+        x: the points ``(n, d)``.
+        k: number of centres K.
+        n_init: restarts.
+        n_iter: Lloyd steps of each restart.
+        n_trials: candidates per centre of the greedy seeding (see :func:`kmeans_plusplus`; None: its default).
+
+    Returns:
+        The :class:`KMeansResult` of the restart of lowest inertia.
+    """
     runs = _kmeans_runs(key, x, k, n_init, n_iter, n_trials)
     return _pick(runs, jnp.argmin(runs.inertia))
 
@@ -123,7 +137,7 @@ def _pick(runs, i: jax.Array):
     return jax.tree.map(lambda a: a[i], runs)
 
 
-def assign(x: jax.Array, centers: jax.Array) -> jax.Array:
+def nearest_center(x: jax.Array, centers: jax.Array) -> jax.Array:
     """Nearest centre of each point, argmin_k ||x_i - c_k||^2 (to label points the centres were not fitted to)."""
     return jnp.argmin(squared_distances(x, centers), -1)
 
@@ -184,7 +198,7 @@ def _cholesky_with_ridge(cov: jax.Array, pooled: jax.Array, ridge: float) -> jax
     return jnp.linalg.cholesky(cov + _ridge(pooled, ridge) * jnp.eye(d, dtype=cov.dtype))
 
 
-def gaussian_log_prob(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Array:
+def component_log_probs(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Array:
     """log N(x; mu_k, Sigma_k) of every point (..., d) under every component -> (..., K), for ``scale`` of shape (K,)
     (Sigma_k = s_k^2 I), (K, d) (Sigma_k = diag s_k^2) or (K, d, d) (lower Cholesky factor L_k, Sigma_k = L_k L_k^T):
 
@@ -204,7 +218,7 @@ def gaussian_log_prob(x: jax.Array, mu: jax.Array, scale: jax.Array) -> jax.Arra
 
 
 class GMMResult(NamedTuple):
-    """A Gaussian mixture after EM: means (K, d), scales as in :func:`gaussian_log_prob`, weights (K,), the hard
+    """A Gaussian mixture after EM: means (K, d), scales as in :func:`component_log_probs`, weights (K,), the hard
     assignment argmax_k r_ik of every point, the final mean log-likelihood and its value before each EM step."""
 
     means: jax.Array
@@ -219,18 +233,30 @@ class GMMResult(NamedTuple):
 def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array, n_iter: int, *,
            ridge: float = 1e-6) -> GMMResult:
     """``n_iter`` steps of expectation-maximisation for a Gaussian mixture sum_k pi_k N(x; mu_k, Sigma_k), the
-    covariance form fixed by the shape of ``scales`` (see :func:`gaussian_log_prob`).
+    covariance form fixed by the shape of ``scales`` (see :func:`component_log_probs`).
 
     E step: responsibilities r_ik = pi_k N(x_i; mu_k, Sigma_k) / sum_l pi_l N(x_i; mu_l, Sigma_l).
     M step, with n_k = sum_i r_ik: pi_k = n_k / n, mu_k = sum_i r_ik x_i / n_k and Sigma_k the responsibility-
     weighted scatter S_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T / n_k itself (full), its diagonal (diagonal) or
     tr(S_k)/d (spherical); a small ridge keeps every Sigma_k positive definite. The mean log-likelihood
-    (1/n) sum_i log sum_k pi_k N(x_i; mu_k, Sigma_k) never decreases (up to the ridge)."""
+    (1/n) sum_i log sum_k pi_k N(x_i; mu_k, Sigma_k) never decreases (up to the ridge).
+
+    Args:
+        x: the points ``(n, d)``.
+        means: the starting mu_k ``(K, d)``.
+        scales: the starting scales, (K,), (K, d) or (K, d, d) as in :func:`component_log_probs`.
+        weights: the starting pi_k ``(K,)``.
+        n_iter: EM steps.
+        ridge: the ridge, a fraction of the data's mean variance.
+
+    Returns:
+        The :class:`GMMResult` after the last step.
+    """
     n, d = x.shape
     eps = _ridge(jnp.cov(x, rowvar=False).reshape(d, d), ridge)
 
     def e_step(mu, scale, pi):
-        logp = jnp.log(pi) + gaussian_log_prob(x, mu, scale)
+        logp = jnp.log(pi) + component_log_probs(x, mu, scale)
         norm = jax.scipy.special.logsumexp(logp, -1)
         return jnp.exp(logp - norm[:, None]), jnp.mean(norm)
 
@@ -253,35 +279,76 @@ def gmm_em(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array
     return GMMResult(mu, scale, pi, jnp.argmax(r, -1), ll, trace)
 
 
-SPREADS = {"spherical": spherical_gaussians, "diagonal": diagonal_gaussians, "full": full_gaussians}
+def _spherical_scales(sigma: jax.Array, d: int) -> jax.Array:
+    return sigma
+
+
+def _diagonal_scales(sigma: jax.Array, d: int) -> jax.Array:
+    return jnp.broadcast_to(sigma[:, None], (sigma.shape[0], d))
+
+
+def _full_scales(sigma: jax.Array, d: int) -> jax.Array:
+    return sigma[:, None, None] * jnp.eye(d, dtype=sigma.dtype)
+
+
+class CovarianceForm(NamedTuple):
+    """The form of a mixture's covariances Sigma_k, as the shape of its scales (see :func:`component_log_probs`).
+
+    ``partition(x, labels, centers) -> (scales, weights)`` gives a hard partition's maximum-likelihood Gaussians in
+    this form; ``isotropic(sigma, d)`` writes Sigma_k = sigma_k^2 I (``sigma`` of shape (K,)) in this form.
+    """
+
+    partition: Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    isotropic: Callable[[jax.Array, int], jax.Array]
+
+
+SPHERICAL = CovarianceForm(spherical_gaussians, _spherical_scales)
+"""Sigma_k = sigma_k^2 I: scales (K,)."""
+
+DIAGONAL = CovarianceForm(diagonal_gaussians, _diagonal_scales)
+"""Sigma_k = diag sigma_k^2: scales (K, d)."""
+
+FULL = CovarianceForm(full_gaussians, _full_scales)
+"""Sigma_k = L_k L_k^T: lower Cholesky factors (K, d, d)."""
 
 
 @functools.partial(jax.jit, static_argnames=("k", "covariance", "n_init", "kmeans_iters", "em_iters"))
-def gmm(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "full", n_init: int = 4, kmeans_iters: int = 50,
-        em_iters: int = 100) -> GMMResult:
+def gmm(key: jax.Array, x: jax.Array, k: int, *, covariance: CovarianceForm = FULL, n_init: int = 4,
+        kmeans_iters: int = 50, em_iters: int = 100) -> GMMResult:
     """A Gaussian mixture fitted by maximum likelihood from ``n_init`` starts: each is k-means++ seeding and
     ``kmeans_iters`` Lloyd steps (the restarts of :func:`kmeans`, vmapped), then, one start at a time, the
-    partition's Gaussians (``covariance`` spherical, diagonal or full) and ``em_iters`` EM steps (:func:`gmm_em`);
-    the start of highest final log-likelihood is returned (EM, like k-means, finds a local optimum). ``vmap`` it
-    over keys for several seeds."""
+    partition's Gaussians and ``em_iters`` EM steps (:func:`gmm_em`); the start of highest final log-likelihood is
+    returned (EM, like k-means, finds a local optimum). ``vmap`` it over keys for several seeds.
+
+    Args:
+        key: the randomness of the k-means seedings.
+        x: the points ``(n, d)``.
+        k: number of components K.
+        covariance: :data:`SPHERICAL`, :data:`DIAGONAL` or :data:`FULL`.
+        n_init: starts.
+        kmeans_iters: Lloyd steps of each start.
+        em_iters: EM steps from each start.
+
+    Returns:
+        The :class:`GMMResult` of the most likely start.
+    """
     runs = _em_runs(x, _kmeans_runs(key, x, k, n_init, kmeans_iters), covariance, em_iters)
     return _pick(runs, jnp.argmax(runs.log_likelihood))
 
 
-def _em_runs(x: jax.Array, starts: KMeansResult, covariance: str, em_iters: int) -> GMMResult:
+def _em_runs(x: jax.Array, starts: KMeansResult, covariance: CovarianceForm, em_iters: int) -> GMMResult:
     """:func:`gmm_em` from the Gaussians of each stacked k-means partition, one start at a time (``lax.map``: one
     (n, K, d) array per step, not one per start)."""
-    spread = SPREADS[covariance]
 
     def one(km: KMeansResult) -> GMMResult:
-        return gmm_em(x, km.centers, *spread(x, km.labels, km.centers), em_iters)
+        return gmm_em(x, km.centers, *covariance.partition(x, km.labels, km.centers), em_iters)
 
     return jax.lax.map(one, starts)
 
 
 class MixtureStart(NamedTuple):
     """A Gaussian mixture started from k-means: the k-means fit of lowest inertia, the mixture's means (K, d),
-    scales (as in :func:`gaussian_log_prob`) and weights (K,), and EM's mean log-likelihood before each of its steps
+    scales (as in :func:`component_log_probs`) and weights (K,), and EM's mean log-likelihood before each of its steps
     (empty without EM)."""
 
     kmeans: KMeansResult
@@ -292,24 +359,37 @@ class MixtureStart(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("k", "covariance", "n_init", "kmeans_iters", "em_iters"))
-def mixture_start(key: jax.Array, x: jax.Array, k: int, *, covariance: str = "spherical", n_init: int = 4,
+def mixture_start(key: jax.Array, x: jax.Array, k: int, *, covariance: CovarianceForm = SPHERICAL, n_init: int = 4,
                   kmeans_iters: int = 50, em_iters: int = 0) -> MixtureStart:
     """The mixture a Gaussian-mixture prior starts from (VaDE-style): :func:`kmeans` with ``n_init`` restarts and,
     with ``em_iters = 0``, the Gaussians of its partition of lowest inertia (mu_k = c_k and the cluster's
-    maximum-likelihood covariance and weight, ``covariance`` spherical, diagonal or full); with ``em_iters > 0``,
-    the mixture of highest likelihood after EM from each of those restarts (what :func:`gmm` returns for ``key``;
-    the k-means restarts run once for both). ``vmap`` it over keys for several seeds."""
+    maximum-likelihood covariance and weight); with ``em_iters > 0``, the mixture of highest likelihood after EM
+    from each of those restarts (what :func:`gmm` returns for ``key``; the k-means restarts run once for both).
+    ``vmap`` it over keys for several seeds.
+
+    Args:
+        key: the randomness of the k-means seedings.
+        x: the points ``(n, d)``.
+        k: number of components K.
+        covariance: :data:`SPHERICAL`, :data:`DIAGONAL` or :data:`FULL`.
+        n_init: k-means restarts.
+        kmeans_iters: Lloyd steps of each restart.
+        em_iters: EM steps from each restart (0: none).
+
+    Returns:
+        The :class:`MixtureStart`.
+    """
     starts = _kmeans_runs(key, x, k, n_init, kmeans_iters)
     km = _pick(starts, jnp.argmin(starts.inertia))
     if em_iters > 0:  # the same k-means restarts, each refined by EM
         runs = _em_runs(x, starts, covariance, em_iters)
         g = _pick(runs, jnp.argmax(runs.log_likelihood))
         return MixtureStart(km, g.means, g.scales, g.weights, g.log_likelihood_trace)
-    scales, weights = SPREADS[covariance](x, km.labels, km.centers)
+    scales, weights = covariance.partition(x, km.labels, km.centers)
     return MixtureStart(km, km.centers, scales, weights, jnp.zeros((0,), x.dtype))
 
 
 def mixture_assign(x: jax.Array, means: jax.Array, scales: jax.Array, weights: jax.Array) -> jax.Array:
     """The most probable component of each point under the mixture, argmax_k log pi_k + log N(x; mu_k, Sigma_k)
-    (``scales`` as in :func:`gaussian_log_prob`): the hard assignment of points it was not fitted to."""
-    return jnp.argmax(jnp.log(weights) + gaussian_log_prob(x, means, scales), -1)
+    (``scales`` as in :func:`component_log_probs`): the hard assignment of points it was not fitted to."""
+    return jnp.argmax(jnp.log(weights) + component_log_probs(x, means, scales), -1)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from vlab import nn
 from vlab.algorithms import clustering
-from vlab.algorithms.clustering import gaussian_log_prob
+from vlab.algorithms.clustering import CovarianceForm, component_log_probs
 from vlab.batching import map_batches
 from vlab.distributions import normal_log_prob
 from vlab.keys import stream
@@ -66,31 +66,50 @@ class GMVAETerms(NamedTuple):
 
 def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
                mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None,
-               covariance: str = "spherical") -> dict:
-    """Networks from :func:`vlab.models.vae.init_vae`, component means mu_k ~ N(0, mu_spread^2 I), log sigma_k (one per
-    component for ``covariance = "spherical"``, one per component and dimension for ``"diagonal"`` and ``"full"``,
-    the latter with zero off-diagonal Cholesky entries ``tril``), log pi, and for ``qz = "network"`` an MLP
-    [w, x] -> K logits, each drawn from its own stream of ``key`` ("vae", "mu", "qz")."""
+               covariance: CovarianceForm = clustering.SPHERICAL) -> dict:
+    """The parameters of a GM-VAE, each drawn from its own stream of ``key`` ("vae", "mu", "qz").
+
+    Args:
+        key: the randomness of the networks and the component means.
+        spec: the encoder's and decoder's static shape.
+        k: number of components K.
+        qz: ``"network"`` for an MLP [w, x] -> K logits as q(z|w,x), ``"exact"`` for none (p(z|w)).
+        qz_hidden: hidden widths of the q(z|w,x) network.
+        mu_spread: the component means start at mu_k ~ N(0, mu_spread^2 I).
+        sigma_init: every component's starting sigma_k, one value or K values.
+        pi: the mixture weights (None: uniform).
+        covariance: the components' form (:data:`vlab.algorithms.clustering.SPHERICAL`, ``DIAGONAL`` or ``FULL``):
+            one log sigma_k per component, one per component and dimension, or those with zero off-diagonal
+            Cholesky entries ``tril``.
+
+    Returns:
+        ``{"vae": networks of vlab.models.vae.init_vae, "prior": {"mu", "log_sigma", "logits"[, "tril"]}[, "qz"]}``.
+    """
     sigma = jnp.broadcast_to(jnp.asarray(sigma_init, dtype=jnp.result_type(float)), (k,))
-    if covariance not in ("spherical", "diagonal", "full"):
-        raise ValueError(f"covariance must be spherical, diagonal or full, not {covariance!r}")
-    if covariance != "spherical":
-        sigma = jnp.broadcast_to(sigma[:, None], (k, spec.z_dim))
     pi_ = jnp.full((k,), 1.0 / k) if pi is None else jnp.asarray(pi)
     params = {
         "vae": init_vae(stream(key, "vae"), spec),
-        "prior": {"mu": mu_spread * jax.random.normal(stream(key, "mu"), (k, spec.z_dim)), "log_sigma": jnp.log(sigma),
-                  "logits": jnp.log(pi_)},
+        "prior": {"mu": mu_spread * jax.random.normal(stream(key, "mu"), (k, spec.z_dim)),
+                  **_scale_entries(covariance.isotropic(sigma, spec.z_dim)), "logits": jnp.log(pi_)},
     }
-    if covariance == "full":
-        params["prior"]["tril"] = jnp.zeros((k, spec.z_dim, spec.z_dim), sigma.dtype)
     if qz == "network":
         params["qz"] = nn.mlp_init(stream(key, "qz"), [spec.z_dim + spec.x_dim, *qz_hidden, k])
     return params
 
 
+def _scale_entries(scale: jax.Array) -> dict[str, jax.Array]:
+    """The prior's entries for component scales in the form of
+    :func:`vlab.algorithms.clustering.component_log_probs`: ``log_sigma`` (the log of sigma_k, of diag sigma_k or of
+    the Cholesky factor's diagonal) and, for a Cholesky factor (K, d, d), its strict lower part ``tril``."""
+    diag = jnp.diagonal(scale, axis1=-2, axis2=-1) if scale.ndim == 3 else scale
+    out = {"log_sigma": jnp.log(diag)}
+    if scale.ndim == 3:
+        out["tril"] = jnp.tril(scale, -1)
+    return out
+
+
 def prior_scale(prior: dict) -> jax.Array:
-    """The components' scales in the form :func:`vlab.algorithms.clustering.gaussian_log_prob` takes: sigma_k
+    """The components' scales in the form :func:`vlab.algorithms.clustering.component_log_probs` takes: sigma_k
     (K,), diagonal sigma_kj (K, d), or with ``tril`` the lower Cholesky factors L_k = diag(exp(log_sigma_k)) +
     strict lower part of tril_k (K, d, d), Sigma_k = L_k L_k^T."""
     sigma = jnp.exp(prior["log_sigma"])
@@ -122,7 +141,7 @@ def log_p_w_given_z(w: jax.Array, prior: dict) -> jax.Array:
     """log N(w; mu_k, sigma_k^2 I) for every component: ``w`` (..., d) -> (..., K). With ``log_sigma`` of shape
     (K, d) the components are diagonal: log N(w; mu_k, diag sigma_k^2) = sum_j log N(w_j; mu_kj, sigma_kj^2); with
     ``tril`` they are full, log N(w; mu_k, L_k L_k^T) = -||L_k^{-1}(w - mu_k)||^2 / 2 - log |L_k| - d log(2 pi) / 2."""
-    return gaussian_log_prob(w, prior["mu"], prior_scale(prior))
+    return component_log_probs(w, prior["mu"], prior_scale(prior))
 
 
 def log_pi(prior: dict, learn_pi: bool) -> jax.Array:
@@ -215,29 +234,43 @@ def prior_from_clusters(prior: dict, centers: jax.Array, sigma: jax.Array, pi: j
     whose diagonal gives log_sigma and whose strict lower part gives ``tril``) and, when ``pi`` is given,
     logits = log pi_k (else the old logits are kept)."""
     dtype = prior["log_sigma"].dtype
-    diag = jnp.diagonal(sigma, axis1=-2, axis2=-1) if sigma.ndim == 3 else sigma
-    out = {**prior, "mu": centers.astype(prior["mu"].dtype), "log_sigma": jnp.log(diag).astype(dtype)}
-    if sigma.ndim == 3:
-        out["tril"] = jnp.tril(sigma, -1).astype(dtype)
+    out = {**prior, "mu": centers.astype(prior["mu"].dtype),
+           **{name: v.astype(dtype) for name, v in _scale_entries(sigma).items()}}
     if pi is not None:
         out["logits"] = jnp.log(pi).astype(prior["logits"].dtype)
     return out
 
 
 def start_prior(params: dict, spec: VAESpec, key: jax.Array, x: jax.Array, x_test: jax.Array, k: int, *,
-                covariance: str = "spherical", n_init: int = 5, kmeans_iters: int = 100, em_iters: int = 0,
-                set_pi: bool = False) -> tuple[dict, dict[str, jax.Array]]:
+                covariance: CovarianceForm = clustering.SPHERICAL, n_init: int = 5, kmeans_iters: int = 100,
+                em_iters: int = 0, set_pi: bool = False) -> tuple[dict, dict[str, jax.Array]]:
     """Step (2) of the procedure for one model: a Gaussian mixture fitted to the encoded means m(x) of ``x``
     (:func:`vlab.algorithms.clustering.mixture_start`: k-means, then ``em_iters`` EM steps) becomes the prior
-    (:func:`prior_from_clusters`; pi too when ``set_pi``). Returns the model and, for ``x_test``, the nearest
-    k-means centre ``"kmeans"`` and the mixture's most probable component ``"em"``, with the k-means ``"inertia"``
-    and EM's log-likelihood ``"trace"``."""
+    (:func:`prior_from_clusters`).
+
+    Args:
+        params: the GM-VAE's parameters; its encoder gives m(x).
+        spec: the encoder's and decoder's static shape.
+        key: the randomness of the k-means restarts.
+        x: the points whose encoded means the mixture is fitted to.
+        x_test: the points whose components are reported.
+        k: number of components K.
+        covariance: the components' form (as the prior's own).
+        n_init: k-means++ restarts.
+        kmeans_iters: Lloyd steps of each restart.
+        em_iters: EM steps refining each restart's mixture (0: the k-means partition's Gaussians).
+        set_pi: whether the prior's weights become the mixture's (else they are kept).
+
+    Returns:
+        The model with that prior, and for ``x_test`` the nearest k-means centre ``"kmeans"`` and the mixture's
+        most probable component ``"em"``, with the k-means ``"inertia"`` and EM's log-likelihood ``"trace"``.
+    """
     w, w_test = encoded_means(params["vae"], spec, x), encoded_means(params["vae"], spec, x_test)
     s = clustering.mixture_start(key, w, k, covariance=covariance, n_init=n_init, kmeans_iters=kmeans_iters,
                                  em_iters=em_iters)
     prior = prior_from_clusters(params["prior"], s.means, s.scales, s.weights if set_pi else None)
     return {**params, "prior": prior}, {
-        "kmeans": clustering.assign(w_test, s.kmeans.centers), "inertia": s.kmeans.inertia,
+        "kmeans": clustering.nearest_center(w_test, s.kmeans.centers), "inertia": s.kmeans.inertia,
         "em": clustering.mixture_assign(w_test, s.means, s.scales, s.weights), "trace": s.log_likelihood_trace}
 
 
