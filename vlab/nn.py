@@ -34,7 +34,18 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 def dense_init(key: jax.Array, d_in: int, d_out: int, *, scale: float = 1.0, zero: bool = False) -> dict:
-    """A dense layer ``x @ w + b`` with LeCun-normal weights (``w ~ N(0, scale / d_in)``) and zero bias."""
+    """A dense layer ``x @ w + b`` with LeCun-normal weights (``w ~ N(0, scale / d_in)``) and zero bias.
+
+    Args:
+        key: the randomness of the weights (unused when ``zero``).
+        d_in: the input width.
+        d_out: the output width.
+        scale: the weights' variance times ``d_in`` (default 1.0, LeCun normal).
+        zero: start the weights at zero instead (default False), so the layer first outputs its bias, 0.
+
+    Returns:
+        ``{"w": (d_in, d_out), "b": (d_out,)}``.
+    """
     w = jnp.zeros((d_in, d_out)) if zero else jax.random.normal(key, (d_in, d_out)) * jnp.sqrt(scale / d_in)
     return {"w": w, "b": jnp.zeros((d_out,))}
 

@@ -34,7 +34,18 @@ def scalar_minimiser(g: jax.Array, h: jax.Array, alpha: jax.Array | float) -> ja
 
 @jax.jit
 def objective(w: jax.Array, x: jax.Array, y: jax.Array, alpha: float, lam: float) -> jax.Array:
-    """F(w) = ||y - X w||^2 / 2 + alpha ||w||_1 + lambda ||w||^2 / 2; the rows of ``x`` are the x^(j)."""
+    """F(w) = ||y - X w||^2 / 2 + alpha ||w||_1 + lambda ||w||^2 / 2; the rows of ``x`` are the x^(j).
+
+    Args:
+        w: the weights, shape (d,).
+        x: the inputs, shape (n, d), one x^(j) per row.
+        y: the targets, shape (n,).
+        alpha: the l1 weight (alpha >= 0).
+        lam: the squared-l2 weight lambda (lambda >= 0).
+
+    Returns:
+        F(w), a scalar.
+    """
     r = y - x @ w
     return 0.5 * r @ r + alpha * jnp.sum(jnp.abs(w)) + 0.5 * lam * w @ w
 
@@ -50,6 +61,16 @@ def coordinate_terms(w: jax.Array, x: jax.Array, y: jax.Array, lam: float, k: in
     """(g, h) of coordinate k, seed 000 question 1(b) with y^(j) in place of the seed's y_i:
 
     g = sum_j x_k^(j) (sum_{i != k} w_i x_i^(j) - y^(j)),   h = lambda + sum_j (x_k^(j))^2.
+
+    Args:
+        w: the weights, shape (d,); w_k itself does not enter g or h.
+        x: the inputs, shape (n, d), one x^(j) per row.
+        y: the targets, shape (n,).
+        lam: the squared-l2 weight lambda.
+        k: the coordinate, 0 <= k < d.
+
+    Returns:
+        ``(g, h)``, two scalars: F restricted to w_k is c + g w_k + h w_k^2 / 2 + alpha |w_k|.
     """
     xk = x[:, k]
     partial = x @ w - xk * w[k]
@@ -72,6 +93,18 @@ def coordinate_descent(
     ``sweeps`` full passes over the coordinates, each a ``lax.fori_loop`` inside a ``lax.scan`` over sweeps.
     The residual r = y - X w is carried so one coordinate update costs O(n). Each update exactly minimises F
     along its coordinate, so F never increases.
+
+    Args:
+        x: the inputs, shape (n, d), one x^(j) per row.
+        y: the targets, shape (n,).
+        alpha: the l1 weight (alpha >= 0).
+        lam: the squared-l2 weight lambda (lambda >= 0).
+        sweeps: full passes over the d coordinates (static).
+        w0: the starting weights, shape (d,); zeros by default.
+
+    Returns:
+        A :class:`CDResult`: the weights after the last sweep, shape (d,), and F at the start and after every
+        sweep, shape (sweeps + 1,).
     """
     n, d = x.shape
     w0 = jnp.zeros(d, x.dtype) if w0 is None else w0
@@ -111,6 +144,16 @@ def kkt_violation(w: jax.Array, x: jax.Array, y: jax.Array, alpha: float, lam: f
 
     With grad = -X^T (y - X w) + lambda w: |grad_i + alpha sign(w_i)| where w_i != 0, and
     max(|grad_i| - alpha, 0) where w_i = 0. It is zero exactly at the minimiser (F is convex).
+
+    Args:
+        w: the weights, shape (d,).
+        x: the inputs, shape (n, d), one x^(j) per row.
+        y: the targets, shape (n,).
+        alpha: the l1 weight (alpha >= 0).
+        lam: the squared-l2 weight lambda (lambda >= 0).
+
+    Returns:
+        The largest violation over the coordinates, a scalar >= 0.
     """
     grad = -x.T @ (y - x @ w) + lam * w
     nonzero = jnp.abs(grad + alpha * jnp.sign(w))
@@ -147,5 +190,16 @@ def lipschitz(x: jax.Array, lam: float) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("sweeps",))
 def regularisation_path(x: jax.Array, y: jax.Array, alphas: jax.Array, lam: float, sweeps: int) -> jax.Array:
-    """Coordinate-descent solutions for every alpha in ``alphas`` (one vmapped program): (len(alphas), d)."""
+    """Coordinate-descent solutions for every alpha in ``alphas`` (one vmapped program): (len(alphas), d).
+
+    Args:
+        x: the inputs, shape (n, d), one x^(j) per row.
+        y: the targets, shape (n,).
+        alphas: the l1 weights, shape (m,).
+        lam: the squared-l2 weight lambda, shared by every alpha.
+        sweeps: coordinate-descent sweeps per alpha, each from w = 0 (static).
+
+    Returns:
+        The solutions, shape (m, d), row i for ``alphas[i]``.
+    """
     return jax.vmap(lambda a: coordinate_descent(x, y, a, lam, sweeps).w)(alphas)

@@ -150,7 +150,19 @@ def write_table(path: Path, rows: list[dict]) -> None:
 def draw(path: Path, grid: dict[str, list], rows: list[dict], metric_keys: list[str], title: str = "sweep") -> None:
     """Each of up to four metrics against each swept numeric key. With one other swept key of at most six values,
     one line per value of it; otherwise the mean over the other keys. Points are the mean over seeds, the band their
-    min-max spread (across seeds, and across the other keys when they are averaged)."""
+    min-max spread (across seeds, and across the other keys when they are averaged).
+
+    Args:
+        path: where the figure is saved.
+        grid: the swept keys and their values, ``{key: values}``; only numeric keys other than ``seed`` get a
+            column of panels (``seed`` does when no other key is numeric).
+        rows: the table, one dict per point and seed, holding the swept values and the metrics.
+        metric_keys: the metrics to plot, one row of panels each; only the first four are drawn.
+        title: the figure's title.
+
+    Returns:
+        None; nothing is drawn when no key is numeric or no metric is given.
+    """
 
     numeric = lambda vs: all(isinstance(v, int | float) and not isinstance(v, bool) for v in vs)  # noqa: E731
     keys = [k for k in grid if numeric(grid[k])]
@@ -221,6 +233,20 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     seed) run as members of one vmapped program per combination of the other keys; with ``vmap=False``, or for
     the other keys, each point is its own run folder, one after another in this process. The table has one row
     per point and seed. An interrupted sweep continues with :func:`resume_sweep` (``vlab run --resume ROOT``).
+
+    Args:
+        config: the path of the YAML config every point starts from (copied into the sweep's folder).
+        overrides: ``key=value`` overrides applied to every point before its swept values.
+        grid: the swept keys and their values, ``{key: values}``; short keys are spelled out.
+        out: the sweep's folder, absent or empty; None makes a new one, ``<runs root>/<experiment>-sweep/<time>``
+            with the runs root ``$VLAB_RUNS`` or ``runs``.
+        quiet: whether to silence each run's progress output.
+        vmap: whether the experiment's ``member_keys`` run as members of one vmapped program (default True);
+            False runs every point as its own run.
+        quick: whether every point runs the config's quick variant (default False).
+
+    Returns:
+        The sweep's folder, holding sweep.csv, sweep.json, sweep.png and one run folder per point.
     """
     import os
 

@@ -31,7 +31,18 @@ def eight_gaussians(key: jax.Array, n: int, radius: float = 2.0, std: float = 0.
 
 
 def circle_mixture(key: jax.Array, n: int, k: int, radius: float, std: float):
-    """``k`` equally weighted isotropic Gaussians with centres evenly spaced on a circle."""
+    """``k`` equally weighted isotropic Gaussians with centres evenly spaced on a circle.
+
+    Args:
+        key: the randomness of the components and the noise.
+        n: the number of points.
+        k: the number of components; component i is centred at angle 2 pi i / k (:func:`circle_mixture_centres`).
+        radius: the circle's radius.
+        std: each component's standard deviation, per coordinate.
+
+    Returns:
+        ``(x, labels)``: the points, shape (n, 2), and each point's component, shape (n,), in 0..k-1.
+    """
     k_lab, k_noise = jax.random.split(key)
     labels = jax.random.randint(k_lab, (n,), 0, k)
     angle = 2 * math.pi * labels / k
@@ -46,7 +57,18 @@ def circle_mixture_centres(k: int, radius: float) -> jax.Array:
 
 
 def gaussian_mixture_2d(key: jax.Array, n: int, means: jax.Array, stds: jax.Array, weights: jax.Array):
-    """A 2-D mixture ``sum_k w_k N(m_k, s_k^2 I)``; ``means`` is ``(K, 2)``, ``stds`` and ``weights`` ``(K,)``."""
+    """A 2-D mixture ``sum_k w_k N(m_k, s_k^2 I)``; ``means`` is ``(K, 2)``, ``stds`` and ``weights`` ``(K,)``.
+
+    Args:
+        key: the randomness of the components and the noise.
+        n: the number of points.
+        means: the components' means m_k, shape (K, 2).
+        stds: the components' standard deviations s_k, shape (K,).
+        weights: the mixture weights w_k, shape (K,), positive (normalised here, so they need not sum to 1).
+
+    Returns:
+        ``(x, labels)``: the points, shape (n, 2), and each point's component, shape (n,), in 0..K-1.
+    """
     k_lab, k_noise = jax.random.split(key)
     labels = jax.random.categorical(k_lab, jnp.log(jnp.asarray(weights)), shape=(n,))
     x = jnp.asarray(means)[labels] + jnp.asarray(stds)[labels, None] * jax.random.normal(k_noise, (n, 2))
@@ -78,6 +100,18 @@ def pinwheel(key: jax.Array, n: int, arms: int = 5, radial_std: float = 0.3, tan
 
     Point ``(r, t)`` with ``r ~ N(1, radial_std^2)``, ``t ~ N(0, tangential_std^2)`` in arm ``k`` is rotated by
     ``2 pi k / arms + rate * exp(r)``. Labels are arms.
+
+    Args:
+        key: the randomness of the arms and the noise.
+        n: the number of points.
+        arms: the number of arms (default 5).
+        radial_std: the standard deviation of r along an arm (default 0.3).
+        tangential_std: the standard deviation of t across an arm (default 0.05).
+        rate: how strongly the arms bend, the rotation per unit of exp(r) (default 0.25).
+
+    Returns:
+        ``(x, labels)``: the rotated points scaled by 2, shape (n, 2), and each point's arm, shape (n,), in
+        0..arms-1.
     """
     k_lab, k_noise = jax.random.split(key)
     labels = jax.random.randint(k_lab, (n,), 0, arms)
@@ -90,7 +124,18 @@ def pinwheel(key: jax.Array, n: int, arms: int = 5, radial_std: float = 0.3, tan
 
 
 def mixture_1d(key: jax.Array, n: int, weights, means, stds):
-    """Samples of the 1-D mixture ``sum_k w_k N(m_k, s_k^2)`` (seed 001 problem 6.3: 1/3 N(-3,1) + 2/3 N(3,1))."""
+    """Samples of the 1-D mixture ``sum_k w_k N(m_k, s_k^2)`` (seed 001 problem 6.3: 1/3 N(-3,1) + 2/3 N(3,1)).
+
+    Args:
+        key: the randomness of the components and the noise.
+        n: the number of samples.
+        weights: the mixture weights w_k, shape (K,), positive (normalised here, so they need not sum to 1).
+        means: the components' means m_k, shape (K,).
+        stds: the components' standard deviations s_k, shape (K,).
+
+    Returns:
+        ``(x, labels)``: the samples, shape (n,), and each sample's component, shape (n,), in 0..K-1.
+    """
     k_lab, k_noise = jax.random.split(key)
     labels = jax.random.categorical(k_lab, jnp.log(jnp.asarray(weights)), shape=(n,))
     return jnp.asarray(means)[labels] + jnp.asarray(stds)[labels] * jax.random.normal(k_noise, (n,)), labels

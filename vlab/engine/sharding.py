@@ -83,6 +83,19 @@ def shard_members(mesh, params: Any, keys: jax.Array, hp: Any, data: Any, batch_
     which follows its inputs' layout: members (the leading axis of ``params``, ``keys`` and ``hp``) split over
     "sweep", ``data`` replicated, and every batch ``batch_fn`` draws split over "data". Unchanged without a mesh.
 
+    Args:
+        mesh: a ``jax.sharding.Mesh`` with axes "data" and "sweep", or None.
+        params: the trained parameters; with a batch of keys, every leaf's leading axis is the members'.
+        keys: one PRNG key per member, shape (members,), or a single key for a fit without members.
+        hp: the per-member hyperparameters (leading axis the members', as for ``params``).
+        data: the data set ``batch_fn`` draws from, or None.
+        batch_fn: ``(data, key) -> batch``, or None.
+
+    Returns:
+        ``(params, keys, hp, data, batch_fn)`` in that order, the arrays placed on the mesh and ``batch_fn``
+        wrapped to constrain its batches' leading axis to "data" (where the axis divides); the inputs themselves
+        when ``mesh`` is None.
+
     Raises:
         ValueError: "sweep" does not divide the number of members.
     """

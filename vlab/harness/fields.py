@@ -19,7 +19,20 @@ def spec(
     le: float | None = None,
     help: str = "",
 ) -> Any:
-    """A dataclass field with a default and numeric bounds checked by :func:`validate`."""
+    """A dataclass field with a default and numeric bounds checked by :func:`validate`.
+
+    Args:
+        default: the field's default; a list or dict is copied for every instance. Without one the field is
+            ``MISSING`` and the config must give it.
+        gt: the value must be greater than this, or None for no bound.
+        ge: the value must be at least this, or None for no bound.
+        lt: the value must be less than this, or None for no bound.
+        le: the value must be at most this, or None for no bound.
+        help: a one-line description of the field, kept in its metadata.
+
+    Returns:
+        A ``dataclasses.field`` whose metadata holds the bounds and the help text.
+    """
     meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "help": help}
     if isinstance(default, list | dict):
         value = default

@@ -27,7 +27,7 @@ RUNS_ROOT_ENV = "VLAB_RUNS"
 def run_experiment(config: str | None, overrides: list[str], *, out: str | None = None, resume: str | None = None,
                    quiet: bool = False, quick: bool = False, members: list[dict] | None = None,
                    import_s: float = 0.0) -> Path | None:
-    """Run one config (or resume a run folder) and return the run folder, or None when training diverged.
+    """Run one config (or resume a run folder) and return the run folder.
 
     ``members`` are sweep points of shape-equal keys that the experiment trains as one vmapped program
     (:mod:`vlab.engine.members`); they are recorded in run.json, so a resumed run gets them back.
@@ -36,7 +36,27 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     ``--out`` folder), so bad input never leaves a run folder. The folder is locked while this process writes it.
     SIGINT and SIGTERM checkpoint at the next chunk boundary, mark the run ``interrupted`` and exit with 130 and
     143; a run that fails with a :class:`ConfigError` once training has begun keeps its folder and checkpoints.
-    ``import_s`` is the time the caller took to import vlab, recorded with the run's timings."""
+    ``import_s`` is the time the caller took to import vlab, recorded with the run's timings.
+
+    Args:
+        config: the config, a YAML path or a built-in config's name; None when resuming.
+        overrides: ``key=value`` overrides applied on top of the config (empty when resuming).
+        out: the run folder, absent or empty; None makes a new one, ``<runs root>/<experiment>/<time>`` with the
+            runs root ``$VLAB_RUNS`` or ``runs``.
+        resume: a run folder to continue from its last checkpoint with its own config, or None for a new run.
+        quiet: whether to silence the progress output (default False).
+        quick: whether to apply the config's ``quick:`` overrides first (default False).
+        members: the points of the vmapped members, one ``{key: value}`` per member, or None for a plain run
+            (when resuming, the run's recorded members are used instead).
+        import_s: seconds the caller spent importing vlab before calling this (default 0.0).
+
+    Returns:
+        The run folder (on a process other than 0 of a run over many processes, its scratch folder).
+
+    Raises:
+        ConfigError: a bad config, override, device, data file or ``--out`` folder, found before training.
+        TrainingDiverged: a loss or metric became NaN or infinite; the run is marked ``failed``.
+    """
     t_start = time.perf_counter() - import_s
     import jax
 

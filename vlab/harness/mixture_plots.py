@@ -59,7 +59,19 @@ def draw_confusion(ax, fig, conf: np.ndarray, row: dict) -> None:
 
 def draw_latent(ax, w: np.ndarray, mu: np.ndarray, tril: np.ndarray, assign: np.ndarray, usage: list) -> None:
     """Encoded means ``w`` by component ``assign`` and the 2-sigma ellipse of N(mu_k, L_k L_k^T) projected, B Sigma_k
-    B^T (:func:`latent_basis`)."""
+    B^T (:func:`latent_basis`).
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        w: the encoded means, shape (n, z_dim).
+        mu: the components' means mu_k, shape (K, z_dim).
+        tril: the components' Cholesky factors L_k of Sigma_k = L_k L_k^T, shape (K, z_dim, z_dim).
+        assign: each point's component, shape (n,), in 0..K-1.
+        usage: each component's share of the points, length K (shown in the legend).
+
+    Returns:
+        None; ``ax`` is drawn on (no ellipses when z_dim is 1).
+    """
     K, z_dim = mu.shape
     centre, basis = latent_basis(w, mu)
     pw, pmu = (w - centre) @ basis.T, (mu - centre) @ basis.T
@@ -100,7 +112,22 @@ def draw_terms(ax, history: dict) -> None:
 def latent_figure(w: np.ndarray, mu: np.ndarray, tril: np.ndarray, assign: np.ndarray, row: dict,
                   history: dict, labels: np.ndarray | None, note: str = ""):
     """Latent means by component, the confusion matrix (or the usage of each component without ``labels``) and
-    the training curves; ``row`` holds ``usage`` and, with labels, ``accuracy``, ``nmi``, ``nmi_arithmetic``."""
+    the training curves; ``row`` holds ``usage`` and, with labels, ``accuracy``, ``nmi``, ``nmi_arithmetic``.
+
+    Args:
+        w: the encoded means, shape (n, z_dim).
+        mu: the components' means mu_k, shape (K, z_dim).
+        tril: the components' Cholesky factors L_k, shape (K, z_dim, z_dim).
+        assign: each point's component, shape (n,), in 0..K-1.
+        row: the clustering scores: ``usage`` (length K) and, with ``labels``, ``accuracy``, ``nmi`` and
+            ``nmi_arithmetic``.
+        history: the training curves, columns ``step``, ``elbo``, ``rec``, ``w_term`` and ``z_term``.
+        labels: each point's true label, shape (n,), or None for data without labels.
+        note: a line naming which member the figure shows, as its title; none by default.
+
+    Returns:
+        The matplotlib figure, three panels in a row.
+    """
     K = mu.shape[0]
     fig, axes = plots.figure(1, 3, size=(15, 4.6))
     draw_latent(axes[0], w, mu, tril, assign, row["usage"])
@@ -127,7 +154,20 @@ def component_draws(key: jax.Array, mu: jax.Array, tril: jax.Array, n_per: int) 
 def samples_figure(key: jax.Array, decode: Callable[[jax.Array], jax.Array], mu: np.ndarray, tril: np.ndarray,
                    x_test: np.ndarray, image_shape: tuple[int, int] | None, note: str = ""):
     """Decoded samples ``decode(w)`` of each component: one row of 10 images per component, or for vector data 200
-    points per component over the test data (first two dimensions)."""
+    points per component over the test data (first two dimensions).
+
+    Args:
+        key: the randomness of the latent draws w = mu_k + L_k eps.
+        decode: maps latents, shape (m, z_dim), to the decoder's means E[x | w], shape (m, x_dim).
+        mu: the components' means mu_k, shape (K, z_dim).
+        tril: the components' Cholesky factors L_k, shape (K, z_dim, z_dim).
+        x_test: the test data drawn beneath the samples of vector data, shape (n, x_dim); unused for images.
+        image_shape: (height, width) of an image, or None for vector data.
+        note: a line naming which member the figure shows, added to the title; none by default.
+
+    Returns:
+        The matplotlib figure.
+    """
     K = mu.shape[0]
     if image_shape is not None:
         n_per = 10
