@@ -212,3 +212,10 @@ def test_a_learning_rate_sweep_with_warm_up_equals_its_separate_runs(config, arg
     separate = separate["mean"] if isinstance(separate, dict) else separate
     assert rows[1]["train.optimizer.lr"] == 4e-3
     assert rows[1][key] == pytest.approx(separate, rel=1e-5)
+
+
+def test_a_sweep_of_a_built_in_config_named_by_name(tmp_path):
+    assert main(["run", "kl_fit", "--quick", "-q", "train.steps=20", "--sweep", "seed=0,1", "--out",
+                 str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "sweep_config.yaml").read_text() == KL.read_text()  # the config the name stands for
+    assert len(list((tmp_path / "s").glob("*/metrics.json"))) == 2

@@ -28,7 +28,7 @@ from vlab.errors import ConfigError
 from vlab.harness import plots
 from vlab.harness.config import resolve_key
 from vlab.harness.launch import RUNS_ROOT_ENV, run_experiment
-from vlab.harness.loading import SWEEP_KEY, load_config
+from vlab.harness.loading import SWEEP_KEY, config_path, load_config
 from vlab.harness.runs import FolderLock, Run, make_folder, read_status, write_json
 
 
@@ -260,7 +260,7 @@ def run_sweep(config: str, overrides: list[str], grid: dict[str, list], *, out: 
     make_folder(root)
     lock = FolderLock(root, "sweep folder")
     try:
-        (root / SOURCE_FILE).write_text(Path(config).read_text())
+        (root / SOURCE_FILE).write_text(config_path(config).read_text())
         info = {"config": str(config), "source": SOURCE_FILE, "overrides": list(overrides), "grid": grid,
                 "vmap": vmap, "quick": quick, "status": "running"}
         write_json(root / SWEEP_FILE, info)
