@@ -43,6 +43,17 @@ def expected_loss(w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.
 
     with A = W_p W (A = W without the predictor) and B = W, passed through ``lax.stop_gradient`` when
     ``stop_grad``. The flags may be traced booleans (or 0/1 floats), so the four variants vmap together.
+
+    Args:
+        w: the encoder W, (k, d).
+        wp: the predictor W_p, (k, k) (unused without ``predictor``).
+        x_cov: the data covariance X, (d, d).
+        noise_cov: the augmentation noise covariance X', (d, d).
+        stop_grad: whether the target branch B = W is held constant.
+        predictor: whether A = W_p W (else A = W).
+
+    Returns:
+        The scalar expected loss J.
     """
     m = w.shape[0]
     a = jnp.where(predictor, wp, jnp.eye(m, dtype=w.dtype)) @ w
@@ -55,7 +66,19 @@ def expected_loss(w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.
 def sampled_loss(key: jax.Array, w: jax.Array, wp: jax.Array, x_cov: jax.Array, noise_cov: jax.Array,
                  n: int) -> jax.Array:
     """Monte Carlo 1/2 mean ||W_p W x1 - W x2||^2 with x ~ N(0, X), x_i = x + e_i, e_i ~ N(0, X') (key streams
-    ``"x"``, ``"e1"``, ``"e2"``)."""
+    ``"x"``, ``"e1"``, ``"e2"``).
+
+    Args:
+        key: the key the three streams derive from.
+        w: the encoder W, (k, d).
+        wp: the predictor W_p, (k, k).
+        x_cov: the data covariance X, (d, d).
+        noise_cov: the augmentation noise covariance X', (d, d).
+        n: the number of samples.
+
+    Returns:
+        The scalar sample mean, an unbiased estimate of :func:`expected_loss` with the predictor.
+    """
     d = w.shape[1]
     x = jax.random.multivariate_normal(stream(key, "x"), jnp.zeros(d), x_cov, (n,))
     e1 = jax.random.multivariate_normal(stream(key, "e1"), jnp.zeros(d), noise_cov, (n,))
@@ -66,14 +89,37 @@ def sampled_loss(key: jax.Array, w: jax.Array, wp: jax.Array, x_cov: jax.Array, 
 
 @jax.jit
 def velocity(state: SimSiamState, x_cov, noise_cov, stop_grad, predictor) -> SimSiamState:
-    """(dW/dt, dW_p/dt) = -(dJ/dW, dJ/dW_p) by autodiff; dW_p/dt = 0 without a predictor."""
+    """(dW/dt, dW_p/dt) = -(dJ/dW, dJ/dW_p) by autodiff; dW_p/dt = 0 without a predictor.
+
+    Args:
+        state: the current (W, W_p).
+        x_cov: the data covariance X, (d, d).
+        noise_cov: the augmentation noise covariance X', (d, d).
+        stop_grad: whether the target branch is held constant (as in :func:`expected_loss`).
+        predictor: whether the online branch has the predictor W_p.
+
+    Returns:
+        The velocities as a :class:`SimSiamState`.
+    """
     gw, gwp = jax.grad(expected_loss, argnums=(0, 1))(state.w, state.wp, x_cov, noise_cov, stop_grad, predictor)
     return SimSiamState(-gw, -gwp * jnp.asarray(predictor, gwp.dtype))
 
 
 @partial(jax.jit, static_argnames=("stop_grad", "predictor"))
 def seed_velocity_w(w, wp, x_cov, noise_cov, stop_grad: bool, predictor: bool) -> jax.Array:
-    """dW/dt from the closed forms in the module docstring (seed 002, 5.2-5.4 with the factor 2 corrected)."""
+    """dW/dt from the closed forms in the module docstring (seed 002, 5.2-5.4 with the factor 2 corrected).
+
+    Args:
+        w: the encoder W, (k, d).
+        wp: the predictor W_p, (k, k).
+        x_cov: the data covariance X, (d, d).
+        noise_cov: the augmentation noise covariance X', (d, d).
+        stop_grad: whether the target branch is held constant (static).
+        predictor: whether the online branch has the predictor (static).
+
+    Returns:
+        dW/dt, (k, d).
+    """
     eye = jnp.eye(w.shape[0], dtype=w.dtype)
     if not predictor:
         return -(1.0 if stop_grad else 2.0) * w @ noise_cov
@@ -106,8 +152,21 @@ def vec(w: jax.Array) -> jax.Array:
 @partial(jax.jit, static_argnames=("dt", "steps", "save_every"))
 def integrate(state: SimSiamState, x_cov, noise_cov, stop_grad, predictor, dt: float, steps: int,
               save_every: int) -> SimSiamState:
-    """Classical RK4 on the gradient flow, ``steps`` steps of size ``dt`` in one ``lax.scan``; returns the states at
-    t = 0, save_every dt, 2 save_every dt, ... (steps // save_every + 1 of them, leading axis)."""
+    """Classical RK4 on the gradient flow :func:`velocity`, ``steps`` steps of size ``dt`` in one ``lax.scan``.
+
+    Args:
+        state: the initial (W, W_p).
+        x_cov: the data covariance X, (d, d).
+        noise_cov: the augmentation noise covariance X', (d, d).
+        stop_grad: whether the target branch is held constant.
+        predictor: whether the online branch has the predictor.
+        dt: the step size.
+        steps: the number of RK4 steps.
+        save_every: steps between saved states.
+
+    Returns:
+        The states at t = 0, save_every dt, 2 save_every dt, ... (steps // save_every + 1 of them, leading axis).
+    """
 
     def f(s):
         return velocity(s, x_cov, noise_cov, stop_grad, predictor)

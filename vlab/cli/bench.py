@@ -11,6 +11,7 @@ from vlab.errors import ConfigError
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``vlab bench ARGS``: benchmarks/run.py of the checkout in the working folder, with ``ARGS``."""
     script = Path("benchmarks") / "run.py"
     if not script.is_file():
         raise ConfigError(f"benchmark suite not found at {script.resolve()}: expected to run from a source checkout "

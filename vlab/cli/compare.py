@@ -15,6 +15,7 @@ from vlab.trees import flatten
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``vlab compare A B``: the config keys that differ, then the metrics side by side with their difference."""
     runs = []
     for d in (args.run_a, args.run_b):
         p = Path(d)

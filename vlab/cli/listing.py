@@ -8,6 +8,7 @@ from vlab.harness.loading import builtin_configs, config_description
 
 
 def cmd_list() -> int:
+    """``vlab list``: each built-in experiment with its description and seed question, then each built-in config."""
     print("experiments:")
     for name in builtin_names():
         cls = resolve(name)

@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command, with examples; usage errors are one line and exit status 2."""
     parser = _Parser(
         prog="vlab",
         description="Differentiable experiments on deep generative models, in JAX. Each experiment is a YAML "

@@ -40,6 +40,8 @@ def _outcome(result: dict) -> str:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``vlab reproduce``: every config (the built-in ones, or ``--configs DIR``) in order or ``--jobs`` at a time,
+    then index.md and index.html with every figure, the headline metrics and the checks."""
 
     if args.jobs < 1:
         raise ConfigError(f"key '--jobs': value {args.jobs} is not valid: expected an integer >= 1")

@@ -9,6 +9,8 @@ from vlab.cli.exits import EXIT_FAILED, EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``vlab run``: one config, a sweep (``--sweep`` or a ``sweep:`` section), or ``--resume`` of a run or a
+    sweep folder."""
     t0 = time.perf_counter()
     from vlab.cli import sweep
     from vlab.errors import ConfigError

@@ -66,7 +66,21 @@ def embed(points: jax.Array, embedding: str, dim: int, key: jax.Array) -> jax.Ar
 @functools.partial(jax.jit, static_argnames=("name", "embedding", "dim", "n"))
 def embedded_points(key: jax.Array, embed_key: jax.Array, noise: jax.Array, *, name: str, embedding: str, dim: int,
                     n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``n`` embedded points: the 2-D points p, their embedding x = embed(p) + noise * N(0, I), and labels."""
+    """``n`` embedded points: the 2-D points p, their embedding x = embed(p) + noise * N(0, I), and labels.
+
+    Args:
+        key: draws the points and the noise.
+        embed_key: fixes the embedding map (:func:`embed`).
+        noise: the noise's standard deviation.
+        name: the toy set (:data:`vlab.data.toy.TOY_SETS`).
+        embedding: ``images``, ``mlp`` or ``linear``.
+        dim: the data dimension (for ``images`` a square number of pixels).
+        n: the number of points.
+
+    Returns:
+        ``(x, labels, p)``: the data (n, dim) (clipped to [0, 1] for images), the toy set's labels (n,) and the 2-D
+        points (n, 2).
+    """
     k_pts, k_noise = jax.random.split(key)
     p, y = unit_points(k_pts, name, n)
     x = embed(p, embedding, dim, embed_key)

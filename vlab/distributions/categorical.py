@@ -38,7 +38,19 @@ def entropy_categorical(p: jax.Array) -> jax.Array:
 
 @jax.jit
 def convexity_sides(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array):
-    """(LHS, RHS) of the convexity inequality: KL(mixed p || mixed q) and the mixture of the two KLs."""
+    """(LHS, RHS) of the convexity inequality: KL(mixed p || mixed q) and the mixture of the two KLs.
+
+    Args:
+        p1: a distribution on {1, ..., n}, (..., n), every entry > 0.
+        p2: a second distribution, (..., n).
+        q1: the distribution p1 is compared with, (..., n).
+        q2: the distribution p2 is compared with, (..., n).
+        lam: the mixing weight lambda in [0, 1], (...).
+
+    Returns:
+        ``(KL(lambda p1 + (1 - lambda) p2 || lambda q1 + (1 - lambda) q2), lambda KL(p1 || q1) + (1 - lambda)
+        KL(p2 || q2))``, each (...).
+    """
     lam_ = jnp.asarray(lam)[..., None]
     lhs = kl_categorical(lam_ * p1 + (1 - lam_) * p2, lam_ * q1 + (1 - lam_) * q2)
     rhs = lam * kl_categorical(p1, q1) + (1 - lam) * kl_categorical(p2, q2)
@@ -47,7 +59,18 @@ def convexity_sides(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, 
 
 @jax.jit
 def log_sum_terms(p1: jax.Array, p2: jax.Array, q1: jax.Array, q2: jax.Array, lam: jax.Array) -> jax.Array:
-    """Per-outcome slack of the log-sum inequality, (..., n); each entry is >= 0 and they sum to RHS - LHS."""
+    """Per-outcome slack of the log-sum inequality; each entry is >= 0 and they sum to RHS - LHS.
+
+    Args:
+        p1: a distribution on {1, ..., n}, (..., n), every entry > 0.
+        p2: a second distribution, (..., n).
+        q1: the distribution p1 is compared with, (..., n).
+        q2: the distribution p2 is compared with, (..., n).
+        lam: the mixing weight lambda in [0, 1], (...).
+
+    Returns:
+        The slack of every outcome y, (..., n).
+    """
     lam_ = jnp.asarray(lam)[..., None]
     a1, a2 = lam_ * p1, (1 - lam_) * p2
     b1, b2 = lam_ * q1, (1 - lam_) * q2
