@@ -53,7 +53,19 @@ class Config(BaseConfig):
 @partial(jax.jit, static_argnums=(1, 2, 3))
 def make_data(key: jax.Array, n: int, d: int, n_nonzero: int, noise: float,
               correlation: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """X with rows x^(j) ~ N(0, S), S_ik = rho^|i-k|; a sparse w_true; y = X w_true + noise * eps."""
+    """X with rows x^(j) ~ N(0, S), S_ik = rho^|i-k|; a sparse w_true; y = X w_true + noise * eps.
+
+    Args:
+        key: the key of the streams "x", "signs", "support" and "noise".
+        n: rows of X.
+        d: columns of X.
+        n_nonzero: nonzero coefficients of w_true (magnitudes 1 to 3, random signs and support).
+        noise: the standard deviation of eps.
+        correlation: rho.
+
+    Returns:
+        ``(X, y, w_true)``.
+    """
     idx = jnp.arange(d)
     cov = correlation ** jnp.abs(idx[:, None] - idx[None, :])
     x = jax.random.normal(stream(key, "x"), (n, d)) @ jnp.linalg.cholesky(cov).T
@@ -170,7 +182,22 @@ class Experiment(_Experiment):
 
 def draw(alphas: np.ndarray, path: np.ndarray, w_true: np.ndarray, alpha: float, alpha_max: float,
          f_cd: np.ndarray, f_ista: np.ndarray, ista_steps: np.ndarray, f_star: float) -> Figure:
-    """Two panels: the coefficients along the path (true support coloured) and F(w) - F(w*) per pass."""
+    """Two panels: the coefficients along the path (true support coloured) and F(w) - F(w*) per pass.
+
+    Args:
+        alphas: the path's regularisation strengths; ``path`` its solutions, one row per alpha.
+        path: (len(alphas), d).
+        w_true: the true coefficients.
+        alpha: the config's alpha, and ``alpha_max = ||X^T y||_inf``, both marked.
+        alpha_max: see ``alpha``.
+        f_cd: F(w) after each coordinate-descent pass; ``f_ista`` ISTA's at ``ista_steps``; ``f_star`` = F(w*).
+        f_ista: see ``f_cd``.
+        ista_steps: see ``f_cd``.
+        f_star: see ``f_cd``.
+
+    Returns:
+        The figure.
+    """
     fig, (ax0, ax1) = figure(1, 2, size=(10, 3.8))
     colour = iter(PALETTE)
     for i in range(path.shape[1]):

@@ -85,6 +85,7 @@ class Config(BaseConfig):
 
 
 def density(x: np.ndarray, mu: float) -> np.ndarray:
+    """N(x; mu, 1)."""
     return np.exp(-0.5 * (x - mu) ** 2) / np.sqrt(2 * np.pi)
 
 

@@ -62,7 +62,18 @@ def slack_loss(params: dict, batch: Any, key: jax.Array, hp: dict) -> tuple[jax.
 def case_statistics(key: jax.Array, n: int, k: int, scale: float, n_show: int) -> dict:
     """Over ``n`` random cases at one logit scale: the smallest slack RHS - LHS (absolute and relative to RHS),
     its mean, how many cases fall below -100 eps max(1, RHS) (rounding allowance), the smallest per-outcome
-    log-sum term, how far those terms' sum is from the slack, and the first ``n_show`` cases' (LHS, RHS)."""
+    log-sum term, how far those terms' sum is from the slack, and the first ``n_show`` cases' (LHS, RHS).
+
+    Args:
+        key: draws the cases.
+        n: the number of cases.
+        k: outcomes of each distribution.
+        scale: the logit scale of the random distributions.
+        n_show: cases whose sides are returned for the figure.
+
+    Returns:
+        A dict of those statistics (jax scalars) and ``lhs``, ``rhs`` of the first ``n_show`` cases.
+    """
     eps = jnp.finfo(jnp.zeros(()).dtype).eps
     cases = cat.random_cases(key, n, k, scale)
     lhs, rhs = cat.convexity_sides(*cases)
@@ -147,7 +158,20 @@ class Experiment(_Experiment):
 def draw(lhs: np.ndarray, rhs: np.ndarray, conc: np.ndarray, k: int, key: jax.Array, adv_steps: np.ndarray,
          adv_gap: np.ndarray) -> Figure:
     """Three panels: LHS against RHS per logit scale ``conc``; LHS and the chord RHS of three random cases (drawn
-    from ``key``) as lambda varies; the adversary's slack per member along its steps."""
+    from ``key``) as lambda varies; the adversary's slack per member along its steps.
+
+    Args:
+        lhs: the cases' LHS; ``rhs`` their RHS; ``conc`` their logit scales.
+        rhs: see ``lhs``.
+        conc: see ``lhs``.
+        k: outcomes of each distribution.
+        key: draws the three cases of the middle panel.
+        adv_steps: the adversary's logged steps; ``adv_gap`` its slack at them, one column per member.
+        adv_gap: see ``adv_steps``.
+
+    Returns:
+        The figure.
+    """
     fig, axes = figure(1, 3, size=(14, 4.0))
     ax = axes[0]
     for i, c in enumerate(np.unique(conc)):

@@ -62,7 +62,18 @@ def analyse(cfg: Config, s0: ss.SimSiamState, probe: ss.SimSiamState, x_cov: jax
             noise_cov: jax.Array) -> dict:
     """The four trajectories from ``s0`` and every closed-form comparison (jittable): the autodiff flow against
     the seed's at ``s0`` and ``probe``, d vec(W)/dt = -H vec(W), W(t) = W(0) expm(-c X' t) without the predictor,
-    the spectrum of H(t) and the residual of W_p F1 = F12 at the end."""
+    the spectrum of H(t) and the residual of W_p F1 = F12 at the end.
+
+    Args:
+        cfg: the experiment's config (time step, horizon, saving interval).
+        s0: the initial (W, W_p).
+        probe: a second state where the autodiff and closed-form velocities are compared.
+        x_cov: the data covariance X.
+        noise_cov: the augmentation noise covariance X'.
+
+    Returns:
+        A dict of the trajectories, their norms, the spectra and every comparison's error.
+    """
     steps, save_every = int(round(cfg.t_max / cfg.dt)), cfg.save_every
     sg, pred = jnp.asarray([c[1] for c in CASES]), jnp.asarray([c[2] for c in CASES])
     traj = jax.vmap(lambda a, b: ss.integrate(s0, x_cov, noise_cov, a, b, cfg.dt, steps, save_every))(sg, pred)
