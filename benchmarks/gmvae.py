@@ -30,12 +30,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
-from vlab.experiments.gmvae import COVARIANCES
+from vlab.experiments.gmvae import COVARIANCES, QZ_LOGITS
 
+from vlab import data as vdata
 from vlab.algorithms import clustering
-from vlab.data import sets as vdata
 from vlab.engine import fit
-from vlab.harness import metrics
+from vlab.harness import data_config, metrics
+from vlab.harness.model_config import spec_of
 from vlab.keys import stream
 from vlab.models.vae import VAESpec, init_vae
 from vlab.objectives import gmvae
@@ -76,15 +77,29 @@ def gmvae_config(qz: str, overrides: list[str]) -> dict:
 
 
 def throughput(x_train: jax.Array, spec: VAESpec, batch: int, steps: int, which: str, seed: int) -> float:
-    """Training steps per second of one member (compile excluded): the plain VAE or the GM-VAE (K = 10)."""
+    """Training steps per second of one member (compile excluded): the plain VAE or the GM-VAE (K = 10).
+
+    Args:
+        x_train: the training images.
+        spec: the networks' static shape.
+        batch: the batch size.
+        steps: timed training steps.
+        which: ``vae`` or ``gmvae_<qz>[_<covariance>]`` (the experiment's names of q(z|w,x) and of the covariance
+            form).
+        seed: the seed of the initialisation and the batches.
+
+    Returns:
+        Steps per second.
+    """
     key = stream(seed, "init")
     if which == "vae":
         params = init_vae(key, spec)
         loss_fn = vae_obj.make_loss(spec)
     else:  # gmvae_<qz>[_<covariance>]
         _, qz, *cov = which.split("_")
-        params = gmvae.init_gmvae(key, spec, 10, qz=qz, covariance=COVARIANCES[cov[0] if cov else "spherical"])
-        loss_fn = gmvae.make_loss(spec, qz=qz, warmup_steps=steps // 2)
+        params = gmvae.init_gmvae(key, spec, 10, qz_hidden=(64,) if qz == "network" else None,
+                                  covariance=COVARIANCES[cov[0] if cov else "spherical"])
+        loss_fn = gmvae.make_loss(spec, qz_logits=QZ_LOGITS[qz], warmup_steps=steps // 2)
     res = fit(loss_fn, params, optax.adam(1e-3), stream(seed, "train"), steps=steps, chunk_size=steps,
               log_every=steps, data=x_train, batch_fn=lambda x, k: vdata.sample_batch(x, k, batch))
     return steps / res.train_s
@@ -103,7 +118,7 @@ def main() -> None:
     from vlab.cli.main import load
 
     _, cfg = load(str(CONFIG), args.overrides)
-    ds = vdata.load(cfg.data)
+    ds = data_config.load(cfg.data)
     print(f"Fashion-MNIST: {ds.x_train.shape[0]} train, {ds.x_test.shape[0]} test images; jax {jax.__version__} on "
           f"{jax.devices()[0].device_kind}", flush=True)
     results: dict = {"machine": jax.devices()[0].device_kind}
@@ -120,8 +135,7 @@ def main() -> None:
                   f"({r['seconds']:.0f} s)", flush=True)
 
     m = cfg.model
-    spec = VAESpec(x_dim=ds.x_train.shape[1], z_dim=m.z_dim, hidden=tuple(m.hidden), activation=m.activation,
-                   likelihood=m.likelihood, sigma_x=m.sigma_x)
+    spec = spec_of(m, ds.x_train.shape[1])
     names = ["vae", "gmvae_exact", "gmvae_network", "gmvae_exact_full"]
     speed: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.runs):

@@ -37,8 +37,10 @@ if str(ROOT) not in sys.path:  # run from a checkout without the package install
 
 from peers import devices, sync, torch_device  # noqa: E402  (benchmarks/ is the script folder)
 
-from vlab.data import sets as vdata  # noqa: E402
+from vlab import data as vdata  # noqa: E402
+from vlab.distributions import likelihoods  # noqa: E402
 from vlab.engine import fit  # noqa: E402
+from vlab.harness import data_config  # noqa: E402
 from vlab.models.vae import VAESpec, init_vae  # noqa: E402
 from vlab.objectives import vae as objective  # noqa: E402
 
@@ -46,13 +48,25 @@ BATCH, Z, HIDDEN, LR = 128, 16, (512, 256), 1e-3
 
 
 def load(root: str) -> tuple[np.ndarray, np.ndarray]:
-    cfg = vdata.DataConfig(source="idx", root=root, n_train=0, n_test=0)
-    ds = vdata.load(cfg, jax.random.key(0))
+    cfg = data_config.DataConfig(source="idx", root=root, n_train=0, n_test=0)
+    ds = data_config.load(cfg, jax.random.key(0))
     return np.asarray(ds.x_train, np.float32), np.asarray(ds.x_test, np.float32)
 
 
 def run_vlab(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
-    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
+    """W1 trained by vlab's engine, one compiled program per epoch.
+
+    Args:
+        x_train: the training images.
+        x_test: the test images.
+        steps: training steps.
+        steps_per_epoch: steps per compiled chunk.
+        seed: the seed of the initialisation, the batches and the evaluation.
+
+    Returns:
+        ``{"steps_per_s", "compile_s", "test_elbo"}``.
+    """
+    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood=likelihoods.BERNOULLI)
     params = init_vae(jax.random.key(seed), spec)
     loss_fn = objective.make_loss(spec)
     xs = jnp.asarray(x_train)
@@ -76,7 +90,7 @@ def matmul_flops_per_step() -> float:
 
 def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
     """``n`` seeds of W1 as one vmapped program (what a seed sweep compiles): member-steps per second."""
-    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
+    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood=likelihoods.BERNOULLI)
     keys = jax.random.split(jax.random.key(seed), n)
     params = jax.vmap(lambda k: init_vae(k, spec))(keys)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
@@ -89,7 +103,18 @@ def run_members(x_train: np.ndarray, n: int, steps: int, seed: int) -> dict:
 
 def members_benchmark(x_train: np.ndarray, x_test: np.ndarray, n: int, steps: int, runs: int) -> dict:
     """The vmapped n-seed sweep's FLOP rate against one seed's (W1's own unvmapped program, :func:`run_vlab`),
-    alternating, ``runs`` times each."""
+    alternating, ``runs`` times each.
+
+    Args:
+        x_train: the training images.
+        x_test: the test images.
+        n: seeds of the vmapped program.
+        steps: steps of the vmapped program (the single seed runs 8 times as many).
+        runs: alternated runs of each.
+
+    Returns:
+        The FLOPs per step, both median GFLOP rates, ``members`` and their ``ratio``.
+    """
     flops = matmul_flops_per_step()
     single, many = [], []
     for r in range(runs):
@@ -106,10 +131,21 @@ def members_benchmark(x_train: np.ndarray, x_test: np.ndarray, n: int, steps: in
 
 
 def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int) -> dict:
-    """The GM-VAE step at the same network sizes with K = 10 (q(z|w,x) network), for the 1.3x throughput goal."""
+    """The GM-VAE step at the same network sizes with K = 10 (q(z|w,x) network), for the 1.3x throughput goal.
+
+    Args:
+        x_train: the training images.
+        x_test: the test images.
+        steps: training steps.
+        steps_per_epoch: steps per compiled chunk.
+        seed: the seed of the initialisation, the batches and the evaluation.
+
+    Returns:
+        ``{"steps_per_s", "test_elbo"}``.
+    """
     from vlab.objectives import gmvae
 
-    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood="bernoulli")
+    spec = VAESpec(x_dim=784, z_dim=Z, hidden=HIDDEN, likelihood=likelihoods.BERNOULLI)
     params = gmvae.init_gmvae(jax.random.key(seed), spec, 10)
     loss_fn = gmvae.make_loss(spec, warmup_steps=steps // 2)
     batch_fn = lambda x, k: vdata.sample_batch(x, k, BATCH)
@@ -121,6 +157,19 @@ def run_gmvae(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epo
 
 def run_torch(x_train: np.ndarray, x_test: np.ndarray, steps: int, steps_per_epoch: int, seed: int,
               device=None) -> dict:
+    """W1 in PyTorch eager, the same networks, optimiser and batches of random permutations.
+
+    Args:
+        x_train: the training images.
+        x_test: the test images.
+        steps: training steps.
+        steps_per_epoch: steps per pass over a permutation.
+        seed: torch's seed.
+        device: the torch device (None: the CPU).
+
+    Returns:
+        ``{"steps_per_s", "test_elbo"}``.
+    """
     import torch
 
     dev = torch.device("cpu") if device is None else device

@@ -33,19 +33,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlab import data as vdata
 from vlab.algorithms import clustering
-from vlab.data import sets as vdata
 from vlab.engine.restarts import best_restarts, kept_members
 from vlab.errors import ConfigError
+from vlab.harness import data_config, mixture_plots
 from vlab.harness import metrics as vmetrics
-from vlab.harness import mixture_plots
 from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
 from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.model_config import ModelConfig, spec_of
 from vlab.harness.plots import member_title
 from vlab.keys import stream
-from vlab.models.vae import ModelConfig, decoder_mean, encode, spec_of
+from vlab.models.vae import decoder_mean, encode
 from vlab.objectives import gmvae as objective
 from vlab.objectives.vae import make_loss as vae_make_loss
+
+QZ_LOGITS = {"network": objective.network_qz_logits, "exact": objective.exact_qz_logits}
+"""The forms of q(z|w,x) by the names of ``mixture.qz``."""
 
 COVARIANCES = {"spherical": clustering.SPHERICAL, "diagonal": clustering.DIAGONAL, "full": clustering.FULL}
 """The components' covariance forms by the names of ``mixture.covariance``."""
@@ -105,7 +109,7 @@ class PretrainConfig:
 
 @dataclass
 class Config(BaseConfig):
-    data: vdata.DataConfig = nested(vdata.DataConfig, embedding="linear", dim=2, noise=0.0, n_train=5000)
+    data: data_config.DataConfig = nested(data_config.DataConfig, embedding="linear", dim=2, noise=0.0, n_train=5000)
     model: ModelConfig = nested(ModelConfig, z_dim=2, hidden=[64, 64], likelihood="gaussian_learned", sigma_x=0.1)
     mixture: MixtureConfig = nested(MixtureConfig)
     pretrain: PretrainConfig = nested(PretrainConfig)
@@ -142,7 +146,7 @@ class Experiment(_Experiment):
         return cfg.n_seeds * cfg.restarts  # member i of a point: restart i % R of seed i // R
 
     def setup(self, cfg: Config) -> None:
-        self.ds = vdata.load(cfg.data)
+        self.ds = data_config.load(cfg.data)
         self.log(f"data: {self.ds.description}")
         self.spec = spec_of(cfg.model, self.ds.x_train.shape[1])
         self.labels = None if self.ds.y_test is None else np.asarray(self.ds.y_test)
@@ -151,7 +155,8 @@ class Experiment(_Experiment):
     def init(self, cfg: Config, key: jax.Array) -> dict:
         mx = cfg.mixture
         sigma = mx.sigma_init if len(mx.sigma_init) == mx.k else mx.sigma_init * mx.k
-        return objective.init_gmvae(key, self.spec, mx.k, qz=mx.qz, qz_hidden=tuple(mx.qz_hidden),
+        return objective.init_gmvae(key, self.spec, mx.k,
+                                    qz_hidden=tuple(mx.qz_hidden) if mx.qz == "network" else None,
                                     mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None,
                                     covariance=COVARIANCES[mx.covariance])
 
@@ -160,8 +165,8 @@ class Experiment(_Experiment):
 
     def objective(self, cfg: Config):
         mx = cfg.mixture
-        return objective.make_loss(self.spec, qz=mx.qz, learn_pi=mx.learn_pi, learn_sigma=mx.learn_sigma,
-                                   warmup_steps=cfg.warmup_steps, n_samples=cfg.n_samples)
+        return objective.make_loss(self.spec, qz_logits=QZ_LOGITS[mx.qz], learn_pi=mx.learn_pi,
+                                   learn_sigma=mx.learn_sigma, warmup_steps=cfg.warmup_steps, n_samples=cfg.n_samples)
 
     def data(self, cfg: Config):
         return self.ds.x_train, lambda x, k: vdata.sample_batch(x, k, cfg.batch_size, cfg.data.binarize)
@@ -237,10 +242,11 @@ class Experiment(_Experiment):
     def evaluate(self, cfg: Config, params: dict, key: jax.Array, hp: dict) -> dict:
         """The ELBO's terms on the test set and on as many training points, and the test points' components."""
         mx, x_test = cfg.mixture, self.ds.x_test
-        terms = {split: objective.gmvae_terms(params, self.spec, x, stream(key, split), qz=mx.qz,
+        qz_logits = QZ_LOGITS[mx.qz]
+        terms = {split: objective.gmvae_terms(params, self.spec, x, stream(key, split), qz_logits=qz_logits,
                                               learn_pi=mx.learn_pi)._asdict()
                  for split, x in (("test", x_test), ("train", self.ds.x_train[: x_test.shape[0]]))}
-        z, q = objective.assign(params, self.spec, x_test, qz=mx.qz, learn_pi=mx.learn_pi)
+        z, q = objective.assign(params, self.spec, x_test, qz_logits=qz_logits, learn_pi=mx.learn_pi)
         return {**terms, "assign": z, "q": q, "w": encode(params["vae"], self.spec, x_test)[0]}
 
     def summarise(self, cfg: Config, fits: dict, evals: dict) -> dict:

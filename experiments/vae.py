@@ -16,17 +16,21 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
+from vlab import data as vdata
 from vlab.algorithms.amortisation import amortisation_gap
-from vlab.data import sets as vdata
 from vlab.engine.members import Members
 from vlab.errors import ConfigError
+from vlab.harness import data_config, plots
 from vlab.harness import metrics as vmetrics
-from vlab.harness import plots
 from vlab.harness.config import BaseConfig, OptimizerConfig, TrainConfig, nested, spec
 from vlab.harness.experiment import Experiment as _Experiment
+from vlab.harness.model_config import ModelConfig, spec_of
 from vlab.keys import stream
-from vlab.models.vae import ModelConfig, VAESpec, decoder_mean, encode, init_vae, spec_of
+from vlab.models.vae import VAESpec, decoder_mean, encode, init_vae
 from vlab.objectives import vae as objective
+
+KL_ESTIMATORS = {"analytic": objective.analytic_kl, "mc": objective.mc_kl}
+"""The KL estimators by the names of ``objective.kl_estimator``."""
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -61,7 +65,7 @@ class EvalConfig:
 
 @dataclass
 class Config(BaseConfig):
-    data: vdata.DataConfig = nested(vdata.DataConfig)
+    data: data_config.DataConfig = nested(data_config.DataConfig)
     model: ModelConfig = nested(ModelConfig)
     objective: ObjectiveConfig = nested(ObjectiveConfig)
     eval: EvalConfig = nested(EvalConfig)
@@ -80,7 +84,21 @@ def _pca2(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
 def draw_figures(run, spec_: VAESpec, model: dict, ds: vdata.Dataset, ev: dict, history: dict, key: jax.Array,
                  which: str = "") -> None:
     """Reconstructions, prior samples, traversal or 2-D manifold, latent means by label, KL per dimension,
-    training curves (member 0; ``which`` names it in each figure's title when the run has several)."""
+    training curves of one VAE.
+
+    Args:
+        run: the experiment whose run folder gets the figures (its ``save_figure``).
+        spec_: the networks' static shape.
+        model: the VAE's parameters.
+        ds: the data set.
+        ev: the test set's ``"kl_dims"`` and posterior means ``"mu"``.
+        history: the training history, one column per member.
+        key: the randomness of the prior samples.
+        which: names the member in each figure's title when the run has several.
+
+    Returns:
+        None; the figures are saved.
+    """
 
     def save(fig, name: str) -> None:
         if which:
@@ -199,7 +217,7 @@ class Experiment(_Experiment):
 
     def setup(self, cfg: Config) -> None:
         """The data, the network's shapes and the evaluation sets (binarised once when training binarises)."""
-        self.ds = ds = vdata.load(cfg.data)
+        self.ds = ds = data_config.load(cfg.data)
         self.log(f"data: {ds.description}")
         self.spec = spec_of(cfg.model, ds.x_train.shape[1])
         self.x_test, self.x_train = ds.x_test, ds.x_train[: ds.x_test.shape[0]]
@@ -216,7 +234,7 @@ class Experiment(_Experiment):
 
     def objective(self, cfg: Config):
         o = cfg.objective
-        return objective.make_loss(self.spec, kl_estimator=o.kl_estimator, free_bits=o.free_bits,
+        return objective.make_loss(self.spec, kl_estimator=KL_ESTIMATORS[o.kl_estimator], free_bits=o.free_bits,
                                    warmup_steps=o.warmup_steps, n_samples=o.n_samples)
 
     def data(self, cfg: Config):

@@ -186,7 +186,7 @@ def test_gmvae_bad_input(tmp_path, capsys, override, needle):
 def test_unlabelled_data_skip_clustering_metrics_with_a_warning(tmp_path, capsys):
     import numpy as np
 
-    from vlab.data import sets as data
+    from vlab import data
 
     root = tmp_path / "idx"
     root.mkdir()

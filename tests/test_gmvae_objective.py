@@ -10,19 +10,21 @@ import pytest
 from scipy import stats
 
 from vlab.algorithms import clustering
+from vlab.distributions import likelihoods
 from vlab.models.vae import VAESpec
 from vlab.objectives import gmvae
 from vlab.objectives import vae as vae_obj
 
 HP = {"beta": jnp.asarray(1.0), "step": jnp.asarray(0, jnp.int32)}
+QZ = {"exact": gmvae.exact_qz_logits, "network": gmvae.network_qz_logits}
 
 S = 0.6
 
 
 def _tiny(qz: str):
     """x, w in R, K = 2: x | w ~ N(a w + b, S^2), w | z=k ~ N(mu_k, sigma_k^2), pi = (0.3, 0.7)."""
-    spec = VAESpec(x_dim=1, z_dim=1, hidden=(), likelihood="gaussian_fixed", sigma_x=S)
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 2, qz=qz, qz_hidden=(8,), pi=[0.3, 0.7])
+    spec = VAESpec(x_dim=1, z_dim=1, hidden=(), likelihood=likelihoods.GAUSSIAN_FIXED, sigma_x=S)
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 2, qz_hidden=(8,) if qz == "network" else None, pi=[0.3, 0.7])
     params["vae"] = {"enc": [{"w": jnp.array([[0.5, 0.2]]), "b": jnp.array([0.1, -1.0])}],
                      "dec": [{"w": jnp.array([[1.4]]), "b": jnp.array([0.3])}]}
     params["prior"] = {"mu": jnp.array([[-1.5], [1.0]]), "log_sigma": jnp.log(jnp.array([0.5, 0.8])),
@@ -38,8 +40,7 @@ def _exact(spec, params, x: float, qz: str):
     dw = w[1] - w[0]
     m, s = 0.5 * x + 0.1, np.exp(0.5 * (0.2 * x - 1.0))
     log_qw = stats.norm.logpdf(w, m, s)
-    log_qz = np.asarray(jax.nn.log_softmax(gmvae.q_z_logits(params, jnp.asarray(w)[:, None],
-                                                            jnp.array([x]), qz, False), -1))
+    log_qz = np.asarray(jax.nn.log_softmax(QZ[qz](params, jnp.asarray(w)[:, None], jnp.array([x]), False), -1))
     log_joint = (np.log(pi) + stats.norm.logpdf(w[:, None], mu, sd)
                  + stats.norm.logpdf(x, a * w + b, S)[:, None])  # (W, K)
     q = np.exp(log_qw)[:, None] * np.exp(log_qz)
@@ -52,7 +53,7 @@ def test_elbo_gap_is_kl_to_the_true_posterior(qz, x64):
     spec, params = _tiny(qz)
     x = 0.9
     log_px, kl = _exact(spec, params, x, qz)
-    t = gmvae.gmvae_terms(params, spec, jnp.array([[x]]), jax.random.key(1), qz=qz, n_samples=400_000)
+    t = gmvae.gmvae_terms(params, spec, jnp.array([[x]]), jax.random.key(1), qz_logits=QZ[qz], n_samples=400_000)
     assert kl > 0.01
     assert float(t.elbo[0]) == pytest.approx(log_px - kl, abs=5e-3)
     assert float(t.elbo[0]) < log_px
@@ -62,7 +63,7 @@ def test_exact_qz_collapses_to_the_mixture_prior(x64):
     spec, params = _tiny("exact")
     x = jnp.array([[0.4], [-1.2]])
     key = jax.random.key(2)
-    t = gmvae.gmvae_terms(params, spec, x, key, qz="exact")
+    t = gmvae.gmvae_terms(params, spec, x, key, qz_logits=gmvae.exact_qz_logits)
     # the same samples: ELBO = log p(x|w) + log p(w) - log q(w|x), p(w) the mixture
     m, s = jnp.array([0.5 * 0.4 + 0.1, 0.5 * -1.2 + 0.1]), jnp.exp(0.5 * (0.2 * x[:, 0] - 1.0))
     w = m + s * jax.random.normal(key, (1, 2))[0]
@@ -73,15 +74,15 @@ def test_exact_qz_collapses_to_the_mixture_prior(x64):
 
 
 def test_k1_equals_the_plain_vae(x64):
-    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood="bernoulli")
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 1, qz="exact", mu_spread=0.0)
+    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood=likelihoods.BERNOULLI)
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 1, qz_hidden=None, mu_spread=0.0)
     x = jax.random.uniform(jax.random.key(1), (4, 5))
     key = jax.random.key(2)
     for qz in ("exact", "network"):
         if qz == "network":
             params = {**params, "qz": gmvae.init_gmvae(jax.random.key(3), spec, 1)["qz"]}
-        t = gmvae.gmvae_terms(params, spec, x, key, qz=qz)
-        ref = vae_obj.elbo_terms(params["vae"], spec, x, key, kl_estimator="mc")
+        t = gmvae.gmvae_terms(params, spec, x, key, qz_logits=QZ[qz])
+        ref = vae_obj.elbo_terms(params["vae"], spec, x, key, kl_estimator=vae_obj.mc_kl)
         np.testing.assert_allclose(t.elbo, ref.elbo, atol=1e-10)
         np.testing.assert_allclose(t.z_term, 0.0, atol=1e-12)
 
@@ -89,7 +90,7 @@ def test_k1_equals_the_plain_vae(x64):
 def test_loss_gradient_matches_finite_differences(x64):
     spec, params = _tiny("network")
     hp = {**HP, "beta": jnp.asarray(0.7)}
-    loss_fn = gmvae.make_loss(spec, qz="network", learn_pi=True)
+    loss_fn = gmvae.make_loss(spec, qz_logits=gmvae.network_qz_logits, learn_pi=True)
     x = jnp.array([[0.9], [-0.3], [2.0]])
     key = jax.random.key(5)
     f = lambda p: loss_fn(p, x, key, hp)[0]
@@ -107,16 +108,17 @@ def test_beta_and_the_warm_up_come_from_hp(x64):
     spec, params = _tiny("exact")
     x = jnp.array([[0.9], [-0.3]])
     key = jax.random.key(7)
-    t = gmvae.gmvae_terms(params, spec, x, key, qz="exact")
+    t = gmvae.gmvae_terms(params, spec, x, key, qz_logits=gmvae.exact_qz_logits)
     rec, latent = float(jnp.mean(t.rec)), float(jnp.mean(t.w_term + t.z_term))
-    loss_fn = gmvae.make_loss(spec, qz="exact", warmup_steps=10)
+    loss_fn = gmvae.make_loss(spec, qz_logits=gmvae.exact_qz_logits, warmup_steps=10)
     for beta, step, weight in ((1.0, 0, 0.1), (0.5, 4, 0.25), (2.0, 9, 2.0), (2.0, 50, 2.0)):
         loss, aux = loss_fn(params, x, key, {"beta": jnp.asarray(beta), "step": jnp.asarray(step, jnp.int32)})
         assert float(aux["beta"]) == pytest.approx(weight, rel=1e-12)
         assert float(loss) == pytest.approx(-(rec + weight * latent), rel=1e-12)
         assert float(aux["elbo"]) == pytest.approx(float(jnp.mean(t.elbo)), rel=1e-12)
     # beta defaults to 1: the engine's hp holds only the step when the experiment sets no beta
-    no_beta = gmvae.make_loss(spec, qz="exact")(params, x, key, {"step": jnp.asarray(3, jnp.int32)})[0]
+    no_beta = gmvae.make_loss(spec, qz_logits=gmvae.exact_qz_logits)(params, x, key,
+                                                                     {"step": jnp.asarray(3, jnp.int32)})[0]
     assert float(no_beta) == pytest.approx(-(rec + latent), rel=1e-12)
 
 
@@ -133,7 +135,7 @@ def test_sigma_gets_no_gradient_when_held(x64):
     spec, params = _tiny("exact")
     x = jnp.array([[0.9]])
     for learn in (False, True):
-        loss = gmvae.make_loss(spec, qz="exact", learn_sigma=learn)
+        loss = gmvae.make_loss(spec, qz_logits=gmvae.exact_qz_logits, learn_sigma=learn)
         g = jax.grad(lambda p, loss=loss: loss(p, x, jax.random.key(0), HP)[0])(params)
         assert bool(jnp.any(g["prior"]["log_sigma"] != 0)) == learn
 
@@ -148,8 +150,8 @@ def test_autoencoder_pretraining_loss_is_the_reconstruction_at_the_mean(x64):
 
 
 def test_encoded_means_in_batches_and_prior_from_clusters(x64):
-    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood="bernoulli")
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact")
+    spec = VAESpec(x_dim=5, z_dim=3, hidden=(7,), likelihood=likelihoods.BERNOULLI)
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz_hidden=None)
     x = jax.random.uniform(jax.random.key(1), (23, 5))
     m = gmvae.encoded_means(params["vae"], spec, x, batch_size=5)  # 5 batches, the last padded
     np.testing.assert_allclose(m, gmvae.encode(params["vae"], spec, x)[0], atol=1e-12)
@@ -171,8 +173,8 @@ def test_qz_fit_loss_is_the_cross_entropy_to_the_exact_conditional(x64):
     loss, _ = loss_fn(params["qz"], x, key, hp)
     m, s = 0.5 * x + 0.1, jnp.exp(0.5 * (0.2 * x - 1.0))
     w = m + s * jax.random.normal(key, m.shape)
-    p = jax.nn.softmax(gmvae.q_z_logits(params, w, x, "exact", False), -1)
-    log_q = jax.nn.log_softmax(gmvae.q_z_logits(params, w, x, "network", False), -1)
+    p = jax.nn.softmax(gmvae.exact_qz_logits(params, w, x, False), -1)
+    log_q = jax.nn.log_softmax(gmvae.network_qz_logits(params, w, x, False), -1)
     assert float(loss) == pytest.approx(float(-jnp.mean(jnp.sum(p * log_q, -1))), rel=1e-12)
     g = jax.grad(lambda q: loss_fn(q, x, key, hp)[0])(params["qz"])
     assert jax.tree.structure(g) == jax.tree.structure(params["qz"])  # the gradient is the network's alone
@@ -197,15 +199,15 @@ def test_diagonal_components_are_the_product_of_their_marginals(x64):
 
 def test_diagonal_init_has_one_sigma_per_component_and_dimension():
     spec = VAESpec(x_dim=3, z_dim=4, hidden=(8,))
-    p = gmvae.init_gmvae(jax.random.key(0), spec, 5, qz="exact", sigma_init=[0.5], covariance=clustering.DIAGONAL)
+    p = gmvae.init_gmvae(jax.random.key(0), spec, 5, qz_hidden=None, sigma_init=[0.5], covariance=clustering.DIAGONAL)
     assert p["prior"]["log_sigma"].shape == (5, 4)
     np.testing.assert_allclose(np.exp(p["prior"]["log_sigma"]), 0.5, rtol=1e-6)
-    assert gmvae.init_gmvae(jax.random.key(0), spec, 5, qz="exact")["prior"]["log_sigma"].shape == (5,)
+    assert gmvae.init_gmvae(jax.random.key(0), spec, 5, qz_hidden=None)["prior"]["log_sigma"].shape == (5,)
 
 
 def test_with_encoder_scale_sets_every_width_and_keeps_the_means():
     spec = VAESpec(x_dim=6, z_dim=3, hidden=(16,))
-    vae = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact")["vae"]
+    vae = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz_hidden=None)["vae"]
     x = jax.random.normal(jax.random.key(1), (20, 6))
     m0, s0 = gmvae.encode(vae, spec, x)
     m1, s1 = gmvae.encode(gmvae.with_encoder_scale(vae, spec, 0.05), spec, x)
@@ -248,7 +250,7 @@ def test_full_component_gradients_match_finite_differences(x64):
 
 def test_full_prior_from_a_cholesky_factor_and_its_init():
     spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
-    p = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact", sigma_init=[0.5], covariance=clustering.FULL)
+    p = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz_hidden=None, sigma_init=[0.5], covariance=clustering.FULL)
     assert p["prior"]["tril"].shape == (4, 2, 2) and p["prior"]["log_sigma"].shape == (4, 2)
     np.testing.assert_allclose(gmvae.prior_scale(p["prior"]), np.stack([0.5 * np.eye(2)] * 4), rtol=1e-6)
     chol = jnp.asarray(np.stack([np.array([[1.0, 0.0], [0.5, 2.0]]) * (k + 1) for k in range(4)]))
@@ -258,11 +260,11 @@ def test_full_prior_from_a_cholesky_factor_and_its_init():
 
 def test_full_covariances_get_no_gradient_when_held(x64):
     spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance=clustering.FULL)
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz_hidden=None, covariance=clustering.FULL)
     params["prior"]["tril"] = 0.3 * jax.random.normal(jax.random.key(2), (3, 2, 2))
     x = jax.random.normal(jax.random.key(1), (4, 3))
     for learn in (False, True):
-        loss = gmvae.make_loss(spec, qz="exact", learn_sigma=learn)
+        loss = gmvae.make_loss(spec, qz_logits=gmvae.exact_qz_logits, learn_sigma=learn)
         g = jax.grad(lambda p, loss=loss: loss(p, x, jax.random.key(0), HP)[0])(params)["prior"]
         assert bool(jnp.any(g["log_sigma"] != 0)) == learn
         assert bool(jnp.any(jnp.tril(g["tril"], -1) != 0)) == learn
@@ -284,7 +286,7 @@ def test_marginal_sigma_is_the_root_of_the_covariance_diagonal(x64):
 @pytest.mark.parametrize("em_iters", [0, 20])
 def test_start_prior_is_the_mixture_fitted_to_the_encoded_means(x64, em_iters):
     spec = VAESpec(x_dim=4, z_dim=2, hidden=(8,))
-    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz="exact", covariance=clustering.FULL)
+    params = gmvae.init_gmvae(jax.random.key(0), spec, 3, qz_hidden=None, covariance=clustering.FULL)
     x, x_test = jax.random.normal(jax.random.key(1), (60, 4)), jax.random.normal(jax.random.key(2), (20, 4))
     key = jax.random.key(3)
     out, info = gmvae.start_prior(params, spec, key, x, x_test, 3, covariance=clustering.FULL, n_init=2,
@@ -306,13 +308,14 @@ def test_every_covariance_name_of_the_config_is_a_form_of_the_right_shape():
     # the experiment resolves mixture.covariance (a name the config validates) to a form; the mathematics has no names
     import typing
 
-    from vlab.experiments.gmvae import COVARIANCES, MixtureConfig
+    from vlab.experiments.gmvae import COVARIANCES, QZ_LOGITS, MixtureConfig
 
     hints = typing.get_type_hints(MixtureConfig)
     assert set(COVARIANCES) == set(typing.get_args(hints["covariance"]))
+    assert set(QZ_LOGITS) == set(typing.get_args(hints["qz"]))
     spec = VAESpec(x_dim=3, z_dim=2, hidden=(8,))
     shapes = {"spherical": (4,), "diagonal": (4, 2), "full": (4, 2)}
     for name, form in COVARIANCES.items():
-        prior = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz="exact", sigma_init=[0.5], covariance=form)["prior"]
+        prior = gmvae.init_gmvae(jax.random.key(0), spec, 4, qz_hidden=None, sigma_init=[0.5], covariance=form)["prior"]
         assert prior["log_sigma"].shape == shapes[name] and ("tril" in prior) == (name == "full")
         assert gmvae.prior_scale(prior).shape == form.isotropic(jnp.ones(4), 2).shape

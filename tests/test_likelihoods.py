@@ -30,25 +30,37 @@ def test_gaussian_matches_scipy(x64):
     mu = jnp.array([0.0, -1.0, 1.5])
     log_sigma = jnp.log(jnp.array([0.5, 2.0, 1.0]))
     expected = stats.norm(np.asarray(mu), np.exp(np.asarray(log_sigma))).logpdf(np.asarray(x)).sum()
-    assert float(likelihoods.gaussian_log_prob(x, mu, log_sigma)[0]) == pytest.approx(expected, rel=1e-12)
+    assert float(likelihoods.diag_normal_log_prob(x, mu, log_sigma)[0]) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("kind", likelihoods.LIKELIHOODS)
-def test_log_likelihood_dispatch(kind, x64):
+KINDS = {"bernoulli": likelihoods.BERNOULLI, "gaussian_fixed": likelihoods.GAUSSIAN_FIXED,
+         "gaussian_learned": likelihoods.GAUSSIAN_LEARNED, "gaussian_decoder": likelihoods.GAUSSIAN_DECODER}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_observation_model(kind, x64):
+    lik = KINDS[kind]
     x = jnp.array([[0.2, 0.7]])
     out = jnp.array([[0.1, -0.4, 0.3, -0.2]]) if kind == "gaussian_decoder" else jnp.array([[0.1, -0.4]])
     ls = jnp.log(jnp.array([0.8, 1.3]))
-    got = float(likelihoods.log_likelihood(kind, x, out, ls)[0])
+    got = float(lik.log_prob(x, out, ls)[0])
     if kind == "bernoulli":
         want = float(likelihoods.bernoulli_logits_log_prob(x, out)[0])
+        mean = 1.0 / (1.0 + np.exp(-np.array([0.1, -0.4])))
     elif kind == "gaussian_decoder":
         want = stats.norm([0.1, -0.4], np.exp([0.3, -0.2])).logpdf([0.2, 0.7]).sum()
+        mean = np.array([0.1, -0.4])
     else:
         want = stats.norm([0.1, -0.4], [0.8, 1.3]).logpdf([0.2, 0.7]).sum()
+        mean = np.array([0.1, -0.4])
     assert got == pytest.approx(want, rel=1e-12)
-    assert likelihoods.n_outputs(kind, 2) == (4 if kind == "gaussian_decoder" else 2)
+    np.testing.assert_allclose(lik.mean(out)[0], mean, rtol=1e-12)
+    assert lik.n_outputs(2) == (4 if kind == "gaussian_decoder" else 2)
+    assert lik.learned_sigma == (kind == "gaussian_learned")
 
 
-def test_unknown_likelihood_is_an_error():
-    with pytest.raises(ValueError, match="not one of"):
-        likelihoods.n_outputs("poisson", 3)
+def test_the_config_names_every_observation_model():
+    from vlab.harness.model_config import LIKELIHOODS
+
+    assert LIKELIHOODS == KINDS
+    assert len(set(KINDS.values())) == len(KINDS)  # no two names for one model

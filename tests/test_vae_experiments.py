@@ -12,8 +12,8 @@ import pytest
 from scipy import integrate, stats
 from vlab.experiments import vae_exam
 
+from vlab import data
 from vlab.cli.main import main
-from vlab.data import sets as data
 
 ROOT = Path(__file__).resolve().parent.parent
 VAE = str(ROOT / "configs" / "vae.yaml")

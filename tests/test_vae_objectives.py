@@ -16,7 +16,7 @@ from scipy import stats
 
 from vlab import engine
 from vlab.algorithms.amortisation import amortisation_gap, optimise_point_posteriors, point_elbos
-from vlab.distributions import kl_mvn
+from vlab.distributions import kl_mvn, likelihoods
 from vlab.models.vae import VAESpec, encode, init_vae
 from vlab.objectives import vae
 
@@ -33,7 +33,7 @@ def _linear_model(perturb: float = 0.0):
     enc_b = np.concatenate([-b @ a, np.log(sigma_post)])
     enc_w = enc_w + perturb * np.random.default_rng(1).normal(size=enc_w.shape)
     enc_b = enc_b + perturb * np.random.default_rng(2).normal(size=enc_b.shape)
-    spec = VAESpec(x_dim=3, z_dim=2, hidden=(), likelihood="gaussian_fixed", sigma_x=S)
+    spec = VAESpec(x_dim=3, z_dim=2, hidden=(), likelihood=likelihoods.GAUSSIAN_FIXED, sigma_x=S)
     model = {"enc": [{"w": jnp.asarray(enc_w), "b": jnp.asarray(enc_b)}],
              "dec": [{"w": jnp.asarray(w.T), "b": jnp.asarray(b)}]}
     x = jnp.array([[0.9, -1.1, 0.4], [-0.5, 0.2, 1.3]])
@@ -46,7 +46,7 @@ def _linear_model(perturb: float = 0.0):
 def test_exact_posterior_makes_every_bound_tight(x64):
     spec, model, x, log_px, _, _ = _linear_model()
     key = jax.random.PRNGKey(0)
-    terms = vae.elbo_terms(model, spec, x, key, kl_estimator="mc")  # rec + log p(z) - log q(z) is constant
+    terms = vae.elbo_terms(model, spec, x, key, kl_estimator=vae.mc_kl)  # rec + log p(z) - log q(z) is constant
     np.testing.assert_allclose(terms.elbo, log_px, atol=1e-10)
     for k, chunk in [(1, 100), (10, 3), (64, 64)]:
         np.testing.assert_allclose(vae.iwae_bound(model, spec, x, key, k, chunk), log_px, atol=1e-10)
@@ -60,7 +60,7 @@ def test_elbo_gap_is_kl_to_true_posterior(x64):
     terms = vae.elbo_terms(model, spec, x, jax.random.PRNGKey(0), n_samples=200_000)
     assert np.all(gap > 0.05)
     np.testing.assert_allclose(terms.elbo, log_px - gap, atol=0.01)
-    terms_mc = vae.elbo_terms(model, spec, x, jax.random.PRNGKey(1), kl_estimator="mc", n_samples=200_000)
+    terms_mc = vae.elbo_terms(model, spec, x, jax.random.PRNGKey(1), kl_estimator=vae.mc_kl, n_samples=200_000)
     np.testing.assert_allclose(terms_mc.elbo, log_px - gap, atol=0.01)
 
 
@@ -121,7 +121,7 @@ def test_loss_gradient_matches_finite_differences(x64):
 
 
 def test_warmup_follows_the_engines_step_for_each_members_beta():
-    spec = VAESpec(x_dim=6, z_dim=2, hidden=(8,), likelihood="bernoulli")
+    spec = VAESpec(x_dim=6, z_dim=2, hidden=(8,), likelihood=likelihoods.BERNOULLI)
     model = init_vae(jax.random.key(0), spec)
     params = jax.tree.map(lambda a: jnp.stack([a, a]), model)
     x = (jax.random.uniform(jax.random.key(1), (32, 6)) > 0.5).astype(jnp.float32)
@@ -175,7 +175,7 @@ def test_point_elbos_equal_the_elbo_of_the_encoders_q(x64):
 def test_point_posteriors_follow_the_engines_adam_steps():
     # the per-point optimisation is its own scan of Adam steps; the engine's fit of the same loss, drawing step t's
     # noise from fold_in(key, t) as well, takes the same steps
-    spec = VAESpec(x_dim=6, z_dim=2, hidden=(8,), likelihood="bernoulli")
+    spec = VAESpec(x_dim=6, z_dim=2, hidden=(8,), likelihood=likelihoods.BERNOULLI)
     model = init_vae(jax.random.key(0), spec)
     x = (jax.random.uniform(jax.random.key(1), (5, 6)) > 0.5).astype(jnp.float32)
     mu, sigma = encode(model, spec, x)

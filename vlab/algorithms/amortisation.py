@@ -20,7 +20,7 @@ import optax
 
 from vlab.distributions import kl_to_standard_normal
 from vlab.keys import stream
-from vlab.models.vae import VAESpec, encode, log_likelihood
+from vlab.models.vae import VAESpec, encode, log_px_given_z
 
 
 def point_elbos(model: dict, spec: VAESpec, x: jax.Array, q: dict, key: jax.Array, n: int) -> jax.Array:
@@ -40,7 +40,7 @@ def point_elbos(model: dict, spec: VAESpec, x: jax.Array, q: dict, key: jax.Arra
     """
     eps = jax.random.normal(key, (n, *q["mu"].shape), q["mu"].dtype)
     sigma = jnp.exp(q["log_sigma"])
-    rec = jnp.mean(log_likelihood(model, spec, x, q["mu"] + sigma * eps), 0)
+    rec = jnp.mean(log_px_given_z(model, spec, x, q["mu"] + sigma * eps), 0)
     return rec - jnp.sum(kl_to_standard_normal(q["mu"], sigma), -1)
 
 

@@ -17,16 +17,16 @@ Variational model q(w, z | x) = q_psi(w|x) q_phi(z|w, x) with q_psi(w|x) = N(m(x
              + E_{q(w|x)}[sum_k q(k|w,x) (log pi_k - log q(k|w,x))]                            (3) z term
 
 The sum over the K components is exact (no Gumbel relaxation); w = m + s * eps is reparameterised and every term is
-evaluated at the same samples. q(z|w,x) is either a network of [w, x] (the seed's design) or the exact conditional
-p(z|w) ∝ pi_z N(w; mu_z, sigma_z^2 I) (x is independent of z given w); with the latter (2) + (3) collapse to
+evaluated at the same samples. q(z|w,x) is either a network of [w, x] (the seed's design, :func:`network_qz_logits`)
+or the exact conditional p(z|w) ∝ pi_z N(w; mu_z, sigma_z^2 I) (x is independent of z given w,
+:func:`exact_qz_logits`); with the latter (2) + (3) collapse to
 E_q[log p(w) - log q(w|x)] with the mixture density p(w). With K = 1, mu = 0, sigma = 1 the ELBO is the plain
 VAE's (with the Monte Carlo KL).
 
 Training procedure (problem 7.2, VaDE-style, Jiang et al. 2017): pretrain q(w|x) and p(x|w) alone as an
 autoencoder (:func:`make_autoencoder_loss`) or a plain VAE, fit K clusters to the encoded means m(x) with k-means
 (:mod:`vlab.algorithms.clustering`), start mu_k, sigma_k (and pi) at the clusters (:func:`prior_from_clusters`), then
-maximise
-the ELBO above.
+maximise the ELBO above.
 
 Parameters: ``{"vae": encoder/decoder (vlab.models.vae), "prior": {"mu": (K, d), "log_sigma": (K,) or (K, d),
 "logits": (K,), full covariances: "tril": (K, d, d)}, "qz": MLP or absent}``: only what is trained. Every loss is
@@ -48,10 +48,12 @@ from vlab.algorithms.clustering import CovarianceForm, component_log_probs
 from vlab.batching import map_batches
 from vlab.distributions import normal_log_prob
 from vlab.keys import stream
-from vlab.models.vae import VAESpec, encode, init_vae, log_likelihood
+from vlab.models.vae import VAESpec, encode, init_vae, log_px_given_z
 from vlab.objectives.vae import kl_weight
 
-LossFn = Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]
+QZLogits = Callable[[dict, jax.Array, jax.Array, bool], jax.Array]
+"""``qz_logits(params, w, x, learn_pi) -> (..., K)``: the logits of q(z|w,x) at samples ``w`` (..., d) of q(w|x),
+:func:`network_qz_logits` or :func:`exact_qz_logits`."""
 
 
 class GMVAETerms(NamedTuple):
@@ -64,7 +66,7 @@ class GMVAETerms(NamedTuple):
     qz: jax.Array
 
 
-def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz_hidden: tuple[int, ...] = (64,),
+def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz_hidden: tuple[int, ...] | None = (64,),
                mu_spread: float = 1.0, sigma_init: list[float] | float = 1.0, pi: list[float] | None = None,
                covariance: CovarianceForm = clustering.SPHERICAL) -> dict:
     """The parameters of a GM-VAE, each drawn from its own stream of ``key`` ("vae", "mu", "qz").
@@ -73,8 +75,8 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
         key: the randomness of the networks and the component means.
         spec: the encoder's and decoder's static shape.
         k: number of components K.
-        qz: ``"network"`` for an MLP [w, x] -> K logits as q(z|w,x), ``"exact"`` for none (p(z|w)).
-        qz_hidden: hidden widths of the q(z|w,x) network.
+        qz_hidden: hidden widths of the q(z|w,x) network (an MLP [w, x] -> K logits, for
+            :func:`network_qz_logits`); None for no network (:func:`exact_qz_logits`).
         mu_spread: the component means start at mu_k ~ N(0, mu_spread^2 I).
         sigma_init: every component's starting sigma_k, one value or K values.
         pi: the mixture weights (None: uniform).
@@ -92,7 +94,7 @@ def init_gmvae(key: jax.Array, spec: VAESpec, k: int, *, qz: str = "network", qz
         "prior": {"mu": mu_spread * jax.random.normal(stream(key, "mu"), (k, spec.z_dim)),
                   **_scale_entries(covariance.isotropic(sigma, spec.z_dim)), "logits": jnp.log(pi_)},
     }
-    if qz == "network":
+    if qz_hidden is not None:
         params["qz"] = nn.mlp_init(stream(key, "qz"), [spec.z_dim + spec.x_dim, *qz_hidden, k])
     return params
 
@@ -150,21 +152,37 @@ def log_pi(prior: dict, learn_pi: bool) -> jax.Array:
     return jax.nn.log_softmax(logits)
 
 
-def q_z_logits(params: dict, w: jax.Array, x: jax.Array, qz: str, learn_pi: bool) -> jax.Array:
-    """Logits of q(z|w,x): the network on [w, x], or log pi_k + log N(w; mu_k, sigma_k^2 I) (exact p(z|w))."""
-    if qz == "network":
-        xb = jnp.broadcast_to(x, (*w.shape[:-1], x.shape[-1]))
-        return nn.mlp_apply(params["qz"], jnp.concatenate([w, xb], axis=-1), jax.nn.relu)
+def network_qz_logits(params: dict, w: jax.Array, x: jax.Array, learn_pi: bool) -> jax.Array:
+    """Logits of q(z|w,x) from the network ``params["qz"]`` on [w, x] (``learn_pi`` is not used)."""
+    xb = jnp.broadcast_to(x, (*w.shape[:-1], x.shape[-1]))
+    return nn.mlp_apply(params["qz"], jnp.concatenate([w, xb], axis=-1), jax.nn.relu)
+
+
+def exact_qz_logits(params: dict, w: jax.Array, x: jax.Array, learn_pi: bool) -> jax.Array:
+    """Logits of the exact conditional p(z|w): log pi_k + log N(w; mu_k, Sigma_k) (``x`` is not used)."""
     return log_pi(params["prior"], learn_pi) + log_p_w_given_z(w, params["prior"])
 
 
-def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, qz: str = "network",
-                learn_pi: bool = False, n_samples: int = 1) -> GMVAETerms:
-    """The three ELBO terms of the module docstring, per example, with ``n_samples`` reparameterised w per x."""
+def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *,
+                qz_logits: QZLogits = network_qz_logits, learn_pi: bool = False, n_samples: int = 1) -> GMVAETerms:
+    """The three ELBO terms of the module docstring, per example, with ``n_samples`` reparameterised w per x.
+
+    Args:
+        params: the GM-VAE's parameters (:func:`init_gmvae`).
+        spec: the encoder's and decoder's static shape.
+        x: a batch ``(B, x_dim)``.
+        key: the randomness of w = m + s * eps.
+        qz_logits: the form of q(z|w,x), :func:`network_qz_logits` or :func:`exact_qz_logits`.
+        learn_pi: whether log pi gets a gradient.
+        n_samples: samples of w per data point; the terms are their means.
+
+    Returns:
+        The per-example :class:`GMVAETerms`.
+    """
     m, s = encode(params["vae"], spec, x)
     w = m + s * jax.random.normal(key, (n_samples, *m.shape), m.dtype)
-    rec = log_likelihood(params["vae"], spec, x, w)
-    logits = q_z_logits(params, w, x, qz, learn_pi)
+    rec = log_px_given_z(params["vae"], spec, x, w)
+    logits = qz_logits(params, w, x, learn_pi)
     log_q_z = jax.nn.log_softmax(logits)
     q_z = jnp.exp(log_q_z)
     log_q_w = jnp.sum(normal_log_prob(w, m, s), axis=-1)
@@ -174,13 +192,26 @@ def gmvae_terms(params: dict, spec: VAESpec, x: jax.Array, key: jax.Array, *, qz
     return GMVAETerms(rec + w_term + z_term, rec, w_term, z_term, q_z[0])
 
 
-def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, learn_sigma: bool = True,
-              warmup_steps: int = 0, n_samples: int = 1) -> LossFn:
-    """-(mean rec + beta_t (w term + z term)) over the batch: the negative ELBO with the latent terms warmed up
-    linearly, beta_t = beta min(1, (t + 1) / warmup_steps), beta = ``hp["beta"]`` (1 when absent) and t =
-    ``hp["step"]``. ``aux`` has the true ELBO, each term, beta_t and the smallest batch usage of a component.
-    ``learn_sigma=False`` holds every sigma_k (or Sigma_k) at its initial value (no component can widen to absorb the
-    rest)."""
+def make_loss(spec: VAESpec, *, qz_logits: QZLogits = network_qz_logits, learn_pi: bool = False,
+              learn_sigma: bool = True, warmup_steps: int = 0,
+              n_samples: int = 1) -> Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]:
+    """-(mean rec + beta_t (w term + z term)) over the batch as ``loss_fn(params, x, key, hp) -> (loss, aux)``: the
+    negative ELBO with the latent terms warmed up linearly, beta_t = beta min(1, (t + 1) / warmup_steps),
+    beta = ``hp["beta"]`` (1 when absent) and t = ``hp["step"]``.
+
+    Args:
+        spec: the encoder's and decoder's static shape.
+        qz_logits: the form of q(z|w,x), :func:`network_qz_logits` or :func:`exact_qz_logits`.
+        learn_pi: whether the mixture weights are trained.
+        learn_sigma: False holds every sigma_k (or Sigma_k) at its initial value (no component can widen to absorb
+            the rest).
+        warmup_steps: steps of the linear warm-up of the latent terms (0: none).
+        n_samples: reparameterised samples of w per data point.
+
+    Returns:
+        The loss function; its ``aux`` has the true ELBO, each term, beta_t and the smallest batch usage of a
+        component.
+    """
 
     def loss_fn(params: dict, x: jax.Array, key: jax.Array, hp: dict):
         model = params
@@ -188,7 +219,7 @@ def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, lea
             prior = {**model["prior"], **{k: jax.lax.stop_gradient(v) for k, v in model["prior"].items()
                                           if k in ("log_sigma", "tril")}}
             model = {**model, "prior": prior}
-        t = gmvae_terms(model, spec, x, key, qz=qz, learn_pi=learn_pi, n_samples=n_samples)
+        t = gmvae_terms(model, spec, x, key, qz_logits=qz_logits, learn_pi=learn_pi, n_samples=n_samples)
         beta = kl_weight(jnp.asarray(hp.get("beta", 1.0), t.elbo.dtype), hp["step"], warmup_steps)
         loss = -(jnp.mean(t.rec) + beta * jnp.mean(t.w_term + t.z_term))
         aux = {"elbo": jnp.mean(t.elbo), "rec": jnp.mean(t.rec), "w_term": jnp.mean(t.w_term),
@@ -198,19 +229,20 @@ def make_loss(spec: VAESpec, *, qz: str = "network", learn_pi: bool = False, lea
     return loss_fn
 
 
-def make_autoencoder_loss(spec: VAESpec) -> LossFn:
+def make_autoencoder_loss(spec: VAESpec) -> Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]:
     """Pretraining loss -mean_x log p_theta(x | w = m(x)) of the encoder/decoder ``params`` alone: the encoder mean fed
     to the decoder, no noise and no prior term (a deterministic autoencoder); ``hp`` is not used."""
 
     def loss_fn(params: dict, x: jax.Array, key: jax.Array, hp: dict):
         m, _ = encode(params, spec, x)
-        rec = jnp.mean(log_likelihood(params, spec, x, m))
+        rec = jnp.mean(log_px_given_z(params, spec, x, m))
         return -rec, {"rec": rec}
 
     return loss_fn
 
 
-def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
+def make_qz_fit_loss(spec: VAESpec, *,
+                     learn_pi: bool = False) -> Callable[[dict, jax.Array, jax.Array, dict], tuple[jax.Array, dict]]:
     """Warm start of the q(z|w,x) network ``params``: the cross-entropy E_x E_{q(w|x)}[-sum_k p(k|w) log
     q_phi(k|w,x)] = E[KL(p(z|w) || q_phi(z|w,x))] + const. The encoder and the prior are held: they come in
     ``hp["held"]`` = ``{"vae": ..., "prior": ...}``, not in the trained parameters. Its minimiser is the exact
@@ -220,8 +252,8 @@ def make_qz_fit_loss(spec: VAESpec, *, learn_pi: bool = False) -> LossFn:
         held = hp["held"]
         m, s = encode(held["vae"], spec, x)
         w = m + s * jax.random.normal(key, m.shape, m.dtype)
-        target = jax.nn.softmax(q_z_logits(held, w, x, "exact", learn_pi), axis=-1)
-        log_q = jax.nn.log_softmax(q_z_logits({**held, "qz": params}, w, x, "network", learn_pi), axis=-1)
+        target = jax.nn.softmax(exact_qz_logits(held, w, x, learn_pi), axis=-1)
+        log_q = jax.nn.log_softmax(network_qz_logits({**held, "qz": params}, w, x, learn_pi), axis=-1)
         ce = -jnp.mean(jnp.sum(target * log_q, axis=-1))
         return ce, {"qz_cross_entropy": ce}
 
@@ -277,8 +309,8 @@ def start_prior(params: dict, spec: VAESpec, key: jax.Array, x: jax.Array, x_tes
 def with_encoder_scale(vae: dict, spec: VAESpec, scale: jax.Array | float) -> dict:
     """The encoder with q(w|x) = N(m(x), scale^2 I) for every x: the log-variance half of its output layer gets zero
     weights and the bias log scale^2, the mean half is kept. An autoencoder's pretraining never trains that half,
-    so it leaves widths of order 1 that can dwarf the clusters k-means then finds in m(x) (on 8 Gaussians: widths 1.0
-    against clusters of sigma 0.05), and the first ELBO steps' samples of w scramble the initialisation."""
+    so it leaves widths of order 1 that can dwarf the clusters k-means then finds in m(x), and the first ELBO
+    steps' samples of w scramble the initialisation."""
     last = vae["enc"][-1]
     d = spec.z_dim
     log_var = 2.0 * jnp.log(jnp.asarray(scale, last["b"].dtype))
@@ -292,8 +324,20 @@ def encoded_means(vae: dict, spec: VAESpec, x: jax.Array, batch_size: int = 5000
     return map_batches(lambda xb: encode(vae, spec, xb)[0], x, batch_size)
 
 
-def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz: str = "network", learn_pi: bool = False):
-    """Cluster assignment argmax_k q(z = k | w = m(x), x) at the posterior mean of w, and that q (B, K)."""
+def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz_logits: QZLogits = network_qz_logits,
+           learn_pi: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Cluster assignment argmax_k q(z = k | w = m(x), x) at the posterior mean of w, and that q (B, K).
+
+    Args:
+        params: the GM-VAE's parameters.
+        spec: the encoder's and decoder's static shape.
+        x: a batch ``(B, x_dim)``.
+        qz_logits: the form of q(z|w,x), :func:`network_qz_logits` or :func:`exact_qz_logits`.
+        learn_pi: as in training (it changes no value, only gradients).
+
+    Returns:
+        The components ``(B,)`` and q(z|m(x), x) ``(B, K)``.
+    """
     m, _ = encode(params["vae"], spec, x)
-    q = jax.nn.softmax(q_z_logits(params, m, x, qz, learn_pi), axis=-1)
+    q = jax.nn.softmax(qz_logits(params, m, x, learn_pi), axis=-1)
     return jnp.argmax(q, axis=-1), q
