@@ -30,7 +30,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
-from vlab.experiments.gmvae import COVARIANCES, QZ_LOGITS
 
 from vlab import data as vdata
 from vlab.algorithms import clustering
@@ -98,8 +97,8 @@ def throughput(x_train: jax.Array, spec: VAESpec, batch: int, steps: int, which:
     else:  # gmvae_<qz>[_<covariance>]
         _, qz, *cov = which.split("_")
         params = gmvae.init_gmvae(key, spec, 10, qz_hidden=(64,) if qz == "network" else None,
-                                  covariance=COVARIANCES[cov[0] if cov else "spherical"])
-        loss_fn = gmvae.make_loss(spec, qz_logits=QZ_LOGITS[qz], warmup_steps=steps // 2)
+                                  covariance=clustering.COVARIANCES[cov[0] if cov else "spherical"])
+        loss_fn = gmvae.make_loss(spec, qz_logits=gmvae.QZ_LOGITS[qz], warmup_steps=steps // 2)
     res = fit(loss_fn, params, optax.adam(1e-3), stream(seed, "train"), steps=steps, chunk_size=steps,
               log_every=steps, data=x_train, batch_fn=lambda x, k: vdata.sample_batch(x, k, batch))
     return steps / res.train_s

@@ -48,12 +48,6 @@ from vlab.models.vae import decoder_mean, encode
 from vlab.objectives import gmvae as objective
 from vlab.objectives.vae import make_loss as vae_make_loss
 
-QZ_LOGITS = {"network": objective.network_qz_logits, "exact": objective.exact_qz_logits}
-"""The forms of q(z|w,x) by the names of ``mixture.qz``."""
-
-COVARIANCES = {"spherical": clustering.SPHERICAL, "diagonal": clustering.DIAGONAL, "full": clustering.FULL}
-"""The components' covariance forms by the names of ``mixture.covariance``."""
-
 
 @dataclass
 class MixtureConfig:
@@ -158,14 +152,14 @@ class Experiment(_Experiment):
         return objective.init_gmvae(key, self.spec, mx.k,
                                     qz_hidden=tuple(mx.qz_hidden) if mx.qz == "network" else None,
                                     mu_spread=mx.mu_spread, sigma_init=sigma, pi=mx.pi or None,
-                                    covariance=COVARIANCES[mx.covariance])
+                                    covariance=clustering.COVARIANCES[mx.covariance])
 
     def hyperparameters(self, cfg: Config) -> dict[str, np.ndarray]:
         return {"beta": self.members.values("beta")}
 
     def objective(self, cfg: Config):
         mx = cfg.mixture
-        return objective.make_loss(self.spec, qz_logits=QZ_LOGITS[mx.qz], learn_pi=mx.learn_pi,
+        return objective.make_loss(self.spec, qz_logits=objective.QZ_LOGITS[mx.qz], learn_pi=mx.learn_pi,
                                    learn_sigma=mx.learn_sigma, warmup_steps=cfg.warmup_steps, n_samples=cfg.n_samples)
 
     def data(self, cfg: Config):
@@ -208,8 +202,9 @@ class Experiment(_Experiment):
         and NMI of k-means' nearest centres and, after EM, of the mixture's most probable components."""
         mx, ds = cfg.mixture, self.ds
         one = lambda m, key, x, x_test: objective.start_prior(  # noqa: E731
-            m, self.spec, key, x, x_test, mx.k, covariance=COVARIANCES[mx.covariance], n_init=mx.kmeans_restarts,
-            kmeans_iters=mx.kmeans_iters, em_iters=mx.em_iters, set_pi=mx.learn_pi and not mx.pi)
+            m, self.spec, key, x, x_test, mx.k, covariance=clustering.COVARIANCES[mx.covariance],
+            n_init=mx.kmeans_restarts, kmeans_iters=mx.kmeans_iters, em_iters=mx.em_iters,
+            set_pi=mx.learn_pi and not mx.pi)
         with self.out.timed("kmeans"):
             models, res = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))(models, self.keys("kmeans"), ds.x_train,
                                                                                ds.x_test)
@@ -242,7 +237,7 @@ class Experiment(_Experiment):
     def evaluate(self, cfg: Config, params: dict, key: jax.Array, hp: dict) -> dict:
         """The ELBO's terms on the test set and on as many training points, and the test points' components."""
         mx, x_test = cfg.mixture, self.ds.x_test
-        qz_logits = QZ_LOGITS[mx.qz]
+        qz_logits = objective.QZ_LOGITS[mx.qz]
         terms = {split: objective.gmvae_terms(params, self.spec, x, stream(key, split), qz_logits=qz_logits,
                                               learn_pi=mx.learn_pi)._asdict()
                  for split, x in (("test", x_test), ("train", self.ds.x_train[: x_test.shape[0]]))}

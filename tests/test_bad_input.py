@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlab.cli.main import main
 from vlab import data
+from vlab.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 KL = str(ROOT / "configs" / "kl_fit.yaml")

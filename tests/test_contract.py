@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from vlab.cli.main import main
-from vlab.harness.loading import load_config as load
 from vlab.engine import callbacks
+from vlab.harness.loading import load_config as load
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))

@@ -74,7 +74,7 @@ def test_missing_files_error_names_files_and_remedy(tmp_path, monkeypatch):
 def test_load_idx_scales_and_limits(tmp_path):
     arrays = _write_set(tmp_path)
     cfg = data_config.DataConfig(source="idx", root=str(tmp_path), image_shape=[4, 5], n_train=10, n_test=6)
-    ds = data_config.load(cfg, jax.random.PRNGKey(0))
+    ds = data_config.load(cfg, jax.random.key(0))
     assert ds.x_train.shape == (10, 20) and ds.x_test.shape == (6, 20) and ds.image_shape == (4, 5)
     np.testing.assert_allclose(ds.x_train[3], arrays["train"][0][3].reshape(-1) / 255.0, rtol=1e-6)
     assert float(ds.x_train.max()) <= 1.0
@@ -84,13 +84,13 @@ def test_image_shape_mismatch_is_a_config_error(tmp_path):
     _write_set(tmp_path)
     cfg = data_config.DataConfig(source="idx", root=str(tmp_path), image_shape=[28, 28])
     with pytest.raises(ConfigError, match=r"data.image_shape.*\[4, 5\]"):
-        data_config.load(cfg, jax.random.PRNGKey(0))
+        data_config.load(cfg, jax.random.key(0))
 
 
 def test_static_binarisation(tmp_path):
     _write_set(tmp_path)
     cfg = data_config.DataConfig(source="idx", root=str(tmp_path), image_shape=[4, 5], binarize="static")
-    ds = data_config.load(cfg, jax.random.PRNGKey(0))
+    ds = data_config.load(cfg, jax.random.key(0))
     assert set(np.unique(np.asarray(ds.x_train)).tolist()) <= {0.0, 1.0}
 
 
@@ -98,7 +98,7 @@ def test_static_binarisation(tmp_path):
                          + [("pinwheel", "mlp", 10), ("gaussians", "linear", 5)])
 def test_embedded_sets(name, embedding, dim):
     cfg = data_config.DataConfig(name=name, embedding=embedding, dim=dim, n_train=50, n_test=20)
-    ds = data_config.load(cfg, jax.random.PRNGKey(0))
+    ds = data_config.load(cfg, jax.random.key(0))
     assert ds.x_train.shape == (50, dim) and ds.x_test.shape == (20, dim)
     assert ds.y_train.shape == (50,) and np.all(np.isfinite(np.asarray(ds.x_train)))
     if embedding == "images":
@@ -106,8 +106,8 @@ def test_embedded_sets(name, embedding, dim):
 
 
 def test_linear_embedding_keeps_distances():
-    p, _ = data.unit_points(jax.random.PRNGKey(0), "pinwheel", 30)
-    x = data.embed(p, "linear", 7, jax.random.PRNGKey(1))
+    p, _ = data.unit_points(jax.random.key(0), "pinwheel", 30)
+    x = data.embed(p, "linear", 7, jax.random.key(1))
     d_p = np.linalg.norm(p[:, None] - p[None], axis=-1)
     d_x = np.linalg.norm(x[:, None] - x[None], axis=-1)
     np.testing.assert_allclose(d_x, d_p, atol=1e-5)
@@ -128,7 +128,7 @@ def test_images_need_a_square_dim():
 
 def test_sample_batch_dynamic_binarisation():
     x = jax.numpy.full((10, 4), 0.5)
-    b = data.sample_batch(x, jax.random.PRNGKey(0), 64, "dynamic")
+    b = data.sample_batch(x, jax.random.key(0), 64, "dynamic")
     assert b.shape == (64, 4) and set(np.unique(np.asarray(b)).tolist()) == {0.0, 1.0}
 
 
@@ -136,7 +136,7 @@ def test_sample_batch_dynamic_binarisation():
 @pytest.mark.skipif(not Path(data.DEFAULT_ROOT).is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist():
     cfg = data_config.DataConfig(source="idx", n_train=0, n_test=0)
-    ds = data_config.load(cfg, jax.random.PRNGKey(0))
+    ds = data_config.load(cfg, jax.random.key(0))
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert sorted(np.unique(np.asarray(ds.y_test)).tolist()) == list(range(10))
     assert np.bincount(np.asarray(ds.y_train)).tolist() == [6000] * 10
@@ -146,5 +146,6 @@ def test_missing_labels_file_gives_unlabelled_data(tmp_path):
     _write_set(tmp_path)
     for split in ("train", "test"):
         (tmp_path / f"{data.IDX_FILES[split][1]}.gz").unlink()
-    ds = data_config.load(data_config.DataConfig(source="idx", root=str(tmp_path), image_shape=[4, 5]), jax.random.PRNGKey(0))
+    cfg = data_config.DataConfig(source="idx", root=str(tmp_path), image_shape=[4, 5])
+    ds = data_config.load(cfg, jax.random.key(0))
     assert ds.y_train is None and ds.y_test is None and ds.x_train.shape == (12, 20)

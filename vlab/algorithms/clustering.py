@@ -393,3 +393,7 @@ def mixture_assign(x: jax.Array, means: jax.Array, scales: jax.Array, weights: j
     """The most probable component of each point under the mixture, argmax_k log pi_k + log N(x; mu_k, Sigma_k)
     (``scales`` as in :func:`component_log_probs`): the hard assignment of points it was not fitted to."""
     return jnp.argmax(jnp.log(weights) + component_log_probs(x, means, scales), -1)
+
+
+COVARIANCES: dict[str, CovarianceForm] = {"spherical": SPHERICAL, "diagonal": DIAGONAL, "full": FULL}
+"""The covariance forms by the names configs use (``mixture.covariance``)."""

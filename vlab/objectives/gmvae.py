@@ -341,3 +341,7 @@ def assign(params: dict, spec: VAESpec, x: jax.Array, *, qz_logits: QZLogits = n
     m, _ = encode(params["vae"], spec, x)
     q = jax.nn.softmax(qz_logits(params, m, x, learn_pi), axis=-1)
     return jnp.argmax(q, axis=-1), q
+
+
+QZ_LOGITS = {"network": network_qz_logits, "exact": exact_qz_logits}
+"""The forms of q(z|w,x) by the names configs use (``mixture.qz``)."""
