@@ -10,6 +10,7 @@ import pytest
 from vlab import flows
 
 DIM = 3
+RELU = flows.Conditioner(hidden=16, activation=jax.nn.relu, bias_init=0.0)
 
 
 def _perturbed(b: flows.Bijection, key: jax.Array, scale: float = 0.3):
@@ -26,14 +27,16 @@ UNITS = {
     "elementwise_affine": lambda: flows.elementwise_affine(DIM, loc=jnp.array([1.0, -2.0, 0.5]),
                                                            scale=jnp.array([0.5, 2.0, 1.5])),
     "permutation": lambda: flows.permutation([2, 0, 1]),
-    "affine_coupling": lambda: flows.affine_coupling(DIM, [True, False, True], hidden=16),
-    "spline_coupling": lambda: flows.spline_coupling(DIM, [True, False, False], bins=5, bound=2.0, hidden=16),
+    "affine_coupling": lambda: flows.affine_coupling(DIM, [True, False, True], RELU, flows.tanh_log_scale),
+    "spline_coupling": lambda: flows.spline_coupling(DIM, [True, False, False], bins=5, bound=2.0, conditioner=RELU),
     "planar": lambda: flows.planar(DIM, init_scale=1.0),
     "rotation": lambda: flows.rotation(DIM, jax.random.key(3)),
-    "inverted_coupling": lambda: flows.invert(flows.affine_coupling(DIM, [True, False, True], hidden=16,
-                                                                    scale_fn="softplus")),
-    "rotation_mixed_stack": lambda: flows.build("affine", DIM, 2, hidden=4, mixing="rotation"),
-    "chain": lambda: flows.chain([flows.affine_coupling(DIM, [True, False, True], hidden=8),
+    "inverted_coupling": lambda: flows.invert(flows.affine_coupling(DIM, [True, False, True], RELU,
+                                                                    flows.softplus_log_scale)),
+    "rotation_mixed_stack": lambda: flows.affine_flow(DIM, 2, conditioner=flows.Conditioner(hidden=4),
+                                                      rotations=True),
+    "chain": lambda: flows.chain([flows.affine_coupling(DIM, [True, False, True], RELU._replace(hidden=8),
+                                                        flows.tanh_log_scale),
                                   flows.permutation([1, 2, 0]),
                                   flows.rotation(DIM, jax.random.key(9)),
                                   flows.planar(DIM, init_scale=1.0),
@@ -63,8 +66,8 @@ def test_inverse_and_log_det(name, x64):
 
 
 def test_couplings_start_as_identity(x64):
-    for kind in ("affine", "spline"):
-        b = flows.build(kind, 2, 4, hidden=8, bias_init=2.0)
+    for make in (flows.affine_flow, flows.spline_flow):
+        b = make(2, 4, conditioner=flows.Conditioner(hidden=8, bias_init=2.0))
         p = b.init(jax.random.key(0))
         u = jax.random.normal(jax.random.key(3), (10, 2)) * 3
         x, ld = jax.vmap(b.forward, in_axes=(None, 0))(p, u)
@@ -85,8 +88,9 @@ def test_conditioner_biases_spread_the_first_layer_kinks():
 
 
 def test_one_dimensional_flows(x64):
-    for kind in ("affine", "spline", "planar"):
-        b = flows.build(kind, 1, 2, hidden=8)
+    small = flows.Conditioner(hidden=8)
+    for b in (flows.affine_flow(1, 2, conditioner=small), flows.spline_flow(1, 2, conditioner=small),
+              flows.planar_flow(1, 2)):
         p = _perturbed(b, jax.random.key(4))
         u = jax.random.normal(jax.random.key(5), (20, 1))
 
@@ -127,10 +131,10 @@ def test_spline_with_identity_parameters_is_identity(x64):
 
 
 @pytest.mark.parametrize("bad", [
-    lambda: flows.build("affine", 2, 0),
-    lambda: flows.build("spline", 2, 2, bins=1),
-    lambda: flows.build("glow", 2, 2),
-    lambda: flows.build("affine", 2, 2, mixing="shuffle"),
+    lambda: flows.affine_flow(2, 0),
+    lambda: flows.spline_flow(2, 2, bins=1),
+    lambda: flows.planar_flow(2, 0),
+    lambda: flows.coupling_flow(2, 0, lambda d, mask: flows.affine_coupling(d, mask)),
     lambda: flows.chain([]),
     lambda: flows.permutation([0, 0, 1]),
     lambda: flows.affine_coupling(2, [True, True]),
@@ -173,3 +177,27 @@ def test_standardized_init_equals_the_flow_built_at_that_location_and_scale(x64)
         jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-12), members, ref)
     with pytest.raises(ValueError, match="elementwise_affine"):
         standardized_init(make_flow(spec, 2), keys[0], locs[0], scales[0])
+
+
+@pytest.mark.parametrize("kind", ["affine", "spline", "planar"])
+def test_make_flow_resolves_the_config_names_into_the_kinds_constructor(kind, x64):
+    """FlowConfig's names become the constructor of its kind, the activation callable of vlab.nn.ACTIVATIONS, the
+    log-scale callable, and the direction and mixing flags: make_flow equals the constructor called directly."""
+    from vlab.harness.flow_config import FlowConfig, make_flow
+    from vlab.nn import ACTIVATIONS
+
+    spec = FlowConfig(kind=kind, layers=3, hidden=8, depth=1, activation="tanh", affine_scale="exp", bins=4,
+                      bound=2.5, direction="base_to_data", mixing="rotation", bias_init=1.0)
+    loc, scale = jnp.array([1.0, -2.0, 0.5]), jnp.array([0.5, 3.0, 1.0])
+    cond = flows.Conditioner(hidden=8, depth=1, activation=ACTIVATIONS["tanh"], bias_init=1.0)
+    common = dict(conditioner=cond, invert_couplings=False, rotations=True, loc=loc, scale=scale)
+    direct = {"affine": lambda: flows.affine_flow(DIM, 3, log_scale=flows.tanh_log_scale, **common),
+              "spline": lambda: flows.spline_flow(DIM, 3, bins=4, bound=2.5, **common),
+              "planar": lambda: flows.planar_flow(DIM, 3, loc=loc, scale=scale)}[kind]()
+    built = make_flow(spec, DIM, loc, scale)
+    p = _perturbed(built, jax.random.key(7))
+    u = jax.random.normal(jax.random.key(8), (6, DIM))
+    jax.tree.map(np.testing.assert_array_equal, built.init(jax.random.key(0)), direct.init(jax.random.key(0)))
+    for fn in ("forward", "inverse"):
+        jax.tree.map(np.testing.assert_array_equal, jax.vmap(getattr(built, fn), in_axes=(None, 0))(p, u),
+                     jax.vmap(getattr(direct, fn), in_axes=(None, 0))(p, u))

@@ -1,12 +1,15 @@
 """A normalizing flow from its configuration: the schema :class:`FlowConfig` and :func:`make_flow`.
 
-The flow is ``x = F(u) = A(f_L(... f_1(u)))``, ``u ~ N(0, I)``: ``layers`` coupling (or planar) units
-:func:`vlab.flows.build` assembles, and, with ``standardize``, a last elementwise affine map ``A(z) = z * scale + loc``
-that starts at the data's location and scale, so the couplings start on standardised data.
+The flow is ``x = F(u) = A(f_L(... f_1(u)))``, ``u ~ N(0, I)``: ``layers`` coupling (or planar) units built by the
+kind's constructor (:func:`vlab.flows.affine_flow`, :func:`vlab.flows.spline_flow`, :func:`vlab.flows.planar_flow`),
+and, with ``standardize``, a last elementwise affine map ``A(z) = z * scale + loc`` that starts at the data's
+location and scale, so the couplings start on standardised data. The config's names (kind, activation, affine
+scale, direction, mixing) are resolved here, once, into the constructors, callables and flags the library takes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +18,7 @@ import jax.numpy as jnp
 
 from vlab import flows
 from vlab.harness.config import spec
+from vlab.nn import ACTIVATIONS
 
 
 @dataclass
@@ -37,15 +41,46 @@ class FlowConfig:
     standardize: bool = spec(True, help="a last elementwise affine layer starts at the data's mean and std")
 
 
+# The config's names for the coupling's log-scale map (``affine_scale``).
+AFFINE_SCALES: dict[str, flows.LogScale] = {"exp": flows.tanh_log_scale, "softplus": flows.softplus_log_scale}
+
+
+def conditioner(f: FlowConfig) -> flows.Conditioner:
+    """The couplings' conditioner settings of ``f``, its activation name resolved in :data:`vlab.nn.ACTIVATIONS`."""
+    return flows.Conditioner(hidden=f.hidden, depth=f.depth, activation=ACTIVATIONS[f.activation],
+                             bias_init=f.bias_init)
+
+
+def _coupling_options(f: FlowConfig, loc, scale) -> dict:
+    return {"conditioner": conditioner(f), "invert_couplings": f.direction == "data_to_base",
+            "rotations": f.mixing == "rotation", "loc": loc, "scale": scale}
+
+
+def _affine(f: FlowConfig, dim: int, loc, scale) -> flows.Bijection:
+    return flows.affine_flow(dim, f.layers, log_scale=AFFINE_SCALES[f.affine_scale],
+                             **_coupling_options(f, loc, scale))
+
+
+def _spline(f: FlowConfig, dim: int, loc, scale) -> flows.Bijection:
+    return flows.spline_flow(dim, f.layers, bins=f.bins, bound=f.bound, **_coupling_options(f, loc, scale))
+
+
+def _planar(f: FlowConfig, dim: int, loc, scale) -> flows.Bijection:
+    return flows.planar_flow(dim, f.layers, loc=loc, scale=scale)
+
+
+# ``FlowConfig.kind`` -> the constructor of that kind, called as ``build(f, dim, loc, scale)``.
+KINDS: dict[str, Callable[..., flows.Bijection]] = {"affine": _affine, "spline": _spline, "planar": _planar}
+
+
 def make_flow(f: FlowConfig, dim: int, loc: jax.Array | None = None,
               scale: jax.Array | None = None) -> flows.Bijection:
-    """The flow ``f`` describes on ``R^dim`` (:func:`vlab.flows.build`); with ``f.standardize`` its last layer
-    starts at location ``loc`` and scale ``scale`` (without them, or without ``standardize``, there is no such
-    layer)."""
-    return flows.build(f.kind, dim, f.layers, hidden=f.hidden, depth=f.depth, bins=f.bins, bound=f.bound,
-                       activation=f.activation, scale_fn=f.affine_scale, mixing=f.mixing, bias_init=f.bias_init,
-                       invert_couplings=f.direction == "data_to_base",
-                       loc=loc if f.standardize else None, scale=scale if f.standardize else None)
+    """The flow ``f`` describes on ``R^dim`` (the constructor :data:`KINDS` names for ``f.kind``); with
+    ``f.standardize`` its last layer starts at location ``loc`` and scale ``scale`` (without them, or without
+    ``standardize``, there is no such layer)."""
+    if not f.standardize:
+        loc = scale = None
+    return KINDS[f.kind](f, dim, loc, scale)
 
 
 def standardized_init(flow: flows.Bijection, key: jax.Array, loc: jax.Array, scale: jax.Array) -> flows.Params:
