@@ -1,19 +1,21 @@
 """Normalizing-flow speed and quality: vlab against FlowJAX and normflows (PyTorch), side by side in one run.
 
 W3 (forward KL): two moons (noise 0.05), 8 affine coupling layers, conditioner MLP width 64 depth 2, batch 256,
-2000 steps, test NLL on 10k fresh points (the data's entropy, 0.289 nats, is the floor). Peers train with Adam
+2000 steps, test NLL on 10k fresh points (the data's entropy on them is the floor). Peers train with Adam
 1e-3 (their usual recipe); each sees 2000 * 256 fresh points, FlowJAX as one epoch of ``fit_to_data``.
 W4 (reverse KL): Rezende & Mohamed's U1 ring, the same flow shape, 256 samples a step, 2000 steps; the reverse KL
 is ``log Z - ELBO`` with the grid ``log Z``, estimated on 10k samples of each trained flow.
 
 vlab's recipe (what the README describes; flow_kl's defaults, spelled out in configs/flow_kl.yaml, and the
-defaults of ``vlab.flows.build``; this script builds vlab's flow from those defaults):
+defaults of ``vlab.flows.affine_flow`` and ``vlab.flows.Conditioner``; this script builds vlab's flow from flow_kl's
+defaults):
 * couplings affine in the data-to-base direction (``u_B = x_B * scale(x_A) + shift(x_A)``) with FlowJAX's softplus
   scale, and a last elementwise affine layer started at the data's mean and standard deviation;
 * conditioner MLPs with GELU units whose first-layer biases start ``U(-2.5, 2.5)``: a 2-D coupling's conditioner
   sees one standardised coordinate, and with zero biases every unit's kink sits at 0, so the conditioner starts
-  as a function with one kink; spread kinks are the largest single gain (ReLU 0.332 -> 0.311 median NLL over six
-  seeds; PyTorch and Equinox draw such biases ``U(-1, 1)``); the output layer still starts at zero (identity);
+  as a function with one kink; spread kinks are the largest single gain of the recipe (measured in
+  docs/performance.md; PyTorch and Equinox draw such biases ``U(-1, 1)``); the output layer still starts at zero
+  (identity);
 * Adam warmed up linearly over 200 steps to 5e-3, then cosine-decayed to 0, gradients clipped at global norm 1.
 Tried on six seeds and not kept: Polyak/EMA parameter averages (no gain once the learning rate decays to 0), a
 fixed random rotation between couplings, peak rates 2e-3 to 2e-2, Adam b1 0.8, b2 0.99, tanh/ELU/SiLU units, the
@@ -158,8 +160,8 @@ def vlab_reverse(seed: int, steps: int, log_z: float, kind: str = "affine") -> d
     r = fit(fo.reverse_kl_loss(flow, target.log_prob, BATCH, 2, stick_the_landing=True),
             flow.init(jax.random.key(seed)), opt, jax.random.key(200 + seed), steps=steps, chunk_size=steps,
             log_every=steps)
-    _, log_w = jax.jit(lambda p: fo.log_weights(flow, p, jax.random.key(300 + seed), target.log_prob, N_TEST, 2))(
-        r.params)
+    key = jax.random.key(300 + seed)
+    _, log_w = jax.jit(lambda p: fo.sample_log_weights(flow, p, key, target.log_prob, N_TEST, 2))(r.params)
     return {"steps_per_s": steps / r.train_s, "kl": log_z - float(jnp.mean(log_w))}
 
 

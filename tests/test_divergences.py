@@ -14,6 +14,7 @@ from vlab.distributions.divergences import (
     exclusive_kl_quadrature,
     inclusive_kl_mc,
     inclusive_kl_quadrature,
+    mean_and_stderr,
     standard_normal_rule,
 )
 
@@ -145,3 +146,19 @@ def test_reparameterised_gradient_is_unbiased(x64):
     exact = jnp.stack(jax.grad(lambda m, s: exclusive_kl_quadrature(m, s, t.log_prob, rule), argnums=(0, 1))(mu, sigma))
     se = grads.std(0) / np.sqrt(grads.shape[0])
     assert np.all(np.abs(np.asarray(grads.mean(0) - exact)) < 4 * np.asarray(se))
+
+
+def test_mean_and_stderr_is_the_mean_and_its_ddof1_standard_error(x64):
+    v = jnp.array([1.0, 2.0, 4.0, 9.0])
+    mean, se = mean_and_stderr(v)
+    np.testing.assert_allclose(mean, 4.0, rtol=1e-15)
+    np.testing.assert_allclose(se, stats.sem(np.asarray(v)), rtol=1e-14)
+    # one estimate-and-error helper: the flow objectives' Monte Carlo estimates use the same function
+    from vlab.objectives import flow as fo
+
+    assert fo.mean_and_stderr is mean_and_stderr
+    key = jax.random.key(0)
+    est, est_se = exclusive_kl_mc(key, 0.5, 1.5, lambda x: -0.5 * x**2, 5000)
+    eps = jax.random.normal(key, (5000,))
+    terms = -0.5 * eps**2 - jnp.log(1.5) - 0.5 * np.log(2 * np.pi) + 0.5 * (0.5 + 1.5 * eps) ** 2
+    np.testing.assert_allclose([est, est_se], mean_and_stderr(terms), rtol=1e-12)

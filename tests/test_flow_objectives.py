@@ -54,7 +54,7 @@ def test_reverse_kl_plus_log_z_is_the_gaussian_kl(x64):
     m, s = np.array([1.0, 0.0]), np.array([1.2, 0.8])
     log_p = lambda v: jnp.sum(-0.5 * ((v - m) / s) ** 2)  # unnormalised: log Z = sum log(sqrt(2 pi) s)
     log_z = float(np.sum(np.log(np.sqrt(2 * math.pi) * s)))
-    _, log_w = fo.log_weights(b, p, jax.random.key(2), log_p, 100_000, 2)
+    _, log_w = fo.sample_log_weights(b, p, jax.random.key(2), log_p, 100_000, 2)
     est = fo.log_z_estimates(log_w)
     kl = float(fo.reverse_kl(b, p, jax.random.key(2), log_p, 100_000, 2)) + log_z
     assert abs(kl - _gauss_kl(LOC, SCALE, m, s)) < 4 * float(est["elbo_se"])
@@ -66,7 +66,7 @@ def test_exact_flow_gives_exact_log_z_and_full_ess(x64):
     b, p = _affine_flow()
     log_p = lambda v: jnp.sum(-0.5 * ((v - LOC) / SCALE) ** 2) + 3.0
     log_z = 3.0 + float(np.sum(np.log(np.sqrt(2 * math.pi) * SCALE)))
-    _, log_w = fo.log_weights(b, p, jax.random.key(3), log_p, 1000, 2)
+    _, log_w = fo.sample_log_weights(b, p, jax.random.key(3), log_p, 1000, 2)
     est = fo.log_z_estimates(log_w)
     np.testing.assert_allclose([est["elbo"], est["iw"]], log_z, atol=1e-10)
     np.testing.assert_allclose(est["ess"], 1000, rtol=1e-10)
@@ -81,7 +81,7 @@ def test_effective_sample_size():
 
 
 def _random_spline_flow():
-    b = flows.build("spline", 2, 3, hidden=16, bins=6, bound=3.0)
+    b = flows.spline_flow(2, 3, bins=6, bound=3.0, conditioner=flows.Conditioner(hidden=16))
     p = b.init(jax.random.key(5))
     leaves, tree = jax.tree.flatten(p)
     keys = list(jax.random.split(jax.random.key(6), len(leaves)))
@@ -106,17 +106,17 @@ def test_kl_equivalence_of_seed_002_question_3_1(x64):
     np.testing.assert_allclose(same, kl_x, rtol=1e-9)
 
 
-def test_mode_coverage():
+def test_mode_shares():
     target = densities.get("eight_gaussians")
     x = target.sample(jax.random.key(0), 4000)
-    assert fo.mode_coverage(x, target.modes, target.mode_weights)["fraction"] == 1.0
+    assert fo.mode_shares(x, target.modes, target.mode_weights)["fraction"] == 1.0
     half = x[x[:, 0] > 0.1]  # three right-hand modes
-    cov = fo.mode_coverage(half, target.modes, target.mode_weights)
+    cov = fo.mode_shares(half, target.modes, target.mode_weights)
     assert cov["fraction"] == 3 / 8
 
 
 def test_nan_energy_stops_training():
-    b = flows.build("affine", 2, 1, hidden=8)
+    b = flows.affine_flow(2, 1, conditioner=flows.Conditioner(hidden=8))
     log_p = lambda z: jnp.where(z[0] > 1.0, jnp.nan, -densities.u1(z))
     import optax
 
@@ -129,7 +129,7 @@ def test_forward_kl_training_lowers_the_nll():
     import optax
 
     target = densities.get("two_mode")
-    b = flows.build("affine", 2, 2, hidden=16)
+    b = flows.affine_flow(2, 2, conditioner=flows.Conditioner(hidden=16))
     data = jax.random.normal(jax.random.key(0), (2048, 2)) * 0.5 + jnp.array([2.0, 0.0])
     batch_fn = lambda d, k: d[jax.random.randint(k, (128,), 0, d.shape[0])]
     res = fit(fo.forward_kl_loss(b), b.init(jax.random.key(1)), optax.adam(2e-2), jax.random.key(2),
@@ -172,7 +172,7 @@ def test_tempered_reverse_kl_is_the_kl_to_the_tempered_gaussian(x64):
         value, aux = loss(p, None, key, {"step": jnp.int32(0), "beta0": beta, "anneal_steps": 1000})
         s_beta = s / math.sqrt(beta)
         log_z_beta = float(np.sum(np.log(math.sqrt(2 * math.pi) * s_beta)))
-        _, log_w = fo.log_weights(b, p, key, lambda v, beta=beta: beta * log_p(v), 100_000, 2)
+        _, log_w = fo.sample_log_weights(b, p, key, lambda v, beta=beta: beta * log_p(v), 100_000, 2)
         se = float(fo.log_z_estimates(log_w)["elbo_se"])
         assert abs(float(value) + log_z_beta - _gauss_kl(LOC, SCALE, m, s_beta)) < 4 * se + 1e-9
         # the same samples: the tempered loss is E[log q] - beta E[log p~]; aux holds the untempered ELBO
@@ -193,7 +193,7 @@ def test_tempered_reverse_kl_is_the_kl_to_the_tempered_gaussian(x64):
 def test_tempered_fit_follows_the_schedule_through_the_global_step():
     import optax
 
-    b = flows.build("affine", 2, 1, hidden=8)
+    b = flows.affine_flow(2, 1, conditioner=flows.Conditioner(hidden=8))
     loss = fo.tempered_reverse_kl_loss(b, lambda z: -densities.u1(z), 32, 2)
     res = fit(loss, b.init(jax.random.key(0)), optax.adam(1e-3), jax.random.key(1), steps=12, chunk_size=5,
               log_every=1, hp={"beta0": 0.2, "anneal_steps": 8})
@@ -207,13 +207,12 @@ def test_tempered_fit_follows_the_schedule_through_the_global_step():
     np.testing.assert_allclose(res.history["beta"], expected, rtol=1e-6)
 
 
-def test_mode_counts_and_coverage_of_counts_agree_with_mode_coverage():
+def test_mode_counts_and_coverage_of_counts_agree_with_mode_shares():
     target = densities.get("eight_gaussians")
     x = target.sample(jax.random.key(0), 4000)[:3000]
     counts = np.asarray(jax.jit(lambda v: fo.mode_counts(v, target.modes))(x))
     assert counts.sum() == 3000 and counts.shape == (8,)
-    assert fo.coverage_of_counts(counts, target.mode_weights) == fo.mode_coverage(x, target.modes,
-                                                                                  target.mode_weights)
+    assert fo.coverage_of_counts(counts, target.mode_weights) == fo.mode_shares(x, target.modes, target.mode_weights)
     assert fo.coverage_of_counts(np.array([2, 0, 38]), np.full(3, 1 / 3))["covered"] == [False, False, True]
 
 

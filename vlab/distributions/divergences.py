@@ -3,16 +3,17 @@
 Two kinds of estimator:
 
 * deterministic quadrature in each Gaussian's standardised coordinate u = (x - m) / s, so the nodes follow q
-  (exclusive) or each mixture component of p (inclusive): a dense trapezoid grid, exact to ~1e-12 against scipy
-  quadrature (2001 nodes on [-12, 12]), or Gauss-Hermite nodes, exact for polynomial integrands but slow to converge
-  when q is wide and log p bends sharply between modes (128 nodes miss the KL by 1e-3 at sigma = 2.6 and by 6e-2
-  at sigma = 10 for 1/3 N(-3,1) + 2/3 N(3,1), enough to create a spurious stationary point);
+  (exclusive) or each mixture component of p (inclusive): a dense trapezoid grid on [-width, width], spectrally
+  accurate for smooth integrands, or Gauss-Hermite nodes, exact for polynomial integrands but slow to converge
+  when q is wide and log p bends sharply between modes, where too few nodes can create a spurious stationary point
+  (both accuracies, measured against scipy quadrature, are in docs/experiments/kl_fit.md);
 * Monte Carlo: reparameterised samples x = mu + sigma * eps of q for the exclusive direction (seed 001 problem 2),
   samples of p for the inclusive one. Each returns the estimate and its standard error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -67,25 +68,45 @@ def inclusive_kl_quadrature(mu, sigma, target: Mixture1D, rule: tuple[jax.Array,
     return e_log_p + cross
 
 
-def _mean_and_stderr(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+def mean_and_stderr(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The mean of ``n`` values (shape ``(n,)``) and its standard error ``std(values, ddof=1) / sqrt(n)``: a
+    Monte Carlo estimate and its uncertainty."""
     n = values.shape[0]
-    return jnp.mean(values), jnp.std(values, ddof=1) / jnp.sqrt(n)
+    return jnp.mean(values), jnp.std(values, ddof=1) / math.sqrt(n)
 
 
 def exclusive_kl_mc(key: jax.Array, mu, sigma, log_p: LogDensity, n: int) -> tuple[jax.Array, jax.Array]:
     """Reparameterised estimate of KL(q || p) = E_eps[log q(mu + sigma eps) - log p(mu + sigma eps)], eps ~ N(0,1).
 
-    Its gradient in (mu, sigma) is unbiased (the reparameterisation trick). Returns (estimate, standard error).
+    Its gradient in (mu, sigma) is unbiased (the reparameterisation trick).
+
+    Args:
+        key: the key of the draws eps.
+        mu, sigma: q's mean and standard deviation.
+        log_p: the target's log-density (vectorised over points).
+        n: the number of samples.
+
+    Returns:
+        (estimate, standard error), by :func:`mean_and_stderr`.
     """
     eps = jax.random.normal(key, (n,))
     log_q = -0.5 * eps * eps - jnp.log(sigma) - 0.5 * LOG_2PI  # log N(mu + sigma eps; mu, sigma^2)
-    return _mean_and_stderr(log_q - log_p(mu + sigma * eps))
+    return mean_and_stderr(log_q - log_p(mu + sigma * eps))
 
 
 def inclusive_kl_mc(key: jax.Array, mu, sigma, target: Mixture1D, n: int) -> tuple[jax.Array, jax.Array]:
     """Estimate of KL(p || q) = E_{x ~ p}[log p(x) - log q(x)] from ``n`` samples of p.
 
     Only log q depends on (mu, sigma), so the gradient is the maximum-likelihood gradient of q on p's samples.
+
+    Args:
+        key: the key of the samples of p.
+        mu, sigma: q's mean and standard deviation.
+        target: the Gaussian-mixture target p.
+        n: the number of samples.
+
+    Returns:
+        (estimate, standard error), by :func:`mean_and_stderr`.
     """
     x = target.sample(key, n)
-    return _mean_and_stderr(target.log_prob(x) - normal_log_prob(x, mu, sigma))
+    return mean_and_stderr(target.log_prob(x) - normal_log_prob(x, mu, sigma))

@@ -3,8 +3,7 @@
 A fit is a pair ``(flow, params)`` of one trained member (:class:`vlab.flows.Bijection` and its parameters).
 Densities are ``q(x) = P_U(F^-1(x)) |det J_F^-1(x)|`` (:func:`vlab.flows.log_prob`); a target with a density
 is drawn normalised, ``P_X = p~ / Z`` (:func:`vlab.distributions.densities.normalised_log_prob`). Every function
-returns a
-Matplotlib figure; ``note`` (which member the figure shows) goes into its title.
+returns a Matplotlib figure; ``note`` (which member the figure shows) goes into its title.
 """
 
 from __future__ import annotations
@@ -35,7 +34,18 @@ def _log_q(flow: flows.Bijection, params: Any, x: jax.Array) -> np.ndarray:
 
 def density_maps(target: densities.Target, fits: dict[str, Fit], key: jax.Array, grid: int, note: str = "") -> Any:
     """Heat-maps of the normalised target density (or its samples) and of each fit's ``q(x)`` on a
-    ``grid x grid`` grid over the target's box, on one colour scale with one colourbar, each with 400 samples."""
+    ``grid x grid`` grid over the target's box, on one colour scale with one colourbar, each with 400 samples.
+
+    Args:
+        target: the 2-D target.
+        fits: the fits to draw, by name (``forward``, ``reverse``).
+        key: the key of the samples drawn on the maps.
+        grid: the heat-maps' resolution per axis.
+        note: which member the figure shows (into the title).
+
+    Returns:
+        The Matplotlib figure.
+    """
     n, box = grid, target.box
     extent = (box[0][0], box[0][1], box[1][0], box[1][1])
     pts, _ = densities.grid(box, n)
@@ -126,8 +136,19 @@ def training_curves(histories: dict[str, dict[str, np.ndarray]], labels: Sequenc
                     floors: dict[str, tuple[float, str]] | None = None,
                     tempering: tuple[float, int] | None = None) -> Any:
     """One panel per fit: every member's training curve (the forward NLL; the reverse fit's ``-ELBO`` of the
-    untempered target), the floor each reaches at KL = 0 (dashed), and with ``tempering = (beta0, steps)`` the step
-    where beta reaches 1. The first tenth of training is left out of the y-range."""
+    untempered target), the floor each reaches at KL = 0 (dashed), and the step where tempering ends. The first
+    tenth of training is left out of the y-range.
+
+    Args:
+        histories: each fit's training history (``step``, ``loss``, and ``elbo`` / ``beta`` for a reverse fit).
+        labels: the members' labels, in the order of the histories' member axis.
+        target_name: the target, for the titles.
+        floors: per fit, ``(value, label)`` of the loss at KL = 0.
+        tempering: ``(beta0, steps)`` of a tempered reverse fit.
+
+    Returns:
+        The Matplotlib figure.
+    """
     floors = floors or {}
     fig, axes = plots.figure(1, len(histories), squeeze=False)
     for ax, (name, h) in zip(axes[0], histories.items(), strict=True):

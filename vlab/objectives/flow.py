@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from vlab.distributions.divergences import mean_and_stderr
 from vlab.flows import Bijection, log_prob, sample_and_log_prob, standard_normal_log_prob
 
 LogDensity = Callable[[jax.Array], jax.Array]
@@ -55,10 +56,21 @@ def forward_kl_loss(flow: Bijection) -> Callable:
     return loss
 
 
-def log_weights(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int):
+def sample_log_weights(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int):
     """Samples ``x = F(u)`` of the flow and their log importance weights ``log w = log p~(x) - log q(x)``.
 
     ``log q(x) = log P_U(u) - log|det J_F(u)|``; the weights are reparameterised (differentiable in ``params``).
+
+    Args:
+        flow: the flow ``F``.
+        params: its parameters.
+        key: the key of the base draws ``u ~ N(0, I)``.
+        log_p: the unnormalised target log-density ``log p~`` of one point.
+        n: the number of samples.
+        dim: the dimension of ``u`` and ``x``.
+
+    Returns:
+        ``(x, log_w)``: the samples, shape ``(n, dim)``, and their log weights, shape ``(n,)``.
     """
     x, log_q = sample_and_log_prob(flow, params, key, n, dim)
     return x, jax.vmap(log_p)(x) - log_q
@@ -66,8 +78,15 @@ def log_weights(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity,
 
 def reverse_kl(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int, dim: int) -> jax.Array:
     """``E_{u ~ P_U}[log P_U(u) - log|det J_F(u)| - log p~(F(u))]`` by ``n`` reparameterised samples: the
-    reverse KL ``KL[P_F(U) || P_X]`` minus ``log Z`` (seed 002 question 3.2a, eqs. 1-2), i.e. ``-ELBO``."""
-    return -jnp.mean(log_weights(flow, params, key, log_p, n, dim)[1])
+    reverse KL ``KL[P_F(U) || P_X]`` minus ``log Z`` (seed 002 question 3.2a, eqs. 1-2), i.e. ``-ELBO``.
+
+    Args:
+        flow, params, key, log_p, n, dim: as in :func:`sample_log_weights`.
+
+    Returns:
+        The scalar estimate ``-mean(log w)``.
+    """
+    return -jnp.mean(sample_log_weights(flow, params, key, log_p, n, dim)[1])
 
 
 def reverse_kl_stl(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int,
@@ -77,6 +96,12 @@ def reverse_kl_stl(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensi
     Same value as :func:`reverse_kl`; ``log q`` is re-evaluated at ``x = F(u)`` through the inverse pass with
     the parameters held fixed, ``log q_stop(theta)(x_theta(u))``, which drops the score term ``E_q[grad log q]``
     (zero in expectation) from the gradient: its variance vanishes as ``q`` approaches the target.
+
+    Args:
+        flow, params, key, log_p, n, dim: as in :func:`sample_log_weights`.
+
+    Returns:
+        The scalar estimate ``mean(log q - log p~)``.
     """
     log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing=True)
     return jnp.mean(log_q - lp)
@@ -86,7 +111,15 @@ def reverse_kl_terms(flow: Bijection, params: Any, key: jax.Array, log_p: LogDen
                      stick_the_landing: bool = False) -> tuple[jax.Array, jax.Array]:
     """``(log q(x), log p~(x))`` at ``n`` reparameterised samples ``x = F(u)``, ``u ~ P_U``: the two terms of every
     reverse-KL objective. ``log q = log P_U(u) - log|det J_F(u)|``, or with ``stick_the_landing`` ``log q`` re-evaluated
-    at ``x`` through the inverse pass with the parameters held (:func:`reverse_kl_stl`)."""
+    at ``x`` through the inverse pass with the parameters held (:func:`reverse_kl_stl`).
+
+    Args:
+        flow, params, key, log_p, n, dim: as in :func:`sample_log_weights`.
+        stick_the_landing: hold the parameters in ``log q`` (the sticking-the-landing gradient).
+
+    Returns:
+        ``(log_q, log_p)``, each of shape ``(n,)``.
+    """
     if stick_the_landing:
         u = jax.random.normal(key, (n, dim))
         x, _ = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
@@ -98,7 +131,18 @@ def reverse_kl_terms(flow: Bijection, params: Any, key: jax.Array, log_p: LogDen
 
 def reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: int, stick_the_landing: bool = False):
     """``loss(params, batch, key, hp) = reverse_kl(...)`` (or :func:`reverse_kl_stl`) for
-    :func:`vlab.engine.fit`; ``batch`` and ``hp`` are unused."""
+    :func:`vlab.engine.fit`; ``batch`` and ``hp`` are unused.
+
+    Args:
+        flow: the flow ``F``.
+        log_p: the unnormalised target log-density ``log p~`` of one point.
+        n: flow samples per step.
+        dim: the dimension of the flow.
+        stick_the_landing: use the sticking-the-landing gradient (:func:`reverse_kl_terms`).
+
+    Returns:
+        The loss function; its ``aux`` holds ``elbo = -loss``.
+    """
 
     def loss(params, batch, key, hp):
         log_q, lp = reverse_kl_terms(flow, params, key, log_p, n, dim, stick_the_landing)
@@ -135,8 +179,13 @@ def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: in
 
     ``KL[q || p_beta] = loss + log Z_beta``. A small ``beta0`` flattens the target (``beta`` scales every
     log-density gap between modes and the barriers between them), so a mode-seeking fit can spread over several
-    modes before ``beta_t`` reaches 1 and the objective becomes the untempered :func:`reverse_kl_loss`. ``aux``
-    reports the untempered ``elbo = E[log p~ - log q]`` and ``beta``.
+    modes before ``beta_t`` reaches 1 and the objective becomes the untempered :func:`reverse_kl_loss`.
+
+    Args:
+        flow, log_p, n, dim, stick_the_landing: as in :func:`reverse_kl_loss`.
+
+    Returns:
+        The loss function; its ``aux`` reports the untempered ``elbo = E[log p~ - log q]`` and ``beta``.
     """
 
     def loss(params, batch, key, hp):
@@ -148,12 +197,6 @@ def tempered_reverse_kl_loss(flow: Bijection, log_p: LogDensity, n: int, dim: in
 
 
 # ------------------------------------------------------------------------------------------------ estimates
-
-
-def mean_and_se(v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The sample mean of ``v`` and its standard error ``std(v, ddof=1) / sqrt(n)``."""
-    n = v.shape[0]
-    return jnp.mean(v), jnp.std(v, ddof=1) / math.sqrt(n)
 
 
 def effective_sample_size(log_w: jax.Array) -> jax.Array:
@@ -170,7 +213,7 @@ def log_z_estimates(log_w: jax.Array) -> dict[str, jax.Array]:
     * ``ess`` = Kish's effective sample size and ``ess_fraction = ess / n``.
     """
     n = log_w.shape[0]
-    elbo, elbo_se = mean_and_se(log_w)
+    elbo, elbo_se = mean_and_stderr(log_w)
     iw = logsumexp(log_w) - math.log(n)
     w_rel = jnp.exp(log_w - logsumexp(log_w)) * n  # w_i / mean(w)
     ess = effective_sample_size(log_w)
@@ -183,7 +226,7 @@ def kl_data_space(flow: Bijection, params: Any, x: jax.Array, log_px: LogDensity
 
     ``log P_F(U)(x) = log P_U(F^-1(x)) + log|det J_F^-1(x)|`` uses the flow's inverse pass only.
     """
-    return mean_and_se(jax.vmap(log_px)(x) - flow_log_prob(flow, params, x))
+    return mean_and_stderr(jax.vmap(log_px)(x) - flow_log_prob(flow, params, x))
 
 
 def kl_base_space(flow: Bijection, params: Any, x: jax.Array, log_px: LogDensity) -> tuple[jax.Array, jax.Array]:
@@ -194,10 +237,10 @@ def kl_base_space(flow: Bijection, params: Any, x: jax.Array, log_px: LogDensity
     """
     u = jax.vmap(lambda v: flow.inverse(params, v)[0])(x)
     xf, ld = jax.vmap(flow.forward, in_axes=(None, 0))(params, u)
-    return mean_and_se(jax.vmap(log_px)(xf) + ld - jax.vmap(standard_normal_log_prob)(u))
+    return mean_and_stderr(jax.vmap(log_px)(xf) + ld - jax.vmap(standard_normal_log_prob)(u))
 
 
-def mode_coverage(x: jax.Array, modes: np.ndarray, weights: np.ndarray, share: float = 0.5) -> dict[str, Any]:
+def mode_shares(x: jax.Array, modes: np.ndarray, weights: np.ndarray, share: float = 0.5) -> dict[str, Any]:
     """Which of a mixture's modes a sample covers: each point goes to its nearest mode centre, and mode ``k`` is
     covered when it holds at least ``share * weights[k]`` of the points. Returns the covered fraction of modes
     and each mode's share of the sample."""
@@ -205,7 +248,7 @@ def mode_coverage(x: jax.Array, modes: np.ndarray, weights: np.ndarray, share: f
 
 
 def coverage_of_counts(counts: np.ndarray, weights: np.ndarray, share: float = 0.5) -> dict[str, Any]:
-    """:func:`mode_coverage` from the number of points nearest to each mode (:func:`mode_counts`)."""
+    """:func:`mode_shares` from the number of points nearest to each mode (:func:`mode_counts`)."""
     shares = np.asarray(counts) / max(int(np.sum(counts)), 1)
     covered = shares >= share * np.asarray(weights)
     return {"fraction": float(covered.mean()), "shares": shares.tolist(), "covered": covered.tolist()}
@@ -225,23 +268,39 @@ def forward_estimates(flow: Bijection, params: Any, x: jax.Array, x_base: jax.Ar
                       log_px: LogDensity | None = None) -> dict[str, jax.Array]:
     """A forward-KL fit measured on test points ``x ~ P_X`` (one member; jittable).
 
-    ``nll`` / ``nll_se``: the test negative log-likelihood ``-mean log P_F(U)(x)`` and its standard error. With the
-    normalised density ``log_px``: ``entropy`` / ``entropy_se``, the test points' ``-mean log P_X(x)``;
-    ``kl_data`` / ``kl_data_se``, :func:`kl_data_space` on ``x``; and ``kl_base`` / ``kl_base_se``,
-    :func:`kl_base_space` on the independent sample ``x_base`` (the two sides of question 3.1)."""
+    Args:
+        flow: the trained flow.
+        params: its parameters.
+        x: test points ``(n, d)``.
+        x_base: an independent sample for :func:`kl_base_space` (default: ``x``).
+        log_px: the normalised data density, when known.
+
+    Returns:
+        ``nll`` / ``nll_se``: the test negative log-likelihood ``-mean log P_F(U)(x)`` and its standard error. With
+        ``log_px`` also: ``entropy`` / ``entropy_se``, the test points' ``-mean log P_X(x)``; ``kl_data`` /
+        ``kl_data_se``, :func:`kl_data_space` on ``x``; and ``kl_base`` / ``kl_base_se``, :func:`kl_base_space` on
+        ``x_base`` (the two sides of question 3.1).
+    """
     log_q = flow_log_prob(flow, params, x)
-    nll, nll_se = mean_and_se(-log_q)
+    nll, nll_se = mean_and_stderr(-log_q)
     out = {"nll": nll, "nll_se": nll_se}
     if log_px is not None:
         lp = jax.vmap(log_px)(x)
-        out["entropy"], out["entropy_se"] = mean_and_se(-lp)
-        out["kl_data"], out["kl_data_se"] = mean_and_se(lp - log_q)
+        out["entropy"], out["entropy_se"] = mean_and_stderr(-lp)
+        out["kl_data"], out["kl_data_se"] = mean_and_stderr(lp - log_q)
         out["kl_base"], out["kl_base_se"] = kl_base_space(flow, params, x if x_base is None else x_base, log_px)
     return out
 
 
 def reverse_estimates(flow: Bijection, params: Any, key: jax.Array, log_p: LogDensity, n: int,
                       dim: int) -> dict[str, jax.Array]:
-    """A reverse-KL fit measured by ``n`` fresh flow samples (one member; jittable): :func:`log_z_estimates` of
-    their log importance weights (ELBO, importance-weighted ``log Z``, ESS, with standard errors)."""
-    return log_z_estimates(log_weights(flow, params, key, log_p, n, dim)[1])
+    """A reverse-KL fit measured by ``n`` fresh flow samples (one member; jittable).
+
+    Args:
+        flow, params, key, log_p, n, dim: as in :func:`sample_log_weights`.
+
+    Returns:
+        :func:`log_z_estimates` of the samples' log importance weights (ELBO, importance-weighted ``log Z``, ESS,
+        with standard errors).
+    """
+    return log_z_estimates(sample_log_weights(flow, params, key, log_p, n, dim)[1])
