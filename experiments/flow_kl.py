@@ -34,6 +34,15 @@ from vlab.objectives import flow as fo
 # ------------------------------------------------------------------------------------------------ config
 
 
+def _load_samples(path: str, key: str = "data_path") -> np.ndarray:
+    """:func:`densities.load_samples`, its ``ValueError`` turned into the one-line :class:`ConfigError` naming the
+    config ``key`` that held ``path``."""
+    try:
+        return densities.load_samples(path)
+    except ValueError as e:
+        raise ConfigError(f"key '{key}': value '{path}' is not valid: {e}") from None
+
+
 @dataclass
 class TemperingConfig:
     """Reverse KL against ``p~^beta_t`` with ``beta_t`` rising linearly from ``beta0`` to 1 over ``steps`` steps."""
@@ -71,7 +80,7 @@ class Config(BaseConfig):
             if self.objective != "forward":
                 raise ConfigError(f"key '{prefix}objective': value '{self.objective}' is not valid: expected "
                                   "forward for target: file (samples have no density to evaluate)")
-            data_dim = densities.load_samples(self.data_path, f"{prefix}data_path").shape[1]
+            data_dim = _load_samples(self.data_path, f"{prefix}data_path").shape[1]
             target_dim = data_dim
         elif self.target not in densities.TARGETS:
             raise ConfigError(f"key '{prefix}target': value '{self.target}' is not valid: expected one of "
@@ -118,7 +127,7 @@ class Experiment(_Experiment):
         """The target (a named one, or samples from a file with their held-out tenth), the phases, ``log Z``."""
         self.test = None
         if cfg.target == "file":
-            self.target, self.test = densities.samples_target(densities.load_samples(cfg.data_path))
+            self.target, self.test = densities.samples_target(_load_samples(cfg.data_path))
         else:
             self.target = densities.get(cfg.target)
         self.phases = [p for p in ("forward", "reverse") if cfg.objective in (p, "both")]

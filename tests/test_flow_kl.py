@@ -65,6 +65,9 @@ def test_samples_from_a_file(tmp_path):
     (["target=nope"], "target"),
     (["target=u1", "objective=forward"], "objective"),
     (["flow.kind=planar"], "flow.kind"),
+    (["flow.kind=glow"], "flow.kind"),
+    (["flow.mixing=shuffle"], "flow.mixing"),
+    (["flow.activation=swish"], "flow.activation"),
     (["target=file"], "data_path"),
     (["target=file", "data_path=/nonexistent.npy"], "data_path"),
     (["objective=reverse", "tempering.beta0=0", "tempering.steps=10"], "tempering.beta0"),
@@ -76,6 +79,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, overrides, key):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"'{key}'" in err
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    (np.zeros((5, 2)), "n >= 10 (got shape (5, 2))"),
+    (np.full((20, 2), np.nan), "expected a finite (n, d) array"),
+    (None, "cannot read it"),
+])
+def test_unusable_data_file_is_one_line_naming_data_path(tmp_path, capsys, data, says):
+    path = tmp_path / "x.npy"
+    if data is None:
+        path.write_text("not an array")
+    else:
+        np.save(path, data)
+    assert main(["run", CFG, "-q", "--out", str(tmp_path / "bad"), "target=file", f"data_path={path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"key 'data_path': value '{path}' is not valid: " in err and says in err
 
 
 def test_file_data_of_the_wrong_dimension(tmp_path, capsys):
@@ -98,16 +117,17 @@ def test_energy_returning_nan_on_part_of_the_space_stops_the_run(tmp_path, capsy
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
 
-def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
-    """configs/flow_kl.yaml, flow_kl's defaults and vlab.flows.build's defaults describe one recipe (the benchmark
-    builds vlab's flow from the defaults)."""
-    import dataclasses
+def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe(x64):
+    """configs/flow_kl.yaml, flow_kl's defaults and the library's defaults (vlab.flows.affine_flow, spline_flow and
+    Conditioner) describe one recipe: the benchmark builds vlab's flow from the defaults, and make_flow of the
+    default config is affine_flow called with nothing but the dimension, the layers and the standardising layer."""
     import inspect
 
     import yaml
     from vlab.experiments.flow_kl import Config
 
     from vlab import flows
+    from vlab.harness.flow_config import AFFINE_SCALES, conditioner
 
     raw = yaml.safe_load(Path(CFG).read_text())
     cfg = Config()
@@ -116,12 +136,25 @@ def test_flow_kl_yaml_the_defaults_and_the_library_agree_on_the_recipe():
     for k, v in raw["train"]["optimizer"].items():
         assert getattr(cfg.train.optimizer, k) == v, k
     assert raw["train"]["steps"] == cfg.train.steps and raw["batch_size"] == cfg.batch_size
-    lib = inspect.signature(flows.build).parameters
-    f = dataclasses.asdict(cfg.flow)
-    for k in ("hidden", "depth", "activation", "bias_init", "mixing"):
-        assert lib[k].default == f[k], k
-    assert lib["scale_fn"].default == f["affine_scale"]
-    assert lib["invert_couplings"].default == (f["direction"] == "data_to_base")
+    f = cfg.flow
+    assert conditioner(f) == flows.Conditioner()  # hidden, depth, activation (the callable), bias_init
+    affine = inspect.signature(flows.affine_flow).parameters
+    spline = inspect.signature(flows.spline_flow).parameters
+    assert affine["log_scale"].default is AFFINE_SCALES[f.affine_scale]
+    assert (spline["bins"].default, spline["bound"].default) == (f.bins, f.bound)
+    for lib in (affine, spline):
+        assert lib["conditioner"].default is None  # None: Conditioner()
+        assert lib["invert_couplings"].default == (f.direction == "data_to_base")
+        assert lib["rotations"].default == (f.mixing == "rotation")
+    loc, scale = jnp.array([0.5, -1.0]), jnp.array([0.3, 2.0])
+    built, lib_flow = make_flow(f, 2, loc, scale), flows.affine_flow(2, f.layers, loc=loc, scale=scale)
+    p = built.init(jax.random.key(0))
+    jax.tree.map(np.testing.assert_array_equal, p, lib_flow.init(jax.random.key(0)))
+    p = jax.tree.map(lambda a: a + 0.1 * jnp.cos(jnp.arange(a.size).reshape(a.shape)), p)  # off the identity start
+    x = jax.random.normal(jax.random.key(1), (5, 2))
+    for fn in ("forward", "inverse"):
+        jax.tree.map(np.testing.assert_array_equal, jax.vmap(getattr(built, fn), in_axes=(None, 0))(p, x),
+                     jax.vmap(getattr(lib_flow, fn), in_axes=(None, 0))(p, x))
 
 
 # ------------------------------------------------------------------------------------------------ sweeps
@@ -136,7 +169,7 @@ ROW_METRICS = ("forward.test_nll", "forward.kl", "reverse.kl", "reverse.ess_frac
 def test_a_seed_and_learning_rate_sweep_row_equals_its_separate_run(tmp_path):
     """seed and train.optimizer.lr are member keys: both fits of every member of the vmapped sweep (the tempered
     reverse fit included) equal those of its point's separate run."""
-    from vlab.cli.main import run_experiment
+    from vlab.harness.launch import run_experiment
 
     points = [{"seed": 0, "train.optimizer.lr": 1e-3}, {"seed": 3, "train.optimizer.lr": 4e-3}]
     path = run_experiment(CFG, SWEEP_FAST, out=str(tmp_path / "sweep"), quiet=True, members=points)

@@ -24,7 +24,6 @@ import numpy as np
 from jax.scipy.special import i0e, logsumexp
 
 from vlab.data import toy as toy_data
-from vlab.errors import ConfigError
 
 
 class Target(NamedTuple):
@@ -277,22 +276,22 @@ def normalised_log_prob(target: Target) -> Callable[[jax.Array], jax.Array]:
 # ------------------------------------------------------------------------------------------ samples from a file
 
 
-def load_samples(path: str, key: str = "data_path") -> np.ndarray:
+def load_samples(path: str) -> np.ndarray:
     """Samples ``(n, d)`` (``n >= 10``, finite) from a ``.npy`` or ``.csv`` file; a 1-D array is ``(n, 1)``. Anything
-    else is a :class:`vlab.errors.ConfigError` naming the config ``key``."""
+    else is a ``ValueError`` whose message says what was expected (the config layer names the key that held
+    ``path``)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected an existing .npy or .csv file")
+        raise ValueError("expected an existing .npy or .csv file")
     try:
         x = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter=",", ndmin=2)
     except (ValueError, OSError) as e:
-        raise ConfigError(f"key '{key}': value '{path}' is not valid: cannot read it ({e})") from None
+        raise ValueError(f"cannot read it ({e})") from None
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] < 10 or not np.all(np.isfinite(x)):
-        raise ConfigError(f"key '{key}': value '{path}' is not valid: expected a finite (n, d) array with "
-                          f"n >= 10 (got shape {x.shape})")
+        raise ValueError(f"expected a finite (n, d) array with n >= 10 (got shape {x.shape})")
     return x
 
 
