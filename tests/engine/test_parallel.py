@@ -9,11 +9,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, config
 
 SCRIPT = textwrap.dedent("""
     import os, sys, json
@@ -103,7 +101,7 @@ def test_data_parallel_w1_vae_on_8_devices_has_the_single_device_loss_curve(tmp_
 def test_parallel_larger_than_the_machine_is_a_config_error(tmp_path, capsys):
     from vlab.cli.main import main
 
-    assert main(["run", str(ROOT / "configs" / "kl_fit.yaml"), "parallel.sweep=64", "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", config("kl_fit"), "parallel.sweep=64", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "parallel" in err and "devices" in err
     assert not (tmp_path / "x").exists()

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 import vlab
 from vlab.cli.main import main
 
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "extending.md"
+DOC = ROOT / "docs" / "extending.md"
 
 
 def blocks(lang: str) -> list[str]:
@@ -149,6 +149,6 @@ def test_from_the_users_folder_with_pythonpath_the_doc_and_the_builtins_work(lab
         assert f"  {name} " in listed, f"vlab list lacks {name}"
 
     out = lab / "kl"
-    vlab_cli("run", str(REPO / "configs" / "kl_fit.yaml"), "--quick", "--out", str(out))
+    vlab_cli("run", str(ROOT / "configs" / "kl_fit.yaml"), "--quick", "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["exclusive"]["mu"] == pytest.approx(2.9896, abs=0.05)

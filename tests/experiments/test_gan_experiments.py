@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import CONFIGS
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from vlab.experiments import gan_dirac, gan_gaussian_1d, gan_mixture_2d
 
@@ -16,8 +17,6 @@ from vlab.cli.main import main
 from vlab.engine import FitResult
 from vlab.engine.members import Members
 from vlab.harness.launch import run_experiment
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def run(tmp_path: Path, name: str, *overrides: str) -> dict:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
+from helpers import CONFIGS, ROOT
 
 from vlab.cli.main import main
 from vlab.cli.report import run_command
 
-ROOT = Path(__file__).resolve().parent.parent
-KL = ROOT / "configs" / "kl_fit.yaml"
+KL = CONFIGS / "kl_fit.yaml"
 FAST = ["n_inits=8", "train.steps=300", "train.chunk_size=100"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "tests" / "artifacts"

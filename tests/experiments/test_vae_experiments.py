@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import config
 from scipy import integrate, stats
 from vlab.experiments import vae_exam
 
 from vlab import data
 from vlab.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
-VAE = str(ROOT / "configs" / "vae.yaml")
+VAE = config("vae")
 FAST = ["train.steps=120", "train.chunk_size=60", "data.n_train=300", "data.n_test=100", "data.dim=36",
         "model.hidden=[32]", "eval.iwae_k=8", "eval.iwae_points=40"]
 
@@ -66,7 +65,7 @@ def test_exam_estimators_are_unbiased(x64):
 
 
 def test_exam_run_checks_pass(tmp_path):
-    code, m = _run(tmp_path, str(ROOT / "configs" / "vae_exam.yaml"), "replicates=50", "grid=5",
+    code, m = _run(tmp_path, config("vae_exam"), "replicates=50", "grid=5",
                    "samples=[1,8,64]")
     assert code == 0
     assert all(c["ok"] for c in m["checks"]), [c for c in m["checks"] if not c["ok"]]
@@ -75,7 +74,7 @@ def test_exam_run_checks_pass(tmp_path):
 
 
 def test_exam_bad_x_length(tmp_path, capsys):
-    code, _ = _run(tmp_path, str(ROOT / "configs" / "vae_exam.yaml"), "x=[1,2]")
+    code, _ = _run(tmp_path, config("vae_exam"), "x=[1,2]")
     assert code == 2 and "key 'x'" in capsys.readouterr().err
 
 
@@ -171,7 +170,7 @@ def test_vae_nan_during_training_is_a_clear_error(tmp_path, capsys):
 
 
 def test_forward_kl_covers_mass_and_reverse_wins_elbo(tmp_path):
-    code, m = _run(tmp_path, str(ROOT / "configs" / "vae_forward_kl.yaml"), "train.steps=600", "train.chunk_size=300",
+    code, m = _run(tmp_path, config("vae_forward_kl"), "train.steps=600", "train.chunk_size=300",
                    "n_test=200", "grid=1001", "hidden=[32]")
     assert code == 0 and all(c["ok"] for c in m["checks"])
     r, f = m["elbo_trained"], m["forward_kl_trained"]
@@ -194,7 +193,7 @@ def test_forward_kl_exact_measures_against_closed_form(x64):
 
 
 def test_kl_gradients_checks_pass(tmp_path):
-    code, m = _run(tmp_path, str(ROOT / "configs" / "vae_kl_gradients.yaml"), "samples=20000")
+    code, m = _run(tmp_path, config("vae_kl_gradients"), "samples=20000")
     assert code == 0 and all(c["ok"] for c in m["checks"])
     assert m["additivity"]["sum_of_dims"] == pytest.approx(m["additivity"]["full_covariance"], abs=1e-10)
 
@@ -210,5 +209,5 @@ def test_kl_gradients_figure_labels_both_axes_of_each_panel(x64):
 
 
 def test_kl_gradients_bad_pairs(tmp_path, capsys):
-    code, _ = _run(tmp_path, str(ROOT / "configs" / "vae_kl_gradients.yaml"), "mu=[1,2]", "sigma=[1]")
+    code, _ = _run(tmp_path, config("vae_kl_gradients"), "mu=[1,2]", "sigma=[1]")
     assert code == 2 and "key 'sigma'" in capsys.readouterr().err

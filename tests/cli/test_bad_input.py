@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CONFIGS, ROOT, config
 
 from vlab import data
 from vlab.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
-KL = str(ROOT / "configs" / "kl_fit.yaml")
-VAE = str(ROOT / "configs" / "vae.yaml")
-GAN = str(ROOT / "configs" / "gan_gaussian_1d.yaml")
+KL = config("kl_fit")
+VAE = config("vae")
+GAN = config("gan_gaussian_1d")
 SMALL_VAE = ["train.steps=20", "data.n_train=64", "data.n_test=32", "eval.iwae_points=0", "n_seeds=1"]
 
 
@@ -128,7 +128,7 @@ CASES = [
     # --out
     ("out under /proc", lambda t: ["run", KL, "--out", "/proc/vlab-x"], ["--out '/proc/vlab-x'", "cannot be created"]),
     ("out under a file", lambda t: ["run", KL, "--out", "/etc/hostname/sub"], ["--out '/etc/hostname/sub'"]),
-    ("out not empty", lambda t: ["run", KL, "--out", str(ROOT / "configs")], ["already exists and is not empty"]),
+    ("out not empty", lambda t: ["run", KL, "--out", str(CONFIGS)], ["already exists and is not empty"]),
     # data
     ("data root missing", lambda t: ["run", VAE, "data.source=idx", f"data.root={t / 'nowhere'}"],
      ["data.root", "does not exist"]),
@@ -144,7 +144,7 @@ CASES = [
      ["data.root", "no image"]),
     ("data file bad gzip", lambda t: ["run", VAE, "data.source=idx", f"data.root={_idx_folder(t, 'badgzip')}"],
      ["data.root", "cannot be read"]),
-    ("mnist config without its files", lambda t: ["run", str(ROOT / "configs" / "vae_mnist_iwae.yaml"),
+    ("mnist config without its files", lambda t: ["run", config("vae_mnist_iwae"),
                                                   f"data.root={t / 'mnist'}"], ["data.root", "MNIST-format"]),
     ("unknown toy set", lambda t: ["run", VAE, "data.name=spiral"], ["data.name", "'spiral'", "pinwheel", "rings"]),
     ("unknown optax optimiser", lambda t: ["run", VAE, "train.optimizer.name=adamx"],
@@ -174,7 +174,7 @@ CASES = [
     # other commands
     ("compare non-runs", lambda t: ["compare", str(t), str(t)], ["not a complete run folder"]),
     ("reproduce with no configs", lambda t: ["reproduce", "--configs", str(t)], ["holds no .yaml"]),
-    ("reproduce into a full folder", lambda t: ["reproduce", "--out", str(ROOT / "configs")], ["already exists"]),
+    ("reproduce into a full folder", lambda t: ["reproduce", "--out", str(CONFIGS)], ["already exists"]),
     ("reproduce jobs 0", lambda t: ["reproduce", "--jobs", "0"], ["--jobs", ">= 1"]),
     ("reproduce jobs not a number", lambda t: ["reproduce", "--jobs", "x"], ["--jobs", "invalid int"]),
     ("unknown command", lambda t: ["frobnicate"], ["invalid choice"]),
@@ -206,7 +206,7 @@ def test_bad_input_is_one_line_and_exit_2(build, needles, tmp_path, capsys, monk
     assert not runs.exists() or not any(runs.rglob("config.yaml"))  # no run folder left behind
     if "--out" in argv and argv[0] == "run" and "--resume" not in argv:
         out = Path(argv[argv.index("--out") + 1])
-        assert out == ROOT / "configs" or not out.exists()
+        assert out == CONFIGS or not out.exists()
 
 
 def test_a_folder_another_process_writes_is_refused(tmp_path, capsys):

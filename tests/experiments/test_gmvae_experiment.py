@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import config
 
 from vlab.cli.main import main
 from vlab.harness import metrics, plots
 
-ROOT = Path(__file__).resolve().parent.parent
-CFG = str(ROOT / "configs" / "gmvae.yaml")
+CFG = config("gmvae")
 FAST = ["train.steps=2000", "train.chunk_size=1000", "warmup_steps=500", "data.n_train=2000", "data.n_test=400",
         "seed=1", "n_seeds=1", "restarts=1", "pretrain.steps=300", "mixture.qz_fit_steps=100"]
 RANDOM_INIT = ["pretrain.kind=none", "mixture.init=random"]

@@ -14,19 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, config, metrics_of
 
 from vlab.cli.main import main
 from vlab.engine import progress
 
-ROOT = Path(__file__).resolve().parent.parent
-KL = str(ROOT / "configs" / "kl_fit.yaml")
+KL = config("kl_fit")
 ARGS = [KL, "n_inits=8", "train.steps=400", "train.chunk_size=50", "estimator.kind=mc", "figures.dpi=40", "-q"]
 
 
-def metrics_of(path: Path) -> dict:
-    m = json.loads((path / "metrics.json").read_text())
-    m.pop("timing")
-    return m
 
 
 def history_of(path: Path) -> list[dict]:
@@ -246,7 +242,7 @@ def test_an_interrupted_sweep_resumes_skipping_completed_points(tmp_path, monkey
 def test_train_time_and_steps_per_s_cover_every_segment(tmp_path, monkeypatch):
     from vlab.experiments import vae as _  # noqa: F401 - VAE metrics report steps_per_s from fit's train time
 
-    vae = str(ROOT / "configs" / "vae.yaml")
+    vae = config("vae")
     args = [vae, "train.steps=200", "train.chunk_size=20", "data.n_train=256", "data.n_test=64",
             "eval.iwae_points=0", "model.hidden=[16]", "n_seeds=1", "-q"]
     assert main(["run", *args, "--out", str(tmp_path / "full")]) == 0
@@ -266,7 +262,7 @@ def test_the_python_api_applies_the_configs_precision(tmp_path):
 
     import vlab
 
-    cls, cfg = vlab.load_config(str(ROOT / "configs" / "elastic_net.yaml"), [])
+    cls, cfg = vlab.load_config(config("elastic_net"), [])
     assert cfg.precision == "float64"
     before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", False)

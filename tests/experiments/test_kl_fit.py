@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import config
 from scipy import integrate, optimize, stats
 
 from vlab.cli.main import main
 
-KL = str(Path(__file__).resolve().parent.parent / "configs" / "kl_fit.yaml")
+KL = config("kl_fit")
 
 
 def scipy_exclusive_kl(mu, sigma, w, m, s):

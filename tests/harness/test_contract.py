@@ -12,18 +12,18 @@ import signal
 from pathlib import Path
 
 import pytest
+from helpers import CONFIGS, config
 
 from vlab.cli.main import main
 from vlab.engine import callbacks
 from vlab.harness.loading import load_config as load
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+NAMES = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 TIMES = ("timing", "steps_per_s", "compile_s", "train_s")  # wall-clock measurements differ between any two runs
 
 
 def _needs_missing_data(name: str) -> bool:
-    _, cfg = load(str(ROOT / "configs" / f"{name}.yaml"), [])
+    _, cfg = load(config(name), [])
     data = getattr(cfg, "data", None)
     root = getattr(data, "root", None)
     return getattr(data, "source", "") == "idx" and not Path(root).expanduser().is_dir()
@@ -47,12 +47,12 @@ def _history(path: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_quick_run_passes_its_checks_and_an_interrupted_run_resumes_to_it(name, quick, tmp_path, monkeypatch,
                                                                           capsys):
     if _needs_missing_data(name):
         pytest.skip(f"{name}: its data files are not on this machine")
-    config = str(ROOT / "configs" / f"{name}.yaml")
+    path = config(name)
     full = quick(name)
     metrics = json.loads((full / "metrics.json").read_text())
     failed = [c["name"] for c in metrics.get("checks", []) if not c["ok"]]
@@ -68,7 +68,7 @@ def test_quick_run_passes_its_checks_and_an_interrupted_run_resumes_to_it(name, 
     monkeypatch.setattr(callbacks.ProgressBar, "on_chunk", sigterm_after_first_chunk)
     cut = tmp_path / "cut"
     try:
-        code = main(["run", config, "--quick", "-q", "--out", str(cut)])
+        code = main(["run", path, "--quick", "-q", "--out", str(cut)])
     except SystemExit as e:
         code = e.code
     monkeypatch.undo()
@@ -83,9 +83,9 @@ def test_quick_run_passes_its_checks_and_an_interrupted_run_resumes_to_it(name, 
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_a_bad_key_is_one_line_and_status_2(name, tmp_path, capsys):
-    code = main(["run", str(ROOT / "configs" / f"{name}.yaml"), "no_such_key=1", "--out", str(tmp_path / "r")])
+    code = main(["run", config(name), "no_such_key=1", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no_such_key" in err, err
     assert not (tmp_path / "r").exists()
@@ -94,7 +94,7 @@ def test_a_bad_key_is_one_line_and_status_2(name, tmp_path, capsys):
 def _member_configs() -> list[str]:
     from vlab.harness.experiment import builtin_names, resolve
 
-    return [n for n in builtin_names() if resolve(n).member_keys and n in CONFIGS]
+    return [n for n in builtin_names() if resolve(n).member_keys and n in NAMES]
 
 
 WARM_UP = {"vae": ["objective.warmup_steps=20"]}  # gmvae's warm-up (1000 steps) outlasts its quick run
@@ -109,11 +109,11 @@ PRECISION = "precision=float64"
 def test_a_seed_by_learning_rate_sweep_is_one_program_equal_to_its_separate_runs(name, tmp_path):
     """Every row of the vmapped sweep equals the same point run on its own (rtol 1e-5), with KL warm-up where the
     experiment has one: members get their separate runs' keys, learning rates and warm-up clocks by construction."""
-    config = str(ROOT / "configs" / f"{name}.yaml")
-    _, cfg = load(config, [], quick=True)
+    path = config(name)
+    _, cfg = load(path, [], quick=True)
     lr = float(cfg.train.optimizer.lr)
     sweep = ["--sweep", "seed=0,1", "--sweep", f"train.optimizer.lr={lr:g},{2 * lr:g}"]
-    args = [config, "--quick", "n_seeds=1", PRECISION, *WARM_UP.get(name, []), *sweep, "-q"]
+    args = [path, "--quick", "n_seeds=1", PRECISION, *WARM_UP.get(name, []), *sweep, "-q"]
     assert main(["run", *args, "--out", str(tmp_path / "vmapped")]) == 0
     assert [p.name for p in (tmp_path / "vmapped").iterdir() if p.is_dir()] == ["00-vmapped"]
     assert main(["run", *args, "--separate", "--out", str(tmp_path / "separate")]) == 0

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import grimp
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def import_cycles(graph: grimp.ImportGraph, package: str) -> list[list[str]]:

@@ -12,8 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import CONFIGS, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +63,7 @@ def test_the_wheel_holds_every_config_and_no_top_level_experiments(wheel):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"vlab"}, tops
     shipped = {Path(n).name for n in names if n.startswith("vlab/configs/") and n.endswith(".yaml")}
-    assert shipped == {p.name for p in (ROOT / "configs").glob("*.yaml")}
+    assert shipped == {p.name for p in (CONFIGS).glob("*.yaml")}
     experiments = {Path(n).stem for n in names if n.startswith("vlab/experiments/") and n.endswith(".py")}
     assert experiments == {p.stem for p in (ROOT / "experiments").glob("*.py")}
     modules = {n for n in names if n.startswith("vlab/") and n.endswith(".py")}

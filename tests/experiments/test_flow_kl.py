@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import config
 from scipy import stats
 from vlab.experiments import flow_kl
 
@@ -19,7 +20,7 @@ from vlab.engine.members import Members
 from vlab.harness import flow_figures
 from vlab.harness.flow_config import FlowConfig, make_flow
 
-CFG = str(Path(__file__).resolve().parent.parent / "configs" / "flow_kl.yaml")
+CFG = config("flow_kl")
 TINY = ["n_seeds=1", "n_eval=500", "grid=24", "flow.layers=2", "flow.hidden=8", "train.steps=40",
         "train.chunk_size=20", "batch_size=64"]
 

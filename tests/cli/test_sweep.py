@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CONFIGS
 
 from vlab.cli import sweep
 from vlab.cli.main import main
 from vlab.errors import ConfigError
 
-KL = Path(__file__).resolve().parent.parent / "configs" / "kl_fit.yaml"
+KL = CONFIGS / "kl_fit.yaml"
 FAST = ["n_inits=4", "train.steps=200", "train.chunk_size=100"]
 
 
@@ -66,7 +66,7 @@ def test_every_point_is_validated_before_anything_runs(tmp_path, capsys):
     assert "unknown key 'no_such_key'" in capsys.readouterr().err
 
 
-VAE = Path(__file__).resolve().parent.parent / "configs" / "vae.yaml"
+VAE = CONFIGS / "vae.yaml"
 VAE_FAST = ["train.steps=60", "train.chunk_size=60", "data.n_train=512", "data.n_test=128", "eval.iwae_points=0",
             "model.hidden=[32]", "n_seeds=2"]
 
@@ -144,7 +144,7 @@ def test_a_short_sweep_key_is_the_one_schema_key_it_ends(tmp_path, capsys):
     assert sweep.resolve_keys({"seed": [1], "model": [2]}, VaeConfig) == {"seed": [1], "model": [2]}
     with pytest.raises(ConfigError, match="ambiguous.*optimal_d.train.steps"):
         sweep.resolve_keys({"steps": [1]}, GanConfig)
-    cfg = Path(__file__).resolve().parent.parent / "configs" / "gan_gaussian_1d.yaml"
+    cfg = CONFIGS / "gan_gaussian_1d.yaml"
     assert main(["run", str(cfg), "--sweep", "steps=10,20", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ambiguous" in err[0] and not (tmp_path / "x").exists()
@@ -201,7 +201,7 @@ WARMUP_GMVAE = ["train.steps=60", "train.chunk_size=60", "warmup_steps=40", "dat
 def test_a_learning_rate_sweep_with_warm_up_equals_its_separate_runs(config, args, tmp_path):
     """The warm-up clock ticks once per step for every member, whatever its learning rate: each row of the sweep is
     its separate run (it was not: the clock ran at lr_scale steps per step)."""
-    path = str(Path(__file__).resolve().parent.parent / "configs" / f"{config}.yaml")
+    path = config(config)
     sweep_lr = ["--sweep", "train.optimizer.lr=1e-3,4e-3"]
     assert main(["run", path, *args, *sweep_lr, "-q", "--out", str(tmp_path / "sw")]) == 0
     rows = json.loads((tmp_path / "sw" / "00-vmapped" / "metrics.json").read_text())["members"]

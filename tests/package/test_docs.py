@@ -8,10 +8,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
-PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 FENCE = re.compile(r"^```.*?^```", flags=re.S | re.M)
 CODE = re.compile(r"`[^`\n]*`")
@@ -30,7 +30,7 @@ def is_relative(target: str) -> bool:
 
 
 def experiment_modules() -> set[str]:
-    return {p.stem for p in (REPO / "experiments").glob("*.py") if p.stem != "__init__"}
+    return {p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
 
 
 def experiment_table() -> list[list[str]]:
@@ -46,10 +46,10 @@ def experiment_table() -> list[list[str]]:
 
 
 def test_pages_are_found():
-    assert README.exists() and (REPO / "docs" / "extending.md") in PAGES
+    assert README.exists() and (ROOT / "docs" / "extending.md") in PAGES
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_reaches_a_file(page):
     bad = []
     for target in links(page):
@@ -61,7 +61,7 @@ def test_every_relative_link_reaches_a_file(page):
         path = (page.parent / unquote(target)).resolve()
         if not path.exists():
             bad.append(f"{target} (no such file)")
-    assert not bad, f"{page.relative_to(REPO)}: " + "; ".join(bad)
+    assert not bad, f"{page.relative_to(ROOT)}: " + "; ".join(bad)
 
 
 def test_readme_is_short():
@@ -87,6 +87,6 @@ def test_readme_table_rows_link_to_an_experiment_page():
 
 
 def test_readme_states_the_test_command_the_ci_runs():
-    ci = (REPO / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test" in ci
     assert re.search(r"^bash scripts/test\b", README.read_text(), flags=re.M)

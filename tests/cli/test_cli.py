@@ -9,18 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import CONFIGS, config, metrics_of
 
 from vlab.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
-KL = str(ROOT / "configs" / "kl_fit.yaml")
+KL = config("kl_fit")
 FAST = ["n_inits=8", "train.steps=300", "train.chunk_size=100"]
 
 
-def metrics_of(path: Path) -> dict:
-    m = json.loads((path / "metrics.json").read_text())
-    m.pop("timing")
-    return m
 
 
 def test_run_writes_a_complete_run_folder(tmp_path, capsys):
@@ -118,9 +114,9 @@ def test_reproduce_jobs_run_configs_in_parallel_with_the_same_results(tmp_path, 
     cdir = tmp_path / "configs"
     cdir.mkdir()
     for name in ("kl_fit", "ancestral"):
-        (cdir / f"{name}.yaml").write_text((ROOT / "configs" / f"{name}.yaml").read_text())
+        (cdir / f"{name}.yaml").write_text((CONFIGS / f"{name}.yaml").read_text())
     (cdir / "broken.yaml").write_text("experiment: kl_fit\nn_inits: many\n")
-    (cdir / "no_data.yaml").write_text((ROOT / "configs" / "vae_mnist_iwae.yaml").read_text().replace(
+    (cdir / "no_data.yaml").write_text((CONFIGS / "vae_mnist_iwae.yaml").read_text().replace(
         "/usr/share/datasets/mnist", str(tmp_path / "absent")))
     code = main(["reproduce", "--quick", "--configs", str(cdir), "--out", str(tmp_path / "par"), "--jobs", "3"])
     err = capsys.readouterr().err

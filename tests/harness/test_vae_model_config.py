@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
+from helpers import config
 
 from vlab import nn
 from vlab.cli.main import main
@@ -15,7 +15,7 @@ from vlab.distributions import likelihoods
 from vlab.harness.model_config import LIKELIHOODS, ModelConfig, spec_of
 from vlab.models.vae import VAESpec, decoder_mean, init_vae
 
-VAE = str(Path(__file__).resolve().parent.parent / "configs" / "vae.yaml")
+VAE = config("vae")
 
 
 def _names(field: str) -> set[str]:
