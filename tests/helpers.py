@@ -15,5 +15,7 @@ def config(name: str) -> str:
 
 
 def metrics_of(path: Path) -> dict:
-    """A run folder's metrics.json."""
-    return json.loads((Path(path) / "metrics.json").read_text())
+    """A run folder's metrics.json without its wall-clock timings (which differ between any two runs)."""
+    metrics = json.loads((Path(path) / "metrics.json").read_text())
+    metrics.pop("timing", None)
+    return metrics

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import CONFIGS
+from helpers import CONFIGS, config
 
 from vlab.cli import sweep
 from vlab.cli.main import main
@@ -197,11 +197,11 @@ WARMUP_GMVAE = ["train.steps=60", "train.chunk_size=60", "warmup_steps=40", "dat
                 "pretrain.steps=50", "mixture.qz_fit_steps=20", "n_seeds=1", "restarts=1"]
 
 
-@pytest.mark.parametrize("config,args", [("vae", WARMUP_VAE), ("gmvae", WARMUP_GMVAE)])
-def test_a_learning_rate_sweep_with_warm_up_equals_its_separate_runs(config, args, tmp_path):
+@pytest.mark.parametrize("name,args", [("vae", WARMUP_VAE), ("gmvae", WARMUP_GMVAE)])
+def test_a_learning_rate_sweep_with_warm_up_equals_its_separate_runs(name, args, tmp_path):
     """The warm-up clock ticks once per step for every member, whatever its learning rate: each row of the sweep is
     its separate run (it was not: the clock ran at lr_scale steps per step)."""
-    path = config(config)
+    path = config(name)
     sweep_lr = ["--sweep", "train.optimizer.lr=1e-3,4e-3"]
     assert main(["run", path, *args, *sweep_lr, "-q", "--out", str(tmp_path / "sw")]) == 0
     rows = json.loads((tmp_path / "sw" / "00-vmapped" / "metrics.json").read_text())["members"]

@@ -308,7 +308,10 @@ def test_every_covariance_name_of_the_config_is_a_form_of_the_right_shape():
     # the experiment resolves mixture.covariance (a name the config validates) to a form; the mathematics has no names
     import typing
 
-    from vlab.experiments.gmvae import COVARIANCES, QZ_LOGITS, MixtureConfig
+    from vlab.experiments.gmvae import MixtureConfig
+
+    from vlab.algorithms.clustering import COVARIANCES
+    from vlab.objectives.gmvae import QZ_LOGITS
 
     hints = typing.get_type_hints(MixtureConfig)
     assert set(COVARIANCES) == set(typing.get_args(hints["covariance"]))
