@@ -78,3 +78,13 @@ def test_the_import_contracts_hold():
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+def test_the_top_level_stays_small_and_no_module_is_long():
+    """The folders carry the architecture: at most 12 modules at vlab's top level, none of vlab's or the
+    experiments' modules over 400 lines."""
+    top = sorted(p.name for p in (ROOT / "vlab").glob("*.py"))
+    assert len(top) <= 12, top
+    modules = [*(ROOT / "vlab").rglob("*.py"), *(ROOT / "experiments").glob("*.py")]
+    long = [f"{p.relative_to(ROOT)} ({n} lines)" for p in modules if (n := len(p.read_text().splitlines())) > 400]
+    assert not long, long
