@@ -65,13 +65,7 @@ class Config(BaseConfig):
 
     def check(self, prefix: str) -> None:
         check_names(self.rules, gda.RULES, f"{prefix}rules", what="rule")
-        if not self.losses:
-            raise ConfigError(f"key '{prefix}losses': value [] is not valid: expected some of "
-                              f"{', '.join(gan.LOSSES)}")
-        for loss in self.losses:
-            if loss not in gan.LOSSES:
-                raise ConfigError(f"key '{prefix}losses': value '{loss}' is not valid: expected one of "
-                                  f"{', '.join(gan.LOSSES)}")
+        check_names(self.losses, gan.LOSSES, f"{prefix}losses", what="loss", once=False)
         if not self.regularisers:
             raise ConfigError(f"key '{prefix}regularisers': value [] is not valid: expected at least one entry")
         names = [r.name for r in self.regularisers]

@@ -9,14 +9,15 @@ from typing import Any
 from vlab.errors import ConfigError
 
 
-def check_names(values: Sequence[str], table: Mapping[str, Any], key: str, *, what: str = "name") -> None:
-    """A config's list of names: non-empty, each a key of ``table``, each once; else a :class:`ConfigError`
-    naming ``key``."""
+def check_names(values: Sequence[str], table: Mapping[str, Any], key: str, *, what: str = "name",
+                once: bool = True) -> None:
+    """A config's list of names: non-empty, each a key of ``table`` and, with ``once``, each once; else a
+    :class:`ConfigError` naming ``key``."""
     expected = ", ".join(table)
     if not values:
         raise ConfigError(f"key '{key}': value [] is not valid: expected at least one of {expected}")
     for v in values:
         if v not in table:
             raise ConfigError(f"key '{key}': value '{v}' is not valid: expected one of {expected}")
-    if len(set(values)) != len(values):
+    if once and len(set(values)) != len(values):
         raise ConfigError(f"key '{key}': value {list(values)} is not valid: expected each {what} once")
