@@ -76,10 +76,10 @@ class ParallelConfig:
 class BaseConfig:
     """Keys every experiment understands."""
 
-    experiment: str = MISSING
+    experiment: str = spec(MISSING, help="the experiment this config runs (vlab list names them); required")
     seed: int = spec(0, ge=0, help="root PRNG seed")
-    device: Literal["auto", "cpu", "gpu", "tpu"] = "auto"
-    precision: Literal["float32", "float64"] = "float32"
+    device: Literal["auto", "cpu", "gpu", "tpu"] = spec("auto", help="where to run (auto: JAX's default backend)")
+    precision: Literal["float32", "float64"] = spec("float32", help="float64 switches on jax_enable_x64 for the run")
     figures: FiguresConfig = nested(FiguresConfig)
     parallel: ParallelConfig = nested(ParallelConfig)
 
