@@ -9,6 +9,14 @@ figures), ``vlab.engine`` (the training loop), and the mathematics, imported as 
 ========================  =================================================================================
 name                      what it is
 ========================  =================================================================================
+``run``                   train a config (a path, a built-in name or an object) in this process: a ``Result``
+                          with metrics, trained params, the history DataFrame and the open figures
+``resume``                continue an interrupted run folder, as a ``Result``
+``Result``                what ``run`` returns: metrics, params, history, figures, path, config
+``load_runs``             run folders (a folder, a sweep, a glob) as a DataFrame, one row per run or member
+``load_history``          one run's history as a DataFrame: a row per logged step, fit and member
+``Logger``                the protocol of a run's loggers (start, log, finish): MLflow, W&B, your own
+``TensorBoardLogger``     TensorBoard event files, one stream per member (``logging.tensorboard: true``)
 ``Experiment``            base class of an experiment: a ``Config`` schema and fixed sections (setup, init,
                           objective, evaluate, summarise, figures) that ``run(cfg, run)`` calls
 ``BaseConfig``            keys every experiment understands: experiment, seed, device, precision, figures
@@ -40,6 +48,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
+    "run": ("vlab.harness.api", "run"),
+    "resume": ("vlab.harness.api", "resume"),
+    "Result": ("vlab.harness.api", "Result"),
+    "load_runs": ("vlab.harness.tables", "load_runs"),
+    "load_history": ("vlab.harness.tables", "load_history"),
+    "Logger": ("vlab.harness.loggers", "Logger"),
+    "TensorBoardLogger": ("vlab.harness.loggers", "TensorBoardLogger"),
     "Experiment": ("vlab.harness.experiment", "Experiment"),
     "BaseConfig": ("vlab.harness.config", "BaseConfig"),
     "TrainConfig": ("vlab.harness.config", "TrainConfig"),

@@ -12,25 +12,26 @@ from helpers import CONFIGS, config
 from vlab.cli import sweep
 from vlab.cli.main import main
 from vlab.errors import ConfigError
+from vlab.harness import grids
 
 KL = CONFIGS / "kl_fit.yaml"
 FAST = ["n_inits=4", "train.steps=200", "train.chunk_size=100"]
 
 
 def test_value_specs_expand():
-    assert sweep.expand_values("a", [1, 2]) == [1, 2]
-    assert sweep.expand_values("a", 3) == [3]
-    assert sweep.expand_values("a", {"start": 0, "stop": 1, "num": 3}) == [0.0, 0.5, 1.0]
-    assert sweep.expand_values("a", {"start": 1e-3, "stop": 1e-1, "num": 3, "log": True}) == pytest.approx(
+    assert grids.expand_values("a", [1, 2]) == [1, 2]
+    assert grids.expand_values("a", 3) == [3]
+    assert grids.expand_values("a", {"start": 0, "stop": 1, "num": 3}) == [0.0, 0.5, 1.0]
+    assert grids.expand_values("a", {"start": 1e-3, "stop": 1e-1, "num": 3, "log": True}) == pytest.approx(
         [1e-3, 1e-2, 1e-1])
-    assert sweep.parse_cli(["lr=1e-3,1e-2", "w=[[0.5,0.5],[0.2,0.8]]"]) == {"lr": [1e-3, 1e-2],
+    assert grids.parse_cli(["lr=1e-3,1e-2", "w=[[0.5,0.5],[0.2,0.8]]"]) == {"lr": [1e-3, 1e-2],
                                                                           "w": [[0.5, 0.5], [0.2, 0.8]]}
-    assert len(sweep.points({"a": [1, 2, 3], "b": ["x", "y"]})) == 6
+    assert len(grids.points({"a": [1, 2, 3], "b": ["x", "y"]})) == 6
     for bad in (["lr"], ["=1,2"], ["lr="]):
         with pytest.raises(ConfigError, match="malformed"):
-            sweep.parse_cli(bad)
+            grids.parse_cli(bad)
     with pytest.raises(ConfigError, match="log range"):
-        sweep.expand_values("a", {"start": 0, "stop": 1, "num": 3, "log": True})
+        grids.expand_values("a", {"start": 0, "stop": 1, "num": 3, "log": True})
 
 
 def test_sweep_from_the_command_line_writes_a_table_and_figure(tmp_path):
@@ -140,10 +141,10 @@ def test_a_short_sweep_key_is_the_one_schema_key_it_ends(tmp_path, capsys):
     from vlab.experiments.gan_gaussian_1d import Config as GanConfig
     from vlab.experiments.vae import Config as VaeConfig
 
-    assert sweep.resolve_keys({"lr": [1]}, VaeConfig) == {"train.optimizer.lr": [1]}
-    assert sweep.resolve_keys({"seed": [1], "model": [2]}, VaeConfig) == {"seed": [1], "model": [2]}
+    assert grids.resolve_keys({"lr": [1]}, VaeConfig) == {"train.optimizer.lr": [1]}
+    assert grids.resolve_keys({"seed": [1], "model": [2]}, VaeConfig) == {"seed": [1], "model": [2]}
     with pytest.raises(ConfigError, match="ambiguous.*optimal_d.train.steps"):
-        sweep.resolve_keys({"steps": [1]}, GanConfig)
+        grids.resolve_keys({"steps": [1]}, GanConfig)
     cfg = CONFIGS / "gan_gaussian_1d.yaml"
     assert main(["run", str(cfg), "--sweep", "steps=10,20", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,6 +14,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from vlab.cli import sweep
     from vlab.errors import ConfigError
+    from vlab.harness import grids
     from vlab.harness.launch import run_experiment
     from vlab.harness.loading import config_path
 
@@ -40,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "before any KEY=VALUE")
         from vlab.harness.config import read_yaml
 
-        grid = {**sweep.from_config(read_yaml(config_path(args.config))), **sweep.parse_cli(args.sweep)}
+        grid = {**grids.from_config(read_yaml(config_path(args.config))), **grids.parse_cli(args.sweep)}
         if args.separate and not grid:
             raise ConfigError("--separate applies to a sweep: give --sweep KEY=V1,V2,... or a sweep: section")
         if grid:

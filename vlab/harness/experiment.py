@@ -76,14 +76,17 @@ class Experiment:
         with the config's ``n_seeds`` each; ``mesh`` a ("data", "sweep") :class:`jax.sharding.Mesh`. The config's
         ``precision`` and ``device`` hold for the call (float64 is switched back off afterwards)."""
         from vlab.engine import runtime
+        from vlab.harness.plots import style
 
         x64 = bool(jax.config.jax_enable_x64)
         device = runtime.configure(getattr(cfg, "device", "auto"), getattr(cfg, "precision", "float32"))
         try:
-            with jax.default_device(device):
+            with jax.default_device(device), style():
                 self.cfg, self.out, self.mesh = cfg, run, mesh
                 self.swept = bool(members)
                 self.members = self.expand_members(Members(cfg, members, self.n_seeds(cfg)))
+                if hasattr(run, "member_labels"):
+                    run.member_labels = self.members.labels()
                 return self.sections(cfg)
         finally:
             jax.config.update("jax_enable_x64", x64)

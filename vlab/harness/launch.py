@@ -8,7 +8,9 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,15 +20,17 @@ from vlab.engine.members import short_items
 from vlab.errors import ConfigError, ResourceExhausted, TrainingDiverged
 from vlab.harness.config import to_dict, to_yaml
 from vlab.harness.loading import load_config
+from vlab.harness.loggers import Logger
 from vlab.harness.runs import CHECKPOINT_SECONDS, Run, environment, read_status, write_json
 
 EXIT_INTERRUPTED = 130
 RUNS_ROOT_ENV = "VLAB_RUNS"
 
 
-def run_experiment(config: str | None, overrides: list[str], *, out: str | None = None, resume: str | None = None,
+def run_experiment(config: Any, overrides: list[str], *, out: str | None = None, resume: str | None = None,
                    quiet: bool = False, quick: bool = False, members: list[dict] | None = None,
-                   import_s: float = 0.0) -> Path | None:
+                   import_s: float = 0.0, loggers: Sequence[Logger] = (), figures: dict | None = None,
+                   from_python: bool = False) -> Path | None:
     """Run one config (or resume a run folder) and return the run folder.
 
     ``members`` are sweep points of shape-equal keys that the experiment trains as one vmapped program
@@ -36,10 +40,13 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
     ``--out`` folder), so bad input never leaves a run folder. The folder is locked while this process writes it.
     SIGINT and SIGTERM checkpoint at the next chunk boundary, mark the run ``interrupted`` and exit with 130 and
     143; a run that fails with a :class:`ConfigError` once training has begun keeps its folder and checkpoints.
-    ``import_s`` is the time the caller took to import vlab, recorded with the run's timings.
+    ``import_s`` is the time the caller took to import vlab, recorded with the run's timings. Called
+    ``from_python`` (:func:`vlab.run`), an interrupt raises :class:`KeyboardInterrupt` to the caller instead of
+    ending the process, and ``quiet`` silences the summary too.
 
     Args:
-        config: the config, a YAML path or a built-in config's name; None when resuming.
+        config: the config, a YAML path, a built-in config's name or a config object (see
+            :func:`vlab.harness.loading.load_config`); None when resuming.
         overrides: ``key=value`` overrides applied on top of the config (empty when resuming).
         out: the run folder, absent or empty; None makes a new one, ``<runs root>/<experiment>/<time>`` with the
             runs root ``$VLAB_RUNS`` or ``runs``.
@@ -49,6 +56,10 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
         members: the points of the vmapped members, one ``{key: value}`` per member, or None for a plain run
             (when resuming, the run's recorded members are used instead).
         import_s: seconds the caller spent importing vlab before calling this (default 0.0).
+        loggers: :class:`vlab.harness.loggers.Logger` objects that receive the history rows and final metrics,
+            besides those the config's ``logging`` section asks for.
+        figures: a dict that receives the run's figures by name, open, instead of their being closed once saved.
+        from_python: whether the caller is the Python API rather than the command line (default False).
 
     Returns:
         The run folder (on a process other than 0 of a run over many processes, its scratch folder).
@@ -85,7 +96,12 @@ def run_experiment(config: str | None, overrides: list[str], *, out: str | None 
             run.close()
         raise
     try:
-        return _train_in(run, cls, cfg, device, mesh, members, previous, t_start, import_s)
+        run.loggers = [*config_loggers(cfg), *loggers]
+        run.keep_figures = figures is not None
+        path = _train_in(run, cls, cfg, device, mesh, members, previous, t_start, import_s, from_python)
+        if figures is not None:
+            figures.update(run.open_figures)
+        return path
     finally:
         run.close()
 
@@ -120,6 +136,28 @@ def _open_for_resume(resume: str, quiet: bool, lock: bool = True):
         run.close()
         raise
     return run, previous, cls, cfg
+
+
+def config_loggers(cfg) -> list[Logger]:
+    """The loggers a config's ``logging`` section asks for (``logging.tensorboard: true``)."""
+    section = getattr(cfg, "logging", None)
+    if section is not None and getattr(section, "tensorboard", False):
+        from vlab.harness.loggers import TensorBoardLogger
+
+        return [TensorBoardLogger()]
+    return []
+
+
+def _finish_loggers(run, metrics: dict, status: str) -> None:
+    """Every logger's ``finish``, each even when an earlier one fails (the first failure is raised after)."""
+    error = None
+    for logger in run.loggers:
+        try:
+            logger.finish(metrics, status)
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the other loggers are closed
+            error = error or e
+    if error is not None and status == "complete":
+        raise error
 
 
 def check_inputs(cfg) -> None:
@@ -167,8 +205,11 @@ def _discard(run) -> None:
             child.unlink(missing_ok=True)
 
 
-def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: float, import_s: float) -> Path:
+def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: float, import_s: float,
+              from_python: bool) -> Path:
     import jax
+
+    from vlab.harness.loggers import RunInfo
 
     segments = list(previous.get("segments", []))
     run.timings["import"] = import_s
@@ -182,7 +223,12 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
     def end_segment(status: str, **extra) -> None:
         seg = {"seconds": round(time.perf_counter() - t_start, 3), "ended": status}
         run.set_status(status, segments=[*segments, seg], **extra)
+        if status != "complete":
+            _finish_loggers(run, {}, status)
 
+    info = RunInfo(run.path, cfg.experiment, to_dict(cfg), bool(run.resume))
+    for logger in run.loggers:
+        logger.start(info)
     try:
         with interrupts.handle_signals(), jax.default_device(device):
             try:
@@ -197,6 +243,7 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
         elif any(run.path.glob("checkpoints/*.npz")):  # training had begun: keep what it wrote
             end_segment("failed", error=str(e))
         else:
+            _finish_loggers(run, {}, "failed")
             _discard(run)
         raise
     except TrainingDiverged as e:
@@ -205,6 +252,10 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
     except KeyboardInterrupt as e:
         signame = e.signal_name if isinstance(e, interrupts.Interrupted) else "SIGINT"
         end_segment("interrupted", signal=signame)
+        if from_python:
+            print(f"vlab.run: interrupted by {signame}; continue with: vlab.resume({str(run.path)!r})",
+                  file=sys.stderr)
+            raise
         print(f"vlab run: interrupted by {signame}; continue with: vlab run --resume {run.path}", file=sys.stderr)
         raise SystemExit(e.exit_status if isinstance(e, interrupts.Interrupted) else EXIT_INTERRUPTED) from None
     except BaseException as e:
@@ -221,7 +272,8 @@ def _train_in(run, cls, cfg, device, mesh, members, previous: dict, t_start: flo
         metrics["checks"] = run.checks
     write_json(run.path / "metrics.json", metrics)
     end_segment("complete", figures=run.figures)
-    if jax.process_index() != 0:
+    _finish_loggers(run, metrics, "complete")
+    if jax.process_index() != 0 or (from_python and run.quiet):
         return run.path
     failed = [c["name"] for c in run.checks if not c["ok"]]
     _print_summary(cls, cfg, metrics, members)

@@ -1,18 +1,24 @@
 """One figure style for every experiment: sizes, a colour-blind-safe palette, saving.
 
 The palette is Okabe & Ito's (2008) eight colours, distinguishable under the common colour-vision deficiencies.
+
+Importing this module changes nothing of the user's matplotlib: no backend is chosen (only the ``vlab`` command
+picks Agg) and the style is applied through :func:`style`, a :func:`matplotlib.rc_context`, never by writing the
+global ``rcParams``. Figures are :class:`matplotlib.figure.Figure` objects that pyplot does not manage: a notebook
+shows one when it is displayed, nothing pops up or piles up behind the user's back, and a figure lives as long as
+something refers to it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
@@ -31,31 +37,51 @@ STYLE = {
     "image.cmap": "viridis",
 }
 
+_SUBPLOTS_KEYS = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw", "gridspec_kw")
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """vlab's figure style for the block (``matplotlib.rc_context(STYLE)``); the user's ``rcParams`` are as they
+    were afterwards. The harness draws and saves every experiment's figures inside it."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
 
 def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None, **kwargs: Any):
-    """``plt.subplots`` in vlab's style; ``size`` defaults to 4.5 x 3.5 inches per panel."""
-    plt.rcParams.update(STYLE)
+    """``(fig, axes)`` as ``plt.subplots`` gives, in vlab's style, as a :class:`~matplotlib.figure.Figure` that
+    pyplot does not manage; ``size`` defaults to 4.5 x 3.5 inches per panel. ``kwargs`` go to
+    :meth:`Figure.subplots` (``sharex``, ``squeeze``, ``gridspec_kw``, ...) or to the figure (``layout``, ...)."""
     if size is None:
         size = (4.5 * ncols, 3.5 * nrows)
-    return plt.subplots(nrows, ncols, figsize=size, **kwargs)
+    grid = {k: kwargs.pop(k) for k in _SUBPLOTS_KEYS if k in kwargs}
+    with style():
+        fig = Figure(figsize=size, **kwargs)
+        return fig, fig.subplots(nrows, ncols, **grid)
 
 
-def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: int = 150) -> Path:
-    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first), close it and return the PNG's path.
+def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: int = 150, *,
+         close: bool = True) -> Path:
+    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first) and return the PNG's path; ``close``
+    also closes it when pyplot manages it (figures of :func:`figure` need no closing).
 
     A figure with a layout of its own keeps it: one made with ``figure(..., layout="constrained")`` (which makes room
     for figure legends placed ``loc="outside ..."`` and for colourbars shared by several panels), or one already
     laid out by ``fig.tight_layout(rect=...)``. Any other is laid out tight here.
     """
     path = Path(path)
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
     out = []
-    for fmt in ("png", *[f for f in formats if f != "png"]):
-        p = path.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=dpi)
-        out.append(p)
-    plt.close(fig)
+    with style():
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
+        for fmt in ("png", *[f for f in formats if f != "png"]):
+            p = path.with_suffix(f".{fmt}")
+            fig.savefig(p, dpi=dpi)
+            out.append(p)
+    if close and getattr(fig.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return out[0]
 
 

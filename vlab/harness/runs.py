@@ -160,6 +160,10 @@ class Run:
         self.figures: list[str] = []
         self.figure_formats: tuple[str, ...] = ("png",)
         self.figure_dpi = 150
+        self.keep_figures = False
+        self.open_figures: dict[str, Any] = {}
+        self.loggers: list[Any] = []
+        self.member_labels: list[dict] | None = None
         self._history = None
         make_folder(self.path)
         self._lock = FolderLock(self.path)
@@ -229,6 +233,22 @@ class Run:
         if lines:
             with open(self.path / "history.jsonl", "a") as f:
                 f.write("\n".join(lines) + "\n")
+        for logger in self.loggers:
+            for row in rows:
+                logger.log(self.history_row(row))
+
+    def history_row(self, row: dict) -> Any:
+        """A history row as a :class:`vlab.harness.loggers.HistoryRow`: its member's label (from
+        ``member_labels``) apart from its values; a run of one member has no member."""
+        from vlab.harness.loggers import HistoryRow
+
+        member = row.get("member")
+        labels = self.member_labels
+        label = dict(labels[member]) if member is not None and labels and member < len(labels) else {}
+        values = {k: v for k, v in row.items() if k not in ("fit", "step", "member") and k not in label}
+        if member is not None and labels is not None and len(labels) == 1:
+            member, label = None, {}
+        return HistoryRow(str(row.get("fit", "")), int(row.get("step", 0)), member, label, values)
 
     def truncate_history(self, fit: str, after_step: int) -> int:
         """Drop rows of ``fit`` logged after ``after_step`` (rows a resumed run will write again), and any line cut
@@ -250,11 +270,14 @@ class Run:
         return len(lines) - len(keep)
 
     def save_figure(self, fig: Any, name: str) -> Path:
-        """Save a matplotlib figure as ``name.png`` (and the config's other ``figures.format``) and close it."""
+        """Save a matplotlib figure as ``name.png`` (and the config's other ``figures.format``); with
+        ``keep_figures`` the figure is kept, open, in ``open_figures[name]``, else closed."""
         from vlab.harness.plots import save
 
-        path = save(fig, self.path / name, self.figure_formats, self.figure_dpi)
+        path = save(fig, self.path / name, self.figure_formats, self.figure_dpi, close=not self.keep_figures)
         self.figures.append(path.name)
+        if self.keep_figures:
+            self.open_figures[name] = fig
         return path
 
     def check(self, name: str, value: float, reference: float, tol: float) -> bool:
