@@ -25,9 +25,9 @@ from vlab.harness.optimizers import OptimizerConfig, build_optimizer
 from vlab.trees import schema_keys, schema_path_of_type
 
 __all__ = [
-    "QUICK_KEY", "BaseConfig", "FiguresConfig", "OptimizerConfig", "ParallelConfig", "TrainConfig", "build_optimizer",
-    "merge", "nested", "parse_overrides", "read_yaml", "resolve_key", "resolve_override_keys", "spec", "to_dict",
-    "to_yaml", "validate",
+    "QUICK_KEY", "BaseConfig", "FiguresConfig", "LoggingConfig", "OptimizerConfig", "ParallelConfig", "TrainConfig",
+    "build_optimizer", "merge", "nested", "parse_overrides", "read_yaml", "resolve_key", "resolve_override_keys",
+    "spec", "to_dict", "to_yaml", "validate",
 ]
 
 QUICK_KEY = "quick"
@@ -73,6 +73,14 @@ class ParallelConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Where the run's curves go besides its folder's history.jsonl."""
+
+    tensorboard: bool = spec(False, help="write TensorBoard event files in <run>/tensorboard, one stream per "
+                             "member (also: vlab run --tensorboard)")
+
+
+@dataclass
 class BaseConfig:
     """Keys every experiment understands."""
 
@@ -82,6 +90,7 @@ class BaseConfig:
     precision: Literal["float32", "float64"] = spec("float32", help="float64 switches on jax_enable_x64 for the run")
     figures: FiguresConfig = nested(FiguresConfig)
     parallel: ParallelConfig = nested(ParallelConfig)
+    logging: LoggingConfig = nested(LoggingConfig)
 
 
 # --------------------------------------------------------------------------------------------- loading
