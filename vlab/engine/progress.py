@@ -1,4 +1,5 @@
-"""Progress on long work: a tqdm bar on a terminal, plain periodic lines otherwise."""
+"""Progress on long work: a tqdm bar on a terminal, tqdm's notebook bar in a Jupyter kernel, plain periodic lines
+otherwise."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import time
 class Progress:
     """Report ``done`` out of ``total`` steps with the latest metrics.
 
-    On a terminal this is a tqdm bar on stderr; when stderr is not a terminal (a log file, CI) it prints one plain
-    line at most every ``every_s`` seconds, and at the end.
+    On a terminal this is a tqdm bar on stderr; in a Jupyter kernel tqdm's notebook widget (a text bar when
+    ipywidgets is missing); anywhere else (a log file, CI) one plain line at most every ``every_s`` seconds, and
+    at the end.
     """
 
     def __init__(self, total: int, desc: str, *, enabled: bool = True, every_s: float = 5.0, start: int = 0):
@@ -18,8 +20,10 @@ class Progress:
         self.done = start
         self.t0 = self.last = time.perf_counter()
         self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
+        if enabled and in_notebook():
+            self.bar = _notebook_bar(total=total, initial=start, desc=desc, unit="step")
+        elif enabled and sys.stderr.isatty():
+            from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
 
@@ -41,3 +45,23 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where stderr is no terminal but a bar
+    still draws."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _notebook_bar(**kwargs):
+    """tqdm's notebook widget, or its text bar when ipywidgets is not installed."""
+    try:
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(**kwargs, leave=True)
+    except ImportError:
+        from tqdm import tqdm
+
+        return tqdm(**kwargs, leave=False, file=sys.stderr)

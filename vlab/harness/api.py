@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vlab.errors import ConfigError
-from vlab.harness.launch import headline_metrics, run_experiment
+from vlab.harness.launch import format_value, headline_metrics, run_experiment
 from vlab.harness.loading import SWEEP_KEY, as_raw, load_config
 
 
@@ -54,8 +54,7 @@ class Result:
         return headline_metrics(self.experiment, self.metrics) if isinstance(self.experiment, type) else {}
 
     def __repr__(self) -> str:
-        head = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.headline.items()
-                         if not isinstance(v, dict))
+        head = ", ".join(f"{k}={format_value(v)}" for k, v in self.headline.items())
         ok = sum(c["ok"] for c in self.checks)
         return (f"Result({self.config.experiment}: {head or 'no headline metrics'}; {ok}/{len(self.checks)} checks; "
                 f"figures {', '.join(self.figures) or 'none'}; fits {', '.join(self.params) or 'none'}; "
