@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run every sweep point as its own compiled program (by default keys that keep shapes "
                        "equal run as one vmapped program)")
     p_run.add_argument("--quick", action="store_true", help="apply the config's 'quick:' overrides (seconds)")
+    p_run.add_argument("--tensorboard", action="store_true",
+                       help="write TensorBoard event files in <run>/tensorboard, one stream per member "
+                       "(the override logging.tensorboard=true)")
     p_run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     p_show = sub.add_parser(
@@ -147,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vlab`` console script; returns the exit status."""
+    """Entry point of the ``vlab`` console script; returns the exit status. The command line draws its figures
+    with matplotlib's Agg backend (no display needed); :func:`vlab.run` leaves the backend to the user."""
+    os.environ["MPLBACKEND"] = "Agg"
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command in ("run", "show"):  # KEY=VALUE overrides may come after options too

@@ -25,9 +25,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its own config: give no CONFIG or KEY=VALUE with it")
         if args.out:
             raise ConfigError("--resume writes into the run folder it continues: give no --out with it")
-        if args.quick or args.sweep or args.separate:
-            raise ConfigError("--resume continues a run with its own config: give no --quick, --sweep or --separate "
-                              "with it")
+        if args.quick or args.sweep or args.separate or args.tensorboard:
+            raise ConfigError("--resume continues a run with its own config: give no --quick, --sweep, --separate "
+                              "or --tensorboard with it")
         if sweep.is_sweep_folder(args.resume):
             sweep.resume_sweep(args.resume, quiet=args.quiet)
             return EXIT_OK
@@ -36,6 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.config:
             raise ConfigError("missing CONFIG: expected a YAML file or a built-in config's name, e.g. vlab run kl_fit")
         overrides = list(args.overrides)
+        if args.tensorboard:
+            overrides.append("logging.tensorboard=true")
         if "=" in args.config and not args.config.endswith((".yaml", ".yml")):
             raise ConfigError(f"first argument '{args.config}' looks like an override: expected a YAML config file "
                               "before any KEY=VALUE")

@@ -62,12 +62,22 @@ def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None =
 
 def save(fig: Any, path: str | Path, formats: tuple[str, ...] = ("png",), dpi: int = 150, *,
          close: bool = True) -> Path:
-    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first) and return the PNG's path; ``close``
-    also closes it when pyplot manages it (figures of :func:`figure` need no closing).
+    """Save ``fig`` as ``path.<fmt>`` for each format (PNG always, first), in vlab's style.
 
     A figure with a layout of its own keeps it: one made with ``figure(..., layout="constrained")`` (which makes room
     for figure legends placed ``loc="outside ..."`` and for colourbars shared by several panels), or one already
     laid out by ``fig.tight_layout(rect=...)``. Any other is laid out tight here.
+
+    Args:
+        fig: a matplotlib figure.
+        path: the file's path; its suffix is replaced by each format's.
+        formats: the formats besides PNG (any of ``png``, ``pdf``, ``svg``).
+        dpi: the raster resolution.
+        close: whether to close the figure afterwards when pyplot manages it (figures of :func:`figure` need no
+            closing: they live as long as something refers to them).
+
+    Returns:
+        The PNG's path.
     """
     path = Path(path)
     out = []
