@@ -13,6 +13,7 @@ name                      what it is
                           with metrics, trained params, the history DataFrame and the open figures
 ``resume``                continue an interrupted run folder, as a ``Result``
 ``Result``                what ``run`` returns: metrics, params, history, figures, path, config
+``explain``               every key of a config as a DataFrame: type, value, default, bounds, help (``vlab show``)
 ``load_runs``             run folders (a folder, a sweep, a glob) as a DataFrame, one row per run or member
 ``load_history``          one run's history as a DataFrame: a row per logged step, fit and member
 ``Logger``                the protocol of a run's loggers (start, log, finish): MLflow, W&B, your own
@@ -51,6 +52,7 @@ _API = {
     "run": ("vlab.harness.api", "run"),
     "resume": ("vlab.harness.api", "resume"),
     "Result": ("vlab.harness.api", "Result"),
+    "explain": ("vlab.harness.api", "explain"),
     "load_runs": ("vlab.harness.tables", "load_runs"),
     "load_history": ("vlab.harness.tables", "load_history"),
     "Logger": ("vlab.harness.loggers", "Logger"),

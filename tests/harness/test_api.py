@@ -104,8 +104,8 @@ def test_a_sweep_of_member_keys_is_one_vmapped_run_with_a_row_per_member(tmp_pat
     assert [m["train.optimizer.lr"] for m in members] == [1e-3, 3e-3]
     assert set(r.history["member"]) == {0, 1}
     assert r.history.groupby("member")["train.optimizer.lr"].first().tolist() == [1e-3, 3e-3]
-    with pytest.raises(vlab.ConfigError, match="model.latent_dim.*varies per member"):
-        vlab.run(config("vae"), quick=True, sweep={"model.latent_dim": [2, 4]})
+    with pytest.raises(vlab.ConfigError, match="model.z_dim.*varies per member"):
+        vlab.run(config("vae"), quick=True, sweep={"model.z_dim": [2, 4]})
 
 
 def test_an_interrupt_raises_to_the_caller_and_resume_finishes_the_run(tmp_path, capsys):
@@ -139,3 +139,21 @@ def test_import_vlab_imports_nothing_heavy():
            "if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_explain_lists_every_key_with_its_type_default_bounds_and_help():
+    import dataclasses
+
+    from vlab.harness.experiment import resolve
+    from vlab.trees import schema_keys
+
+    table = vlab.explain("kl_fit", ["n_inits=8"])
+    cls = resolve("kl_fit")
+    assert set(schema_keys(cls.Config)) <= set(table.index)
+    field = next(f for f in dataclasses.fields(cls.Config) if f.name == "n_inits")
+    row = table.loc["n_inits"]
+    assert (row["type"], row["value"], row["default"], row["allowed"]) == ("int", 8, field.default, "> 0")
+    assert row["help"] == field.metadata["help"] and row["changed"]
+    assert not table.loc["seed", "changed"]
+    with pytest.raises(vlab.ConfigError, match="n_inits"):
+        vlab.explain("kl_fit", ["n_inits=x"])

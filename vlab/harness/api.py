@@ -95,6 +95,22 @@ def run(config: Any, overrides: Sequence[str] = (), out: str | Path | None = Non
     return _launch(config, overrides, out=str(out), quiet=quiet, quick=quick, members=members, loggers=loggers)
 
 
+def explain(config: Any, overrides: Sequence[str] = (), *, quick: bool = False):
+    """Every key of a config, resolved with its overrides, as a ``pandas.DataFrame`` (what ``vlab show`` prints):
+    one row per key with its ``section``, ``key``, ``type``, ``value``, ``default``, ``allowed`` (bounds or
+    choices), ``help`` and ``changed`` (whether the value differs from the default). Raises :class:`ConfigError`
+    as :func:`run` would."""
+    import pandas as pd
+
+    from vlab.harness.describe import NO_DEFAULT, describe
+
+    cls, cfg = load_config(config, _override_list(overrides), quick=quick)
+    rows = [{"section": r.section or "(top level)", "key": r.key, "type": r.type, "value": r.value,
+             "default": None if r.default is NO_DEFAULT else r.default, "allowed": r.bounds, "help": r.help,
+             "changed": r.changed} for r in describe(cls, cfg)]
+    return pd.DataFrame(rows).set_index("key")
+
+
 def resume(path: str | Path, quiet: bool = False, *, loggers: Sequence[Any] = ()) -> Result:
     """Continue an interrupted run folder from its last checkpoints (as ``vlab run --resume``) and return its
     :class:`Result`."""
@@ -142,6 +158,7 @@ def _launch(config: Any, overrides: list[str], **kwargs: Any) -> Result:
     from vlab.harness.tables import load_history
 
     figures: dict[str, Any] = {}
+    _display_figures_in_ipython()
     x64 = bool(jax.config.jax_enable_x64)
     try:
         path = run_experiment(config, overrides, figures=figures, from_python=True, **kwargs)
@@ -153,3 +170,25 @@ def _launch(config: Any, overrides: list[str], **kwargs: Any) -> Result:
     fits = sorted(p.stem for p in (path / "checkpoints").glob("*.npz"))
     params = {name: load_params(path, name) for name in fits}
     return Result(metrics, params, load_history(path), figures, path, cfg, cls)
+
+
+def _display_figures_in_ipython() -> None:
+    """In IPython or Jupyter, let a :class:`~matplotlib.figure.Figure` that is a cell's value show as a PNG, as
+    ``%matplotlib inline`` would, unless the user has registered a PNG display of figures already. A figure vlab
+    draws is not pyplot's, so nothing else would display it."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None:
+        return
+    from functools import partial
+
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        png.for_type(Figure, partial(print_figure, fmt="png", bbox_inches="tight", base64=True))
