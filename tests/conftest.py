@@ -26,8 +26,8 @@ def _restore_x64():
 
 @pytest.fixture(autouse=True)
 def _close_figures():
-    """Tests that inspect a figure leave it open; close every figure after each test, so a worker that runs many
-    files does not pile them up."""
+    """vlab's figures are not pyplot's, but a test may draw with pyplot itself: close every pyplot figure after each
+    test, so a worker that runs many files does not pile them up."""
     yield
     import sys
 

@@ -199,13 +199,11 @@ def test_kl_gradients_checks_pass(tmp_path):
 
 
 def test_kl_gradients_figure_labels_both_axes_of_each_panel(x64):
-    import matplotlib.pyplot as plt
     from vlab.experiments.vae_kl_gradients import gradient_figure
 
     fig = gradient_figure(jnp.float64, jax.random.key(1))
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
         ("mu (sigma = 1.3)", "dKL/dmu"), ("sigma (mu = 0.5)", "dKL/dsigma")]
-    plt.close(fig)
 
 
 def test_kl_gradients_bad_pairs(tmp_path, capsys):

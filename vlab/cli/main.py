@@ -150,9 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vlab`` console script; returns the exit status. The command line draws its figures
-    with matplotlib's Agg backend (no display needed); :func:`vlab.run` leaves the backend to the user."""
-    os.environ["MPLBACKEND"] = "Agg"
+    """Entry point of the ``vlab`` console script; returns the exit status. Its figures are not pyplot's, so they
+    need no display and no backend choice."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command in ("run", "show"):  # KEY=VALUE overrides may come after options too

@@ -243,7 +243,8 @@ class Experiment:
         self.out.warn(message)
 
     def save_figure(self, fig: Any, name: str) -> None:
-        """Save ``fig`` as ``name`` in the run folder (in every configured format) and close it."""
+        """Save ``fig`` as ``name`` in the run folder (in every configured format); :func:`vlab.run` also returns
+        it, open, in ``Result.figures[name]``."""
         self.out.save_figure(fig, name)
 
     def member_title(self, i: int = 0) -> str:
