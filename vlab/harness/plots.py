@@ -2,9 +2,9 @@
 
 The palette is Okabe & Ito's (2008) eight colours, distinguishable under the common colour-vision deficiencies.
 
-Importing this module changes nothing of the user's matplotlib: no backend is chosen (the figures are not
-pyplot's and need none) and the style is applied through :func:`style`, a :func:`matplotlib.rc_context`, never by
-writing the global ``rcParams``. Figures are :class:`matplotlib.figure.Figure` objects that pyplot does not manage: a notebook
+Importing this module changes nothing of the user's matplotlib: no backend is chosen (the figures are not pyplot's
+and need none) and the style is applied through :func:`style`, a :func:`matplotlib.rc_context`, never by writing the
+global ``rcParams``. Figures are :class:`matplotlib.figure.Figure` objects that pyplot does not manage: a notebook
 shows one when it is displayed, nothing pops up or piles up behind the user's back, and a figure lives as long as
 something refers to it.
 """
