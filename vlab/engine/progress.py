@@ -47,12 +47,17 @@ class Progress:
             self.bar.close()
 
 
+def ipython_shell():
+    """The running IPython shell (a terminal's, or a Jupyter kernel's), or None outside IPython; IPython is never
+    imported here."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+
+
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where stderr is no terminal but a bar
     still draws."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    return type(ipython_shell()).__name__ == "ZMQInteractiveShell"
 
 
 def _notebook_bar(**kwargs):

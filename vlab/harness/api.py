@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class Result:
     figures: dict[str, Any]
     path: Path
     config: Any
-    experiment: type = field(repr=False, default=object)
+    experiment: type
 
     @property
     def checks(self) -> list[dict]:
@@ -51,7 +51,7 @@ class Result:
     @property
     def headline(self) -> dict:
         """The experiment's headline metrics (the summary line's)."""
-        return headline_metrics(self.experiment, self.metrics) if isinstance(self.experiment, type) else {}
+        return headline_metrics(self.experiment, self.metrics)
 
     def __repr__(self) -> str:
         head = ", ".join(f"{k}={format_value(v)}" for k, v in self.headline.items())
@@ -176,10 +176,9 @@ def _display_figures_in_ipython() -> None:
     """In IPython or Jupyter, let a :class:`~matplotlib.figure.Figure` that is a cell's value show as a PNG, as
     ``%matplotlib inline`` would, unless the user has registered a PNG display of figures already. A figure vlab
     draws is not pyplot's, so nothing else would display it."""
-    import sys
+    from vlab.engine.progress import ipython_shell
 
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    shell = ipython_shell()
     if shell is None:
         return
     from functools import partial

@@ -233,9 +233,11 @@ class Run:
         if lines:
             with open(self.path / "history.jsonl", "a") as f:
                 f.write("\n".join(lines) + "\n")
-        for logger in self.loggers:
-            for row in rows:
-                logger.log(self.history_row(row))
+        if self.loggers:
+            structured = [self.history_row(row) for row in rows]
+            for logger in self.loggers:
+                for row in structured:
+                    logger.log(row)
 
     def history_row(self, row: dict) -> Any:
         """A history row as a :class:`vlab.harness.loggers.HistoryRow`: its member's label (from
