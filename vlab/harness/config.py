@@ -165,6 +165,9 @@ def _explain(msg: str) -> str:
     m = re.match(r"Value '(.*)' of type '.*' could not be converted to (\w+)", msg)
     if m:
         return f"value '{m.group(1)}' is not valid: expected {_TYPE_NAMES.get(m.group(2), m.group(2))}"
+    m = re.match(r"Value '(.*)' is not a valid bool", msg)
+    if m:
+        return f"value '{m.group(1)}' is not valid: expected true or false"
     m = re.match(r"Invalid value '(.*)', expected one of \[(.*)\]", msg)
     if m:
         return f"value '{m.group(1)}' is not valid: expected one of {m.group(2).replace(chr(39), '')}"
